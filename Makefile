@@ -1,0 +1,46 @@
+# grutext: `make demo` and `make test` do all set-up on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+DATA ?= ../shared/data
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: install demo test test-slow lint bench clean
+
+install: $(VENV)/.installed
+
+# torch is pinned by constraints.txt (a CPU wheel); pyproject.toml keeps a broad range.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+data/bbc/train: data/bbc/prepare.py | install
+	$(PY) data/bbc/prepare.py
+
+demo: install data/bbc/train
+	$(BIN)/grutext train data/bbc --output models/bbc --overwrite
+	$(BIN)/grutext evaluate --model models/bbc data/bbc
+	printf '%s\n' \
+	  "Shares in the bank rose after profits beat forecasts for the third quarter." \
+	  "The striker scored twice as United won the cup final." \
+	  "The new phone has a faster chip and a better camera." \
+	  | $(BIN)/grutext predict --model models/bbc --format tsv
+	$(BIN)/grutext info --model models/bbc
+
+lint: install
+	$(BIN)/ruff check grutext tests bench data
+	$(BIN)/ruff format --check grutext tests bench data
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+# Trains on real data from $(DATA) (../shared/data); skipped where that folder is missing.
+test-slow: install
+	GRUTEXT_DATA=$(DATA) $(BIN)/pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""`python -m grutext` runs the CLI."""
+
+from grutext.cli import main
+
+main()

@@ -1,0 +1,253 @@
+"""The checkpoint directory: JSON + tokenizer.json + safetensors, written atomically, checked on load.
+
+    models/<name>/
+      config.json        format_version, grutext_version, model/tokenizer/train/data sections
+      tokenizer.json     the trained tokenizer (normalizer, pre-tokenizer, vocabulary, truncation)
+      model.safetensors  weights
+      labels.json        label names; index == class id
+      metrics.json       scores of the saved model (informational)
+
+Nothing here is ever unpickled. Sizes in config.json are bounded by the config dataclasses and shapes are
+compared on the meta device before a single weight is allocated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
+
+from grutext import __version__
+from grutext.config import FORMAT_VERSION, ModelConfig, TokenizerConfig, from_dict, to_dict
+from grutext.errors import CheckpointError, ConfigError
+from grutext.model import GRUClassifier
+
+CONFIG_FILE = "config.json"
+TOKENIZER_FILE = "tokenizer.json"
+WEIGHTS_FILE = "model.safetensors"
+LABELS_FILE = "labels.json"
+METRICS_FILE = "metrics.json"
+TRAINER_STATE_DIR = "trainer_state"
+REQUIRED_FILES = (CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, LABELS_FILE)
+MAX_JSON_BYTES = 16 * 2**20
+MAX_TOKENIZER_BYTES = 512 * 2**20
+
+
+@dataclass
+class Checkpoint:
+    """A loaded, checked checkpoint, ready for inference."""
+
+    path: Path
+    model: GRUClassifier
+    tokenizer: Tokenizer
+    tokenizer_config: TokenizerConfig
+    model_config: ModelConfig
+    labels: list[str]
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+def _is_nonempty_dir(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+def check_output_dir(path: Path, overwrite: bool) -> None:
+    """Fail before training, not after it, when the checkpoint could not be written."""
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"--output {path} is a file; choose a directory path")
+    if _is_nonempty_dir(path) and not overwrite:
+        raise CheckpointError(f"--output {path} exists and is not empty; pass --overwrite or choose another path")
+    parent = path.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=f".{path.name}.probe-", dir=parent)
+        os.rmdir(probe)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write to {parent}: {exc.strerror}; choose another --output") from None
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_atomically(path: Path, overwrite: bool, fill: Callable[[Path], None]) -> Path:
+    """Fill a temporary sibling directory, then rename it into place; a failure leaves `path` as it was."""
+    check_output_dir(path, overwrite)
+    parent = path.absolute().parent
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=parent))
+    old: Path | None = None
+    try:
+        fill(tmp)
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                with open(file, "rb") as fh:
+                    os.fsync(fh.fileno())
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=parent))
+            os.replace(path, old / "previous")
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not path.exists():
+            os.replace(old / "previous", path)  # put the previous checkpoint back
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def save(
+    path: Path,
+    *,
+    model: GRUClassifier,
+    tokenizer: Tokenizer,
+    tokenizer_config: TokenizerConfig,
+    labels: list[str],
+    sections: dict[str, Any],
+    metrics: dict[str, Any],
+    overwrite: bool,
+    extra: Callable[[Path], None] | None = None,
+) -> Path:
+    """Write a complete checkpoint directory atomically. `sections` adds e.g. train/data to config.json."""
+    config = {
+        "format_version": FORMAT_VERSION,
+        "grutext_version": __version__,
+        "model": to_dict(model.cfg),
+        "tokenizer": to_dict(tokenizer_config),
+        **sections,
+    }
+
+    def fill(tmp: Path) -> None:
+        _write_json(tmp / CONFIG_FILE, config)
+        tokenizer.save(str(tmp / TOKENIZER_FILE))
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "grutext_version": __version__})
+        _write_json(tmp / LABELS_FILE, labels)
+        _write_json(tmp / METRICS_FILE, metrics)
+        if extra is not None:
+            extra(tmp)
+
+    return write_atomically(path, overwrite, fill)
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Parse a bounded JSON file; any failure is a CheckpointError naming the file."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise CheckpointError(f"{path} is {size} bytes, more than a {what} can be; the checkpoint is damaged")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); the checkpoint is damaged, retrain it") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def load(path: str | Path, device: torch.device | None = None) -> Checkpoint:
+    """Load and check a checkpoint directory; every problem is a CheckpointError saying what to do."""
+    root = Path(path)
+    if not root.exists():
+        raise CheckpointError(f"no checkpoint at {root}; train one with `grutext train DATA --output {root}`")
+    if not root.is_dir():
+        raise CheckpointError(f"{root} is a file; --model takes a checkpoint directory")
+    missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {root} is incomplete: missing {', '.join(missing)}; retrain, or copy the whole directory"
+        )
+    config = read_json(root / CONFIG_FILE, "config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{root / CONFIG_FILE} must hold a JSON object")
+    version = config.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{root / CONFIG_FILE} has no valid format_version; the checkpoint is damaged")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {root} has format_version {version}, newer than this grutext reads ({FORMAT_VERSION}); "
+            "upgrade grutext (pip install -U grutext)"
+        )
+    try:
+        model_cfg = from_dict(ModelConfig, config.get("model"), f"{root / CONFIG_FILE} [model]")
+        tok_cfg = from_dict(TokenizerConfig, config.get("tokenizer"), f"{root / CONFIG_FILE} [tokenizer]")
+    except ConfigError as exc:
+        raise CheckpointError(f"{exc}; the checkpoint is damaged or was edited by hand") from None
+
+    labels = read_json(root / LABELS_FILE, "label list")
+    if (
+        not isinstance(labels, list)
+        or not all(isinstance(x, str) and x for x in labels)
+        or len(set(labels)) != len(labels)
+    ):
+        raise CheckpointError(f"{root / LABELS_FILE} must be a list of distinct, non-empty label names")
+    if len(labels) != model_cfg.num_labels:
+        raise CheckpointError(
+            f"{root / LABELS_FILE} lists {len(labels)} labels but config.json says num_labels="
+            f"{model_cfg.num_labels}; the checkpoint is inconsistent, retrain it"
+        )
+
+    tokenizer = _load_tokenizer(root / TOKENIZER_FILE, model_cfg, tok_cfg)
+    model = _load_weights(root / WEIGHTS_FILE, model_cfg, device or torch.device("cpu"))
+    metrics_path = root / METRICS_FILE
+    metrics = read_json(metrics_path, "metrics file") if metrics_path.is_file() else {}
+    return Checkpoint(root, model, tokenizer, tok_cfg, model_cfg, labels, config, metrics)
+
+
+def _load_tokenizer(path: Path, model_cfg: ModelConfig, tok_cfg: TokenizerConfig) -> Tokenizer:
+    from grutext.tokenizer import configure_truncation
+
+    size = path.stat().st_size
+    if size > MAX_TOKENIZER_BYTES:
+        raise CheckpointError(f"{path} is {size} bytes, larger than any tokenizer grutext writes")
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception on malformed files
+        raise CheckpointError(f"{path} is not a valid tokenizer ({exc}); the checkpoint is damaged") from None
+    if tokenizer.get_vocab_size() != model_cfg.vocab_size:
+        raise CheckpointError(
+            f"{path} has {tokenizer.get_vocab_size()} tokens but config.json says vocab_size="
+            f"{model_cfg.vocab_size}; the checkpoint is inconsistent, retrain it"
+        )
+    configure_truncation(tokenizer, tok_cfg)  # config.json is the authority on max_length
+    return tokenizer
+
+
+def _load_weights(path: Path, cfg: ModelConfig, device: torch.device) -> GRUClassifier:
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in GRUClassifier(cfg).state_dict().items()}
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            found = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a valid safetensors file ({exc}); the checkpoint is damaged") from None
+    if found != expected:
+        missing = sorted(set(expected) - set(found))
+        wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+        extra = sorted(set(found) - set(expected))
+        details = "; ".join(
+            part
+            for part in (
+                f"missing {', '.join(missing)}" if missing else "",
+                ", ".join(f"{k} is {found[k]} not {expected[k]}" for k in wrong),
+                f"unexpected {', '.join(extra)}" if extra else "",
+            )
+            if part
+        )
+        raise CheckpointError(f"{path} does not match config.json ({details}); the checkpoint is inconsistent")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path} cannot be read ({exc}); the checkpoint is damaged") from None
+    model = GRUClassifier(cfg)
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    return model.to(device).eval()

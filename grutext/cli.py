@@ -1,0 +1,653 @@
+"""The command line: parse options, call one library function, render the result.
+
+stdout carries results (labels, JSONL, --json objects); stderr carries people's output (progress, tables).
+torch and datasets are imported inside the commands, so `grutext --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, NoReturn, TypeVar
+
+import click
+
+from grutext import __version__
+from grutext.config import (
+    CELLS,
+    DEVICES,
+    POOLINGS,
+    TOKENIZER_KINDS,
+    TRUNCATIONS,
+    ModelConfig,
+    TokenizerConfig,
+    TrainConfig,
+)
+from grutext.errors import GrutextError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def handle_errors(func: F) -> F:
+    """Expected failures become one `Error:` line and exit 1; a bug keeps its traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except GrutextError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def data_options(func: F) -> F:
+    """Options shared by every command that reads labelled data."""
+    options = [
+        click.option("--text-column", help="Column holding the texts (found automatically when unambiguous)."),
+        click.option("--label-column", help="Column holding the labels (found automatically when unambiguous)."),
+        click.option("--config-name", help="Hub datasets only: the dataset configuration (subset) to load."),
+        click.option("--revision", help="Hub datasets only: a branch, tag or commit to load."),
+        click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of local files."),
+        click.option(
+            "--on-bad-row",
+            type=click.Choice(["fail", "skip"]),
+            default="fail",
+            show_default=True,
+            help="What to do with rows whose text or label is empty or missing.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="grutext")
+def cli() -> None:
+    """grutext: train, evaluate and run GRU text classifiers from the terminal.
+
+    \b
+    Examples:
+      grutext train data/bbc --output models/bbc
+      grutext evaluate --model models/bbc data/bbc
+      cat texts.txt | grutext predict --model models/bbc
+      grutext info --model models/bbc
+    """
+
+
+# --------------------------------------------------------------------------------------------- train
+
+_T = TrainConfig()
+_M = ModelConfig(vocab_size=2, num_labels=2)
+_K = TokenizerConfig()
+
+
+@cli.command()
+@click.argument("dataset")
+@click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="Checkpoint directory to write.")
+@data_options
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=_T.epochs, show_default=True, help="Most epochs to train."
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=_T.batch_size,
+    show_default=True,
+    help="Texts per training batch.",
+)
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True, max=10),
+    default=_T.lr,
+    show_default=True,
+    help="Peak learning rate of AdamW.",
+)
+@click.option(
+    "--weight-decay",
+    type=click.FloatRange(min=0, max=10),
+    default=_T.weight_decay,
+    show_default=True,
+    help="AdamW weight decay.",
+)
+@click.option(
+    "--warmup",
+    type=click.FloatRange(min=0, max=0.9),
+    default=_T.warmup,
+    show_default=True,
+    help="Fraction of the planned steps spent warming up the learning rate.",
+)
+@click.option(
+    "--grad-clip",
+    type=click.FloatRange(min=0, min_open=True),
+    default=_T.grad_clip,
+    show_default=True,
+    help="Clip the gradient norm to this value.",
+)
+@click.option(
+    "--patience",
+    type=click.IntRange(min=0),
+    default=_T.patience,
+    show_default=True,
+    help="Stop after this many epochs without a better validation score.",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(min=0, max=0.5, min_open=True),
+    default=_T.val_fraction,
+    show_default=True,
+    help="Share of train set aside for validation when there is no validation split.",
+)
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many steps (smoke runs).")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0, max=2**32 - 1),
+    default=_T.seed,
+    show_default=True,
+    help="Seed for weights, data order and the validation carve-out.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default=_T.device,
+    show_default=True,
+    help="Where to train: auto picks cuda, then mps, then cpu.",
+)
+@click.option(
+    "--tokenizer",
+    "tokenizer_kind",
+    type=click.Choice(TOKENIZER_KINDS),
+    default=_K.kind,
+    show_default=True,
+    help="Tokenizer model trained on the training texts.",
+)
+@click.option(
+    "--vocab-size",
+    type=click.IntRange(min=10),
+    default=_K.vocab_size,
+    show_default=True,
+    help="Largest vocabulary the tokenizer may learn.",
+)
+@click.option(
+    "--max-length",
+    type=click.IntRange(min=1),
+    default=_K.max_length,
+    show_default=True,
+    help="Tokens kept per text.",
+)
+@click.option(
+    "--truncation",
+    type=click.Choice(TRUNCATIONS),
+    default=_K.truncation,
+    show_default=True,
+    help="Which tokens of a long text to keep: the head, or head and tail.",
+)
+@click.option("--lowercase/--no-lowercase", default=_K.lowercase, show_default=True, help="Lowercase texts.")
+@click.option(
+    "--embed-dim",
+    type=click.IntRange(min=1, max=8192),
+    default=_M.embed_dim,
+    show_default=True,
+    help="Token embedding size.",
+)
+@click.option(
+    "--hidden-size",
+    type=click.IntRange(min=1, max=8192),
+    default=_M.hidden_size,
+    show_default=True,
+    help="GRU hidden size (per direction).",
+)
+@click.option(
+    "--layers",
+    type=click.IntRange(min=1, max=16),
+    default=_M.layers,
+    show_default=True,
+    help="Stacked GRU layers.",
+)
+@click.option(
+    "--bidirectional/--no-bidirectional",
+    default=_M.bidirectional,
+    show_default=True,
+    help="Run a second GRU right to left.",
+)
+@click.option(
+    "--dropout",
+    type=click.FloatRange(min=0, max=0.95),
+    default=_M.dropout,
+    show_default=True,
+    help="Dropout on embeddings, between layers and before the classifier.",
+)
+@click.option(
+    "--pooling",
+    type=click.Choice(POOLINGS),
+    default=_M.pooling,
+    show_default=True,
+    help="How GRU states become one vector: last state, mean or max over time.",
+)
+@click.option("--cell", type=click.Choice(CELLS), default=_M.cell, show_default=True, help="Recurrent cell.")
+@click.option("--overwrite", is_flag=True, help="Replace --output if it exists and is not empty.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final metrics as one JSON object on stdout.")
+@handle_errors
+def train(dataset: str, output: Path, as_json: bool, overwrite: bool, **opts: Any) -> None:
+    """Train a tokenizer and a GRU classifier on DATASET and save a checkpoint.
+
+    DATASET is a Hugging Face hub id, a csv/tsv/json/jsonl/parquet/fastText .txt file (or .gz of one),
+    a directory of train/validation/test files, a folder-per-class directory, or a save_to_disk folder.
+
+    \b
+    Examples:
+      grutext train data/bbc --output models/bbc
+      grutext train reviews.csv --text-column body --label-column stars -o models/stars
+      grutext train ../shared/data/chnsenticorp -o models/chn --epochs 5
+      grutext train imdb --output models/imdb --max-length 400
+    """
+    from grutext.train import DataSpec
+    from grutext.train import train as run_train
+
+    spec = DataSpec(
+        source=dataset,
+        text_column=opts.pop("text_column"),
+        label_column=opts.pop("label_column"),
+        config_name=opts.pop("config_name"),
+        revision=opts.pop("revision"),
+        encoding=opts.pop("encoding"),
+        on_bad_row=opts.pop("on_bad_row"),
+    )
+    tok_cfg = TokenizerConfig(
+        kind=opts.pop("tokenizer_kind"),
+        vocab_size=opts.pop("vocab_size"),
+        lowercase=opts.pop("lowercase"),
+        max_length=opts.pop("max_length"),
+        truncation=opts.pop("truncation"),
+    )
+    model_keys = ("embed_dim", "hidden_size", "layers", "bidirectional", "dropout", "pooling", "cell")
+    model_options = {k: opts.pop(k) for k in model_keys}
+    cfg = TrainConfig(**opts)
+    reporter = TrainReporter(_stderr_console())
+    with reporter:
+        result = run_train(spec, tok_cfg, model_options, cfg, output, overwrite=overwrite, on_event=reporter)
+    if as_json:
+        click.echo(json.dumps({"path": str(result.path), **result.metrics}, ensure_ascii=False))
+
+
+class TrainReporter:
+    """Renders training events on stderr: a rich progress bar on a terminal, plain log lines otherwise."""
+
+    LOG_EVERY_S = 10.0
+
+    def __init__(self, console: Any) -> None:
+        self.console = console
+        self.live = console.is_terminal
+        self.progress: Any = None
+        self.task: Any = None
+        self.last_log = 0.0
+        self.val_accuracy = "-"
+
+    def __enter__(self) -> TrainReporter:
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}  val acc {task.fields[val]}  {task.fields[speed]} ex/s"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def log(self, message: str) -> None:
+        self.console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+    def __call__(self, event: Any) -> None:
+        from grutext import train as t
+
+        if isinstance(event, t.DataLoaded):
+            sizes = ", ".join(f"{k} {v}" for k, v in event.sizes.items())
+            self.log(
+                f"data: {event.source} ({sizes}); text column {event.text_column!r}, label column "
+                f"{event.label_column!r}; {len(event.labels)} labels; validation: {event.validation_from}"
+            )
+            for split, n in event.skipped.items():
+                if n:
+                    self.log(f"skipped {n} bad row(s) in {split} (--on-bad-row skip)")
+        elif isinstance(event, t.TokenizerTrained):
+            self.log(
+                f"tokenizer: {event.kind}, {event.vocab_size} tokens, {event.mean_tokens:.1f} tokens per text, "
+                f"{event.truncated:.1%} truncated ({event.seconds:.1f}s)"
+            )
+        elif isinstance(event, t.ModelBuilt):
+            self.log(f"model: {event.parameters:,} parameters on {event.device}")
+        elif isinstance(event, t.EpochStarted):
+            self.last_log = time.monotonic()
+            if self.progress is not None:
+                if self.task is not None:
+                    self.progress.remove_task(self.task)
+                self.task = self.progress.add_task(
+                    f"epoch {event.epoch}/{event.epochs}",
+                    total=event.steps,
+                    loss="-",
+                    val=self.val_accuracy,
+                    speed="-",
+                )
+        elif isinstance(event, t.StepDone):
+            if self.progress is not None:
+                self.progress.update(
+                    self.task,
+                    completed=event.step,
+                    loss=f"{event.loss:.4f}",
+                    speed=f"{event.examples_per_s:,.0f}",
+                )
+            elif time.monotonic() - self.last_log >= self.LOG_EVERY_S:
+                self.last_log = time.monotonic()
+                self.log(
+                    f"epoch {event.epoch} step {event.step}/{event.steps} loss {event.loss:.4f} "
+                    f"{event.examples_per_s:,.0f} ex/s"
+                )
+        elif isinstance(event, t.EpochDone):
+            self.val_accuracy = f"{event.val_accuracy:.4f}"
+            mark = " *" if event.improved else ""
+            self.log(
+                f"epoch {event.epoch}: train loss {event.train_loss:.4f}, val loss {event.val_loss:.4f}, "
+                f"val acc {event.val_accuracy:.4f}, val macro-F1 {event.val_macro_f1:.4f}, "
+                f"{event.seconds:.1f}s, {event.examples_per_s:,.0f} ex/s, {event.tokens_per_s:,.0f} tok/s{mark}"
+            )
+        elif isinstance(event, t.Finished):
+            m = event.metrics
+            scores = f"validation accuracy {m['validation']['accuracy']:.4f}"
+            if "test" in m:
+                scores += f", test accuracy {m['test']['accuracy']:.4f}, test macro-F1 {m['test']['macro_f1']:.4f}"
+            self.log(f"{event.stopped}; kept epoch {event.best_epoch}")
+            self.log(f"saved {event.path}: {scores}")
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+
+
+@cli.command()
+@click.option(
+    "--model", "-m", "model_dir", required=True, type=click.Path(path_type=Path), help="Checkpoint directory."
+)
+@click.argument("dataset")
+@click.option("--split", help="Split to score (default: test, or the only split there is).")
+@data_options
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Texts per batch.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object on stdout.")
+@handle_errors
+def evaluate(model_dir: Path, dataset: str, split: str | None, batch_size: int, as_json: bool, **opts: Any) -> None:
+    """Score a checkpoint on labelled DATASET (same forms as train).
+
+    Shows accuracy, macro-F1, weighted-F1, per-class precision/recall/F1 and a confusion matrix on stderr.
+
+    \b
+    Examples:
+      grutext evaluate --model models/bbc data/bbc
+      grutext evaluate -m models/sst2 ../shared/data/sst2 --split validation --json
+    """
+    from grutext.checkpoint import load
+    from grutext.data import load_labelled, pick_split
+    from grutext.evaluate import evaluate as run_evaluate
+
+    checkpoint = load(model_dir)
+    data = load_labelled(dataset, **opts)
+    name, chosen = pick_split(data, split)
+    metrics = run_evaluate(checkpoint, chosen, batch_size)
+    if as_json:
+        click.echo(json.dumps({"split": name, **metrics}, ensure_ascii=False))
+    else:
+        render_metrics(_stderr_console(), metrics, f"{dataset} [{name}]")
+
+
+def render_metrics(console: Any, metrics: dict[str, Any], title: str) -> None:
+    """Summary line, per-class table and confusion matrix; label names are shown verbatim (no rich markup)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    console.print(
+        f"{title}: {metrics['n']} texts, accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
+        f"weighted-F1 {metrics['weighted_f1']:.4f}",
+        markup=False,
+        soft_wrap=True,
+    )
+    per_class = Table(title="per class")
+    for column in ("label", "precision", "recall", "F1", "support"):
+        per_class.add_column(column, justify="left" if column == "label" else "right")
+    for label, row in metrics["per_class"].items():
+        cells = (f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
+        per_class.add_row(escape(label), *cells)
+    console.print(per_class)
+    labels = metrics["labels"]
+    if len(labels) <= 30:
+        matrix = Table(title="confusion matrix (rows: true, columns: predicted)")
+        matrix.add_column("")
+        for label in labels:
+            matrix.add_column(escape(label), justify="right")
+        for label, row in zip(labels, metrics["confusion_matrix"], strict=True):
+            matrix.add_row(escape(label), *(str(v) for v in row))
+        console.print(matrix)
+
+
+# ------------------------------------------------------------------------------------------- predict
+
+
+def _input_format(path: str, given: str) -> str:
+    if given != "auto":
+        return given
+    if path == "-":
+        return "text"
+    from grutext.data import file_format
+
+    fmt = file_format(Path(path))
+    return {"csv": "csv", "tsv": "tsv", "jsonl": "jsonl", "json": "jsonl"}.get(fmt or "", "text")
+
+
+def _open_input(path: str) -> IO[bytes]:
+    if path == "-":
+        return sys.stdin.buffer
+    p = Path(path)
+    if p.is_dir():
+        raise click.ClickException(f"{path} is a directory; predict takes files of texts (or - for stdin)")
+    if not p.exists():
+        raise click.ClickException(f"no such file: {path}")
+    try:
+        if p.suffix.lower() == ".gz":
+            import gzip
+
+            return gzip.open(p, "rb")  # type: ignore[return-value]
+        return open(p, "rb")
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _texts(files: tuple[str, ...], input_format: str, text_column: str | None) -> Iterator[str]:
+    from grutext.data import iter_records
+
+    for path in files or ("-",):
+        stream = _open_input(path)
+        try:
+            yield from iter_records(
+                stream, _input_format(path, input_format), text_column, "stdin" if path == "-" else path
+            )
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+
+
+def _quiet_exit(code: int) -> NoReturn:
+    """Leave without flushing into a closed pipe (which would print a BrokenPipeError)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(code)
+
+
+@cli.command()
+@click.option(
+    "--model", "-m", "model_dir", required=True, type=click.Path(path_type=Path), help="Checkpoint directory."
+)
+@click.argument("files", nargs=-1, type=str)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["label", "tsv", "jsonl"]),
+    default="label",
+    show_default=True,
+    help="label: the label; tsv: label and probability; jsonl: label, score and all probabilities.",
+)
+@click.option("--top-k", type=click.IntRange(min=1), default=None, help="Show the K most likely labels.")
+@click.option("--text-column", help="Column (csv/tsv) or key (jsonl) holding the texts.")
+@click.option(
+    "--input-format",
+    type=click.Choice(["auto", "text", "csv", "tsv", "jsonl"]),
+    default="auto",
+    show_default=True,
+    help="How to read inputs; auto goes by file extension, stdin is text.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Texts per batch.")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help="Where to run the model.")
+@handle_errors
+def predict(
+    model_dir: Path,
+    files: tuple[str, ...],
+    fmt: str,
+    top_k: int | None,
+    text_column: str | None,
+    input_format: str,
+    batch_size: int,
+    device: str,
+) -> None:
+    """Label texts from FILES (one text per line; - is stdin), or from stdin when no FILES are given.
+
+    Writes exactly one line per input line, in input order, as the input streams.
+
+    \b
+    Examples:
+      cat texts.txt | grutext predict --model models/bbc
+      grutext predict -m models/bbc news.txt --format jsonl --top-k 2
+      grutext predict -m models/bbc reviews.csv --text-column body --format tsv
+    """
+    from grutext.predict import Predictor, format_prediction
+    from grutext.train import resolve_device
+
+    predictor = Predictor.load(model_dir, device=str(resolve_device(device)), batch_size=batch_size)
+    if top_k is not None:
+        top_k = min(top_k, len(predictor.labels))
+    out = sys.stdout
+    try:
+        for chunk in predictor.stream(_texts(files, input_format, text_column)):
+            out.write("".join(format_prediction(p, fmt, top_k) + "\n" for p in chunk))
+            out.flush()
+    except BrokenPipeError:
+        _quiet_exit(0)
+    except KeyboardInterrupt:
+        _quiet_exit(130)
+
+
+# ---------------------------------------------------------------------------------------------- info
+
+
+@cli.command()
+@click.option(
+    "--model", "-m", "model_dir", required=True, type=click.Path(path_type=Path), help="Checkpoint directory."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the description as one JSON object on stdout.")
+@handle_errors
+def info(model_dir: Path, as_json: bool) -> None:
+    """Describe a checkpoint: labels, size, tokenizer, architecture, training data and scores.
+
+    \b
+    Examples:
+      grutext info --model models/bbc
+      grutext info -m models/bbc --json | jq .test
+    """
+    from grutext.checkpoint import load
+
+    ckpt = load(model_dir)
+    test = ckpt.metrics.get("test", {})
+    validation = ckpt.metrics.get("validation", {})
+    described = {
+        "path": str(ckpt.path),
+        "grutext_version": ckpt.config.get("grutext_version"),
+        "format_version": ckpt.config.get("format_version"),
+        "labels": ckpt.labels,
+        "parameters": ckpt.model.num_parameters(),
+        "model": ckpt.config["model"],
+        "tokenizer": ckpt.config["tokenizer"],
+        "train": ckpt.config.get("train", {}),
+        "data": ckpt.config.get("data", {}),
+        "scores": {
+            split: {k: m[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n") if k in m}
+            for split, m in (("validation", validation), ("test", test))
+            if m
+        },
+        "best_epoch": ckpt.metrics.get("best_epoch"),
+        "train_seconds": ckpt.metrics.get("train_seconds"),
+    }
+    if as_json:
+        click.echo(json.dumps(described, ensure_ascii=False))
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(str(ckpt.path)), show_header=False)
+    m = described["model"]
+    arch = (
+        f"embedding {m['embed_dim']} -> {'bi' if m['bidirectional'] else 'uni'}directional {m['cell']} GRU "
+        f"{m['layers']}x{m['hidden_size']} -> {m['pooling']} pooling -> linear {len(ckpt.labels)}"
+    )
+    t = described["tokenizer"]
+    rows = [
+        ("labels", ", ".join(ckpt.labels)),
+        ("parameters", f"{described['parameters']:,}"),
+        ("architecture", arch),
+        ("dropout", str(m["dropout"])),
+        (
+            "tokenizer",
+            f"{t['kind']}, {m['vocab_size']} tokens, max {t['max_length']} ({t['truncation']}), "
+            f"{'lowercased' if t['lowercase'] else 'cased'}",
+        ),
+        ("training data", f"{described['data'].get('source', '?')} {described['data'].get('sizes', '')}"),
+    ]
+    for split, scores in described["scores"].items():
+        rows.append(
+            (
+                f"{split} scores",
+                ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()),
+            )
+        )
+    if described["train_seconds"] is not None:
+        rows.append(
+            (
+                "trained",
+                f"{described['train_seconds']}s, best epoch {described['best_epoch']}, "
+                f"grutext {described['grutext_version']}",
+            )
+        )
+    for key, value in rows:
+        table.add_row(key, escape(value))
+    _stderr_console().print(table)
+
+
+def main() -> None:
+    cli(prog_name="grutext")

@@ -1,0 +1,154 @@
+"""Typed, validated settings. Each CLI flag maps to one field; the resolved values go into config.json.
+
+Validation happens in `__post_init__`, so a config read back from a checkpoint is checked exactly like one
+built from flags: sizes are bounded before any tensor is allocated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from grutext.errors import ConfigError
+
+FORMAT_VERSION = 1
+
+TOKENIZER_KINDS = ("wordpiece", "bpe", "unigram", "word", "char")
+TRUNCATIONS = ("head", "head_tail")
+POOLINGS = ("last", "mean", "max")
+CELLS = ("torch",)
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# Upper bounds on sizes read from files, checked before anything is allocated.
+MAX_VOCAB = 2_000_000
+MAX_DIM = 8192
+MAX_LAYERS = 16
+MAX_LABELS = 100_000
+MAX_LENGTH = 1_000_000
+
+
+def _check_int(name: str, value: int, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{name} must be an integer from {lo} to {hi}, got {value!r}")
+
+
+def _check_float(name: str, value: float, lo: float, hi: float, lo_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = (lo < value if lo_open else lo <= value) and value <= hi
+    if not ok:
+        bound = "(" if lo_open else "["
+        raise ConfigError(f"{name} must be a number in {bound}{lo}, {hi}], got {value!r}")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def _check_bool(name: str, value: bool) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """How texts become token ids."""
+
+    kind: str = "wordpiece"
+    vocab_size: int = 30000
+    lowercase: bool = True
+    max_length: int = 256
+    truncation: str = "head"  # "head": keep the first max_length tokens; "head_tail": keep both ends
+
+    def __post_init__(self) -> None:
+        _check_choice("tokenizer.kind", self.kind, TOKENIZER_KINDS)
+        _check_int("tokenizer.vocab_size", self.vocab_size, 10, MAX_VOCAB)
+        _check_bool("tokenizer.lowercase", self.lowercase)
+        _check_int("tokenizer.max_length", self.max_length, 1, MAX_LENGTH)
+        _check_choice("tokenizer.truncation", self.truncation, TRUNCATIONS)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the network: embedding -> GRU encoder -> pooling -> dropout -> linear."""
+
+    vocab_size: int
+    num_labels: int
+    embed_dim: int = 128
+    hidden_size: int = 128
+    layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.3
+    pooling: str = "max"
+    cell: str = "torch"
+    multi_label: bool = False
+
+    def __post_init__(self) -> None:
+        _check_int("model.vocab_size", self.vocab_size, 2, MAX_VOCAB)
+        _check_int("model.num_labels", self.num_labels, 1, MAX_LABELS)
+        _check_int("model.embed_dim", self.embed_dim, 1, MAX_DIM)
+        _check_int("model.hidden_size", self.hidden_size, 1, MAX_DIM)
+        _check_int("model.layers", self.layers, 1, MAX_LAYERS)
+        _check_bool("model.bidirectional", self.bidirectional)
+        _check_float("model.dropout", self.dropout, 0.0, 0.95)
+        _check_choice("model.pooling", self.pooling, POOLINGS)
+        _check_choice("model.cell", self.cell, CELLS)
+        _check_bool("model.multi_label", self.multi_label)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and data-handling settings; none of them is needed to run a trained model."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup: float = 0.05  # fraction of the planned steps spent warming up the learning rate
+    grad_clip: float = 1.0
+    patience: int = 2
+    seed: int = 13
+    max_steps: int | None = None
+    val_fraction: float = 0.1
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check_int("train.epochs", self.epochs, 1, 100_000)
+        _check_int("train.batch_size", self.batch_size, 1, 1_000_000)
+        _check_float("train.lr", self.lr, 0.0, 10.0, lo_open=True)
+        _check_float("train.weight_decay", self.weight_decay, 0.0, 10.0)
+        _check_float("train.warmup", self.warmup, 0.0, 0.9)
+        _check_float("train.grad_clip", self.grad_clip, 0.0, 1e6, lo_open=True)
+        _check_int("train.patience", self.patience, 0, 100_000)
+        _check_int("train.seed", self.seed, 0, 2**32 - 1)
+        if self.max_steps is not None:
+            _check_int("train.max_steps", self.max_steps, 1, 10**9)
+        _check_float("train.val_fraction", self.val_fraction, 0.0, 0.5, lo_open=True)
+        _check_choice("train.device", self.device, DEVICES)
+
+
+T = TypeVar("T")
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A plain JSON-ready dict of a config dataclass."""
+    return dataclasses.asdict(obj)
+
+
+def from_dict(cls: type[T], data: object, where: str) -> T:
+    """Build a config dataclass from JSON data, refusing unknown keys so a typo or tampering is loud."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {', '.join(unknown)}")
+    try:
+        return cls(**data)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"{where}: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None

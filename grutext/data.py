@@ -1,0 +1,867 @@
+"""Open any supported source as labelled splits: pick and check the text and label columns, clean rows.
+
+Sources: a Hugging Face hub id, one file (csv, tsv, json, jsonl, parquet, fastText .txt, and .gz of each),
+a directory of split files, a folder-per-class directory, or a `save_to_disk` directory.
+
+Local text formats are parsed here rather than through `datasets.load_dataset`, so that an error can name
+the file and line, and so that nothing is cached or converted behind the user's back. `datasets` is
+imported only for hub ids, `save_to_disk` folders and parquet metadata. No torch here.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import os
+import random
+import re
+import socket
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlparse
+
+from grutext.errors import DataError
+
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+    "testing": "test",
+}
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".txt": "fasttext",
+}
+TEXT_NAMES = (
+    "text",
+    "sentence",
+    "content",
+    "review",
+    "document",
+    "comment",
+    "body",
+    "tweet",
+    "message",
+    "sms",
+)
+LABEL_NAMES = (
+    "label",
+    "labels",
+    "class",
+    "category",
+    "target",
+    "sentiment",
+    "topic",
+    "intent",
+    "emotion",
+    "y",
+)
+BAD_ROW_POLICIES = ("fail", "skip")
+FASTTEXT_PREFIX = "__label__"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+_LABEL_FORBIDDEN = re.compile(r"[\t\n\r\x00-\x1f\x7f]")
+
+
+@dataclass
+class Table:
+    """One split as named columns, plus what is needed to point at a row in an error message."""
+
+    columns: dict[str, list[Any]]
+    origin: str  # a file or dataset split, for messages
+    locations: list[str] | None = None  # per row, e.g. "line 7" or "neg/001.txt"
+    class_names: dict[str, list[str]] = field(default_factory=dict)  # ClassLabel names per column
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values()))) if self.columns else 0
+
+    def where(self, row: int) -> str:
+        loc = self.locations[row] if self.locations is not None else f"row {row + 1}"
+        return f"{self.origin}, {loc}"
+
+
+@dataclass
+class Split:
+    """Clean texts and label names. Single-label rows hold exactly one name each."""
+
+    texts: list[str]
+    labels: list[list[str]]
+    origin: str
+
+
+@dataclass
+class LabelledData:
+    """The splits a command works on, with the choices made while reading them."""
+
+    splits: dict[str, Split]
+    source: str
+    text_column: str
+    label_column: str
+    multi_label: bool
+    skipped: dict[str, int] = field(default_factory=dict)  # bad rows dropped per split (--on-bad-row skip)
+    validation_from: str = "validation split"
+
+    def label_names(self) -> list[str]:
+        """Sorted label set of the training split (numeric names sort as numbers)."""
+        names = {name for row in self.splits["train"].labels for name in row}
+        return sort_labels(names)
+
+
+def sort_labels(names: set[str]) -> list[str]:
+    """Sort label names, numerically when all of them are integers ("2" before "10")."""
+    if all(re.fullmatch(r"-?\d+", n) for n in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading files
+
+
+def _open_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise DataError(f"{path} is a directory, expected a file") from None
+    except PermissionError:
+        raise DataError(f"cannot read {path}: permission denied; check the file's permissions") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    if path.suffix.lower() == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path} is not a valid gzip file ({exc}); decompress it or fix the name") from None
+    return raw
+
+
+def decode_text(raw: bytes, origin: str, encoding: str = "utf-8") -> str:
+    """Decode a whole file; an error names the line and how to convert the file."""
+    if b"\x00" in raw[:8192] and not encoding.lower().startswith("utf-16"):
+        raise DataError(f"{origin} looks like a binary file (it holds NUL bytes), not text; check the path")
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"{origin}, line {line}: bytes that are not valid {encoding}; convert the file "
+            f"(e.g. iconv -f latin1 -t utf-8) or pass --encoding with its real encoding"
+        ) from None
+    except LookupError:
+        raise DataError(f"unknown encoding {encoding!r}; pass a Python codec name such as utf-8 or latin-1") from None
+    return text.removeprefix("\ufeff")
+
+
+def file_format(path: Path) -> str | None:
+    """The format implied by a file name, looking through a trailing .gz."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return FORMATS.get(suffixes[-1]) if suffixes else None
+
+
+def _split_of(path: Path) -> str | None:
+    """Which split a file name stands for: train.csv, dev.jsonl.gz, test-00000-of-00001.parquet ..."""
+    stem = path.name.split(".")[0].lower()
+    for alias, split in SPLIT_ALIASES.items():
+        if stem == alias or stem.startswith(alias + "-"):
+            return split
+    return None
+
+
+def read_file(path: Path, encoding: str = "utf-8") -> Table:
+    """Read one supported file into a Table."""
+    fmt = file_format(path)
+    if fmt is None:
+        known = ", ".join(sorted(FORMATS))
+        raise DataError(f"{path}: unsupported file type {''.join(path.suffixes) or '(none)'}; use one of {known}")
+    if fmt == "parquet":
+        return _read_parquet(path)
+    text = decode_text(_open_bytes(path), str(path), encoding)
+    if not text.strip():
+        raise DataError(f"{path} is empty; it needs a header or records with a text and a label")
+    if fmt in ("csv", "tsv"):
+        return _read_csv(text, str(path), "\t" if fmt == "tsv" else ",")
+    if fmt == "json" and text.lstrip().startswith("["):
+        return _read_json_array(text, str(path))
+    if fmt == "fasttext":
+        return _read_fasttext(text, str(path))
+    return _read_jsonl(text, str(path))
+
+
+def _raise_csv_limit() -> None:
+    # csv refuses fields over 128 KiB by default; a long document is not an error.
+    limit = 2**31 - 1
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:
+            limit //= 2
+
+
+def _read_csv(text: str, origin: str, delimiter: str) -> Table:
+    _raise_csv_limit()
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = next(reader)
+    except csv.Error as exc:
+        raise DataError(f"{origin}, line {reader.line_num}: malformed header ({exc})") from None
+    if len(set(header)) != len(header):
+        dupes = sorted({h for h in header if header.count(h) > 1})
+        raise DataError(f"{origin}: the header repeats column names {dupes}; give each column its own name")
+    columns: dict[str, list[Any]] = {name: [] for name in header}
+    locations: list[str] = []
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise DataError(
+                f"{origin}, line {reader.line_num}: malformed {'TSV' if delimiter == chr(9) else 'CSV'} ({exc}); "
+                "check the quoting on that line"
+            ) from None
+        if not row:
+            continue  # a blank line
+        if len(row) != len(header):
+            raise DataError(
+                f"{origin}, line {reader.line_num}: {len(row)} fields where the header has {len(header)}; "
+                "quote fields that contain the delimiter"
+            )
+        for name, value in zip(header, row, strict=True):
+            columns[name].append(value)
+        locations.append(f"line {reader.line_num}")
+    if not locations:
+        raise DataError(f"{origin} has a header ({', '.join(header)}) but no rows")
+    return Table(columns, origin, locations)
+
+
+def _rows_to_table(rows: list[dict[str, Any]], locations: list[str], origin: str) -> Table:
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    columns = {name: [row.get(name) for row in rows] for name in names}
+    return Table(columns, origin, locations)
+
+
+def _read_jsonl(text: str, origin: str) -> Table:
+    rows: list[dict[str, Any]] = []
+    locations: list[str] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{origin}, line {number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{origin}, line {number}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+        locations.append(f"line {number}")
+    if not rows:
+        raise DataError(f"{origin} holds no JSON records")
+    return _rows_to_table(rows, locations, origin)
+
+
+def _read_json_array(text: str, origin: str) -> Table:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{origin}, line {exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+        raise DataError(f"{origin}: expected a JSON array of objects or JSON Lines")
+    if not data:
+        raise DataError(f"{origin} holds an empty JSON array")
+    return _rows_to_table(data, [f"record {i + 1}" for i in range(len(data))], origin)
+
+
+def _read_fasttext(text: str, origin: str) -> Table:
+    texts: list[str] = []
+    labels: list[list[str]] = []
+    locations: list[str] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        words = line.split()
+        if not words:
+            continue
+        names = []
+        while words and words[0].startswith(FASTTEXT_PREFIX):
+            names.append(words.pop(0)[len(FASTTEXT_PREFIX) :])
+        if not names:
+            raise DataError(
+                f"{origin}, line {number}: no {FASTTEXT_PREFIX} prefix; .txt files must be in fastText form "
+                f"('{FASTTEXT_PREFIX}pos some text'), or use csv/jsonl"
+            )
+        texts.append(" ".join(words))
+        labels.append(names)
+        locations.append(f"line {number}")
+    if not texts:
+        raise DataError(f"{origin} holds no records")
+    if any(len(names) > 1 for names in labels):
+        return Table({"text": texts, "labels": labels}, origin, locations)
+    return Table({"text": texts, "label": [names[0] for names in labels]}, origin, locations)
+
+
+def _read_parquet(path: Path) -> Table:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        if path.suffix.lower() == ".gz":
+            table = pq.read_table(pa.BufferReader(_open_bytes(path)))
+        else:
+            table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path} is not a readable parquet file ({exc})") from None
+    if table.num_rows == 0:
+        raise DataError(f"{path} has columns ({', '.join(table.column_names)}) but no rows")
+    return Table(table.to_pydict(), str(path), class_names=_class_names_from_schema(table.schema))
+
+
+def _class_names_from_schema(schema: Any) -> dict[str, list[str]]:
+    """ClassLabel names that `datasets` stores in parquet metadata, so labels stay names."""
+    if not schema.metadata or b"huggingface" not in schema.metadata:
+        return {}
+    from datasets import Features
+
+    try:
+        return _class_names(Features.from_arrow_schema(schema))
+    except (ValueError, KeyError, TypeError):
+        return {}
+
+
+def _class_names(features: Any) -> dict[str, list[str]]:
+    from datasets import ClassLabel, Sequence
+
+    names: dict[str, list[str]] = {}
+    for column, feature in features.items():
+        inner = feature.feature if isinstance(feature, Sequence) else feature
+        if isinstance(feature, list) and feature:
+            inner = feature[0]
+        if isinstance(inner, ClassLabel):
+            names[column] = list(inner.names)
+    return names
+
+
+# --------------------------------------------------------------------------------------------------
+# Directories
+
+
+def _is_save_to_disk(path: Path) -> bool:
+    return (path / "dataset_dict.json").is_file() or (
+        (path / "state.json").is_file() and (path / "dataset_info.json").is_file()
+    )
+
+
+def _split_files(path: Path) -> dict[str, list[Path]]:
+    found: dict[str, list[Path]] = {}
+    for child in sorted(path.iterdir()):
+        if child.is_file() and file_format(child) is not None and (split := _split_of(child)) is not None:
+            found.setdefault(split, []).append(child)
+    for split, files in found.items():
+        formats = {file_format(f) for f in files}
+        if len(formats) > 1:
+            names = ", ".join(f.name for f in files)
+            raise DataError(f"{path}: several files for the {split} split ({names}); keep one format per split")
+    return found
+
+
+def _class_dirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _read_class_folders(root: Path, origin: str, encoding: str) -> Table:
+    texts: list[str] = []
+    labels: list[str] = []
+    locations: list[str] = []
+    for class_dir in _class_dirs(root):
+        for file in sorted(class_dir.iterdir()):
+            if not file.is_file() or file.name.startswith("."):
+                continue
+            where = f"{class_dir.name}/{file.name}"
+            texts.append(decode_text(_open_bytes(file), f"{root / where}", encoding))
+            labels.append(class_dir.name)
+            locations.append(where)
+    if not texts:
+        raise DataError(f"{root}: the class folders hold no files")
+    return Table({"text": texts, "label": labels}, origin, locations)
+
+
+def _read_directory(path: Path, encoding: str) -> dict[str, Table]:
+    if _is_save_to_disk(path):
+        return _read_save_to_disk(path)
+    split_files = _split_files(path)
+    if split_files:
+        tables: dict[str, Table] = {}
+        for split, files in split_files.items():
+            parts = [read_file(f, encoding) for f in files]
+            tables[split] = parts[0] if len(parts) == 1 else _concat(parts, f"{path}/{split}.*")
+        return tables
+    subdirs = _class_dirs(path)
+    split_dirs = {SPLIT_ALIASES[d.name.lower()]: d for d in subdirs if d.name.lower() in SPLIT_ALIASES}
+    if split_dirs and all(_class_dirs(d) for d in split_dirs.values()):
+        return {split: _read_class_folders(d, str(d), encoding) for split, d in split_dirs.items()}
+    if len(subdirs) >= 1 and not split_dirs:
+        return {"train": _read_class_folders(path, str(path), encoding)}
+    raise DataError(
+        f"{path}: found no split files (train.jsonl, test.csv, ...), no folder-per-class layout "
+        "(<label>/*.txt or train/<label>/*.txt) and no save_to_disk dataset"
+    )
+
+
+def _concat(parts: list[Table], origin: str) -> Table:
+    names: dict[str, None] = {}
+    for part in parts:
+        names.update(dict.fromkeys(part.columns))
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    locations: list[str] = []
+    for part in parts:
+        n = len(part)
+        for name in names:
+            columns[name].extend(part.columns.get(name, [None] * n))
+        locations.extend(f"{part.origin}, {part.where(i).split(', ')[-1]}" for i in range(n))
+    return Table(columns, origin, locations, parts[0].class_names)
+
+
+def _read_save_to_disk(path: Path) -> dict[str, Table]:
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise DataError(f"{path}: cannot read the save_to_disk dataset ({exc})") from None
+    return _tables_from_datasets(loaded, str(path))
+
+
+def _tables_from_datasets(loaded: Any, origin: str) -> dict[str, Table]:
+    import datasets
+
+    if isinstance(loaded, datasets.Dataset):
+        loaded = datasets.DatasetDict({"train": loaded})
+    tables: dict[str, Table] = {}
+    for name, ds in loaded.items():
+        split = SPLIT_ALIASES.get(name.lower(), name)
+        tables[split] = Table(ds.to_dict(), f"{origin} [{name}]", class_names=_class_names(ds.features))
+    return tables
+
+
+# --------------------------------------------------------------------------------------------------
+# The Hugging Face Hub
+
+
+def _hub_reachable(timeout: float = 1.5) -> bool:
+    """Open a TCP connection to the hub, in a thread so that a hanging DNS lookup cannot stall us."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urlparse(endpoint)
+    host = parsed.hostname or "huggingface.co"
+    port = parsed.port or (80 if parsed.scheme == "http" else 443)
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(result and result[0])
+
+
+def _go_offline() -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    import datasets.config
+    import huggingface_hub.constants
+
+    datasets.config.HF_HUB_OFFLINE = True
+    huggingface_hub.constants.HF_HUB_OFFLINE = True
+
+
+def _read_hub(name: str, config_name: str | None, revision: str | None) -> dict[str, Table]:
+    offline_env = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    offline = offline_env or not _hub_reachable()
+    if offline:
+        _go_offline()
+    import datasets
+
+    try:
+        # Datasets' loading scripts are not supported (so no remote code can run): only data files load.
+        loaded = datasets.load_dataset(name, config_name, revision=revision)
+    except ConnectionError:
+        why = "HF_HUB_OFFLINE is set" if offline_env else "the Hugging Face Hub cannot be reached"
+        raise DataError(
+            f"cannot load {name!r}: {why} and it is not in the local cache; connect to the internet, "
+            "or pass a local file or directory (csv, jsonl, parquet, save_to_disk ...)"
+        ) from None
+    except FileNotFoundError:
+        raise DataError(
+            f"no dataset {name!r} on the Hugging Face Hub (nor a local path of that name); check the spelling, "
+            "or log in with `hf auth login` if it is private or gated"
+        ) from None
+    except ValueError as exc:
+        raise DataError(f"cannot load {name!r} from the Hub: {exc}") from None
+    return _tables_from_datasets(loaded, name)
+
+
+def _looks_like_path(source: str) -> bool:
+    return (
+        source.startswith((".", "/", "~"))
+        or os.sep in source.strip("/").replace("/", "", 1)
+        or file_format(Path(source)) is not None
+        or not _HUB_ID.match(source)
+    )
+
+
+def open_tables(
+    source: str, *, config_name: str | None = None, revision: str | None = None, encoding: str = "utf-8"
+) -> dict[str, Table]:
+    """Read every split of a source into Tables, keyed by train / validation / test (or the source's names)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        tables = _read_directory(path, encoding)
+        order = ["train", "validation", "test"]
+        return dict(sorted(tables.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 3, kv[0])))
+    if path.exists():
+        return {_split_of(path) or "train": read_file(path, encoding)}
+    if _looks_like_path(source):
+        raise DataError(f"no such file or directory: {source}")
+    return _read_hub(source, config_name, revision)
+
+
+# --------------------------------------------------------------------------------------------------
+# Columns and labels
+
+
+def _kind(values: Sequence[Any]) -> str:
+    kinds = set()
+    for value in values[:1000]:
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            kinds.add("bool")
+        elif isinstance(value, (int, float)):
+            kinds.add("number")
+        elif isinstance(value, str):
+            kinds.add("str")
+        elif isinstance(value, (list, tuple)):
+            kinds.add("list")
+        else:
+            kinds.add("other")
+    return kinds.pop() if len(kinds) == 1 else ("empty" if not kinds else "mixed")
+
+
+def _columns_note(table: Table) -> str:
+    return ", ".join(table.columns) or "(none)"
+
+
+def choose_columns(table: Table, text_column: str | None, label_column: str | None) -> tuple[str, str]:
+    """Pick the text and label columns, from flags or by name and type when that is unambiguous."""
+    for flag, name in (("--text-column", text_column), ("--label-column", label_column)):
+        if name is not None and name not in table.columns:
+            raise DataError(
+                f"column {name!r} not in {table.origin} (columns: {_columns_note(table)}); "
+                f"pass {flag} with one of those"
+            )
+    cols = list(table.columns)
+    if label_column is None:
+        by_name = [c for c in cols if c.lower() in LABEL_NAMES and c != text_column]
+        strong = [c for c in by_name if c.lower() in ("label", "labels")]
+        if len(strong) == 1 or len(by_name) == 1:
+            label_column = (strong or by_name)[0]
+    if text_column is None:
+        strings = [c for c in cols if c != label_column and _kind(table.columns[c]) == "str"]
+        named = [c for c in strings if c.lower() in TEXT_NAMES]
+        if "text" in strings:
+            text_column = "text"
+        elif len(named) == 1:
+            text_column = named[0]
+        elif len(strings) == 1 and label_column is not None:
+            text_column = strings[0]
+        else:
+            raise DataError(
+                f"cannot tell which column of {table.origin} holds the texts "
+                f"(columns: {_columns_note(table)}); pass --text-column"
+            )
+    if label_column is None:
+        rest = [c for c in cols if c != text_column]
+        if len(rest) != 1:
+            raise DataError(
+                f"cannot tell which column of {table.origin} holds the labels "
+                f"(columns: {_columns_note(table)}); pass --label-column"
+            )
+        label_column = rest[0]
+    if text_column == label_column:
+        raise DataError(f"the text and label columns are both {text_column!r}; pass --text-column/--label-column")
+    return text_column, label_column
+
+
+def _label_name(value: Any, names: list[str] | None, where: str) -> str | None:
+    """One label value as a name; None means missing."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if not value.is_integer():
+            raise DataError(f"{where}: label {value!r} is not a class (regression is not supported)")
+        value = int(value)
+    if isinstance(value, int):
+        if names is not None:
+            if value == -1:
+                return None  # datasets' marker for an unlabelled row
+            if not 0 <= value < len(names):
+                raise DataError(f"{where}: label {value} is outside the {len(names)} class names")
+            return names[value]
+        return str(value)
+    if isinstance(value, str):
+        name = value.strip()
+        if not name:
+            return None
+        if _LABEL_FORBIDDEN.search(name):
+            raise DataError(f"{where}: label {name!r} contains a tab, newline or control character")
+        return name
+    raise DataError(f"{where}: label {value!r} is a {type(value).__name__}, expected a string or integer")
+
+
+def _check_label_types(table: Table, column: str) -> None:
+    seen: dict[type, int] = {}
+    for i, value in enumerate(table.columns[column]):
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if item is None or (isinstance(item, float) and math.isnan(item)):
+                continue
+            kind = int if isinstance(item, (int, float)) and not isinstance(item, bool) else type(item)
+            seen.setdefault(kind, i)
+    if len(seen) > 1:
+        kinds = sorted(t.__name__ for t in seen)
+        rows = ", ".join(table.where(i) for i in sorted(seen.values()))
+        raise DataError(
+            f"column {column!r} of {table.origin} mixes label types ({' and '.join(kinds)}, e.g. at {rows}); "
+            "make every label a string, or every label an integer"
+        )
+
+
+def to_split(
+    table: Table, text_column: str, label_column: str, *, label_sep: str | None, on_bad_row: str
+) -> tuple[Split, int, bool]:
+    """Clean one table into a Split. Returns the split, the number of skipped rows, and multi-label-ness."""
+    _check_label_types(table, label_column)
+    raw_labels = table.columns[label_column]
+    multi = label_sep is not None or any(isinstance(v, (list, tuple)) for v in raw_labels[:1000])
+    names = table.class_names.get(label_column)
+    texts: list[str] = []
+    labels: list[list[str]] = []
+    bad: list[int] = []
+    for i, (text, value) in enumerate(zip(table.columns[text_column], raw_labels, strict=True)):
+        where = table.where(i)
+        if isinstance(text, (int, float)) and not isinstance(text, bool):
+            text = str(text)
+        if not isinstance(text, str) and text is not None:
+            raise DataError(f"{where}: text is a {type(text).__name__}, expected a string")
+        if multi:
+            items = value if isinstance(value, (list, tuple)) else ([] if value is None else [value])
+            if label_sep is not None:
+                items = [part for item in items for part in (str(item).split(label_sep) if item is not None else [])]
+            row = [n for n in (_label_name(item, names, where) for item in items) if n is not None]
+            row = sorted(set(row))
+            missing = value is None
+        else:
+            if isinstance(value, (list, tuple)):
+                raise DataError(f"{where}: a list label in a single-label column; use one label per row")
+            name = _label_name(value, names, where)
+            row = [] if name is None else [name]
+            missing = name is None
+        if text is None or not text.strip() or missing:
+            bad.append(i)
+            continue
+        texts.append(text)
+        labels.append(row)
+    if bad and on_bad_row == "fail":
+        raise DataError(
+            f"{table.origin}: {len(bad)} row(s) with an empty or missing text or label (first at "
+            f"{table.where(bad[0]).split(', ')[-1]}); fix them, or pass --on-bad-row skip to drop them"
+        )
+    if not texts:
+        raise DataError(f"{table.origin}: no usable rows (all {len(table)} have an empty text or label)")
+    return Split(texts, labels, table.origin), len(bad), multi
+
+
+def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """A stratified `fraction` of train becomes validation; classes with a single example stay in train."""
+    rng = random.Random(seed)
+    by_class: dict[str, list[int]] = {}
+    for i, row in enumerate(train.labels):
+        by_class.setdefault(row[0] if row else "", []).append(i)
+    val_idx: list[int] = []
+    for key in sorted(by_class):
+        idx = by_class[key]
+        rng.shuffle(idx)
+        take = round(fraction * len(idx))
+        if take == 0 and len(idx) >= 2 and fraction * len(idx) >= 0.2:
+            take = 1
+        val_idx.extend(idx[:take])
+    chosen = set(val_idx)
+    if not chosen:
+        raise DataError(
+            f"{train.origin}: too few rows ({len(train.texts)}) to set aside a validation split; "
+            "add rows or provide a validation split"
+        )
+    rest = [i for i in range(len(train.texts)) if i not in chosen]
+    val_idx.sort()
+
+    def pick(ids: list[int], origin: str) -> Split:
+        return Split([train.texts[i] for i in ids], [train.labels[i] for i in ids], origin)
+
+    return pick(rest, train.origin), pick(val_idx, f"{train.origin} (validation carved out)")
+
+
+def load_labelled(
+    source: str,
+    *,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    config_name: str | None = None,
+    revision: str | None = None,
+    encoding: str = "utf-8",
+    label_sep: str | None = None,
+    on_bad_row: str = "fail",
+    splits: Sequence[str] | None = None,
+) -> LabelledData:
+    """Read and clean a labelled source. `splits` limits which splits are cleaned (all by default)."""
+    if on_bad_row not in BAD_ROW_POLICIES:
+        raise DataError(f"on_bad_row must be one of {', '.join(BAD_ROW_POLICIES)}")
+    tables = open_tables(source, config_name=config_name, revision=revision, encoding=encoding)
+    wanted = list(tables) if splits is None else [s for s in splits if s in tables]
+    first = tables[wanted[0]] if wanted else next(iter(tables.values()))
+    text_column, label_column = choose_columns(first, text_column, label_column)
+    result: dict[str, Split] = {}
+    skipped: dict[str, int] = {}
+    multi_any = False
+    for name in wanted:
+        table = tables[name]
+        choose_columns(table, text_column, label_column)  # every split must have both columns
+        split, n_bad, multi = to_split(table, text_column, label_column, label_sep=label_sep, on_bad_row=on_bad_row)
+        result[name] = split
+        skipped[name] = n_bad
+        multi_any = multi_any or multi
+    return LabelledData(result, source, text_column, label_column, multi_any, skipped)
+
+
+def training_splits(data: LabelledData, val_fraction: float, seed: int) -> LabelledData:
+    """Name the train split and make sure there is a validation split, carving one if needed."""
+    splits = dict(data.splits)
+    if "train" not in splits:
+        if len(splits) != 1:
+            raise DataError(f"{data.source}: no 'train' split (splits: {', '.join(splits)})")
+        splits = {"train": next(iter(splits.values()))}
+    validation_from = "validation split"
+    if "validation" not in splits:
+        splits["train"], splits["validation"] = carve_validation(splits["train"], val_fraction, seed)
+        validation_from = f"stratified {val_fraction:.0%} of train (seed {seed})"
+    labels = {n for row in splits["train"].labels for n in row}
+    if not data.multi_label and len(labels) < 2:
+        only = next(iter(labels)) if labels else "(none)"
+        raise DataError(
+            f"{data.source}: the training data has a single class ({only!r}); a classifier needs at least two"
+        )
+    data.splits = splits
+    data.validation_from = validation_from
+    return data
+
+
+def pick_split(tables_or_data: LabelledData, split: str | None) -> tuple[str, Split]:
+    """The split to evaluate on: the one asked for, else test, else the only one."""
+    splits = tables_or_data.splits
+    if split is not None:
+        key = SPLIT_ALIASES.get(split.lower(), split)
+        if key not in splits:
+            raise DataError(f"no {split!r} split in {tables_or_data.source} (splits: {', '.join(splits)})")
+        return key, splits[key]
+    if "test" in splits:
+        return "test", splits["test"]
+    if len(splits) == 1:
+        return next(iter(splits.items()))
+    raise DataError(f"{tables_or_data.source} has no 'test' split; pass --split (splits: {', '.join(splits)})")
+
+
+# --------------------------------------------------------------------------------------------------
+# Streaming texts for predict: constant memory, one record per output line, no `datasets` import.
+
+
+def iter_lines(stream: Any) -> Iterator[str]:
+    """Lines of a binary stream, split on \\n only (as `wc -l` counts), invalid UTF-8 replaced."""
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="\n")
+    for line in text:
+        yield line.removesuffix("\n").removesuffix("\r")
+
+
+def iter_records(stream: Any, fmt: str, text_column: str | None, origin: str) -> Iterator[str]:
+    """Texts from a plain, csv, tsv or jsonl stream, one per record."""
+    if fmt == "text":
+        yield from iter_lines(stream)
+        return
+    text: TextIO = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
+    if fmt in ("csv", "tsv"):
+        _raise_csv_limit()
+        reader = csv.reader(text, delimiter="\t" if fmt == "tsv" else ",")
+        try:
+            header = next(reader, None)
+            if header is None:
+                return
+            column = text_column or _pick_text_name(header, origin)
+            if column not in header:
+                raise DataError(f"column {column!r} not in {origin} (columns: {', '.join(header)}); pass --text-column")
+            index = header.index(column)
+            for row in reader:
+                yield row[index] if index < len(row) else ""
+        except csv.Error as exc:
+            raise DataError(f"{origin}, line {reader.line_num}: malformed CSV ({exc})") from None
+        return
+    for number, line in enumerate(text, start=1):
+        if not line.strip():
+            yield ""
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{origin}, line {number}: invalid JSON ({exc.msg}); each line must be an object") from None
+        if isinstance(record, str):
+            yield record
+            continue
+        if not isinstance(record, dict):
+            raise DataError(f"{origin}, line {number}: expected a JSON object or string")
+        column = text_column or _pick_text_name(list(record), origin)
+        value = record.get(column)
+        if value is None and column not in record:
+            raise DataError(
+                f"{origin}, line {number}: no {column!r} key (keys: {', '.join(record)}); pass --text-column"
+            )
+        yield "" if value is None else str(value)
+
+
+def _pick_text_name(columns: list[str], origin: str) -> str:
+    for name in TEXT_NAMES:
+        if name in columns:
+            return name
+    raise DataError(
+        f"cannot tell which column of {origin} holds the texts (columns: {', '.join(columns)}); pass --text-column"
+    )

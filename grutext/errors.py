@@ -1,0 +1,23 @@
+"""Expected failures. The CLI turns these into one `Error:` line and exit code 1; anything else is a bug."""
+
+from __future__ import annotations
+
+
+class GrutextError(Exception):
+    """Base class: the message says what happened, where, and how to fix it."""
+
+
+class DataError(GrutextError):
+    """The input data cannot be read or does not make sense for classification."""
+
+
+class ConfigError(GrutextError):
+    """A setting is out of range or inconsistent with another."""
+
+
+class CheckpointError(GrutextError):
+    """A checkpoint directory is missing, incomplete, tampered with, or cannot be written."""
+
+
+class TrainingError(GrutextError):
+    """Training cannot go on (for example the loss became NaN)."""

@@ -1,0 +1,106 @@
+"""Checkpoints: identical logits after a round trip, atomic writes, and clean errors for damage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import grutext
+from grutext.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load, save, write_atomically
+from grutext.errors import CheckpointError
+
+
+@pytest.fixture
+def ckpt(trained: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "ckpt"
+    shutil.copytree(trained, copy)
+    return copy
+
+
+def test_round_trip_gives_identical_logits(ckpt: Path, tmp_path: Path) -> None:
+    first = load(ckpt)
+    again = tmp_path / "again"
+    save(
+        again,
+        model=first.model,
+        tokenizer=first.tokenizer,
+        tokenizer_config=first.tokenizer_config,
+        labels=first.labels,
+        sections={},
+        metrics=first.metrics,
+        overwrite=False,
+    )
+    second = load(again)
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]])
+    lengths = torch.tensor([4, 2])
+    with torch.no_grad():
+        assert torch.equal(first.model(ids, lengths), second.model(ids, lengths))
+    assert second.tokenizer.to_str() == first.tokenizer.to_str()
+
+
+def test_checkpoint_is_pickle_free(ckpt: Path) -> None:
+    names = sorted(p.name for p in ckpt.iterdir())
+    assert names == ["config.json", "labels.json", "metrics.json", "model.safetensors", "tokenizer.json"]
+    for name in names:
+        if name.endswith(".json"):
+            json.loads((ckpt / name).read_text(encoding="utf-8"))
+    assert (ckpt / WEIGHTS_FILE).read_bytes()[:8] != b"\x80\x02\x8a\x0a"  # not a torch pickle
+
+
+def test_python_api(ckpt: Path) -> None:
+    clf = grutext.load(str(ckpt))
+    preds = clf.predict(["wonderful superb film", "awful and dull"])
+    assert [p.label for p in preds] == ["pos", "neg"]
+    assert abs(sum(preds[0].probs.values()) - 1) < 1e-5 and preds[0].score == max(preds[0].probs.values())
+    with pytest.raises(TypeError, match="list of texts"):
+        clf.predict("one string")  # type: ignore[arg-type]
+
+
+def _edit_config(path: Path, change: dict[str, object], section: str | None = "model") -> None:
+    config = json.loads((path / CONFIG_FILE).read_text())
+    (config[section] if section else config).update(change)
+    (path / CONFIG_FILE).write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda p: (p / "tokenizer.json").unlink(), r"incomplete: missing tokenizer.json"),
+        (lambda p: (p / WEIGHTS_FILE).write_bytes((p / WEIGHTS_FILE).read_bytes()[:1000]), r"not a valid safetensors"),
+        (lambda p: (p / CONFIG_FILE).write_text("{not json"), r"config.json is not valid JSON"),
+        (lambda p: _edit_config(p, {"hidden_size": 32}), r"does not match config.json .*is \(48, 16\) not \(96, 16\)"),
+        (lambda p: _edit_config(p, {"vocab_size": 10**9}), r"vocab_size must be an integer from 2 to"),
+        (lambda p: _edit_config(p, {"format_version": 99}, None), r"format_version 99, newer than .*upgrade grutext"),
+        (lambda p: _edit_config(p, {"surprise": 1}), r"unknown keys surprise"),
+        (lambda p: (p / "labels.json").write_text('["neg", "pos", "extra"]'), r"lists 3 labels but .*num_labels=2"),
+        (lambda p: (p / "tokenizer.json").write_text('{"model": 1}'), r"tokenizer.json is not a valid tokenizer"),
+    ],
+)
+def test_damaged_checkpoints_are_refused_with_a_reason(ckpt: Path, damage: object, message: str) -> None:
+    damage(ckpt)  # type: ignore[operator]
+    with pytest.raises(CheckpointError, match=message):
+        load(ckpt)
+
+
+def test_failed_write_leaves_the_previous_checkpoint_intact(ckpt: Path) -> None:
+    before = {p.name: p.read_bytes() for p in ckpt.iterdir()}
+
+    def fail(tmp: Path) -> None:
+        (tmp / "config.json").write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"):
+        write_atomically(ckpt, overwrite=True, fill=fail)
+    assert {p.name: p.read_bytes() for p in ckpt.iterdir()} == before
+    assert [p.name for p in ckpt.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_overwrite_replaces_and_refusal_keeps(ckpt: Path) -> None:
+    with pytest.raises(CheckpointError, match="not empty; pass --overwrite"):
+        write_atomically(ckpt, overwrite=False, fill=lambda tmp: None)
+    write_atomically(ckpt, overwrite=True, fill=lambda tmp: (tmp / "new.txt").write_text("x"))
+    assert [p.name for p in ckpt.iterdir()] == ["new.txt"]

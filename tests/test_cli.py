@@ -1,0 +1,182 @@
+"""Every command through click's CliRunner: exit codes, stdout/stderr separation, output shapes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from grutext.cli import cli
+from tests.conftest import TINY, sentiment_rows, write_jsonl
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def run(*args: str, input: str | bytes | None = None) -> object:
+    return CliRunner().invoke(cli, list(args), input=input)
+
+
+def test_every_command_has_help_with_examples_and_is_in_readme() -> None:
+    readme = README.read_text(encoding="utf-8")
+    for name, command in cli.commands.items():  # type: ignore[attr-defined]
+        result = run(name, "--help")
+        assert result.exit_code == 0
+        assert "Examples:" in result.output
+        assert f"grutext {name}" in readme, f"README does not show `grutext {name}`"
+        for param in command.params:
+            assert param.help or param.param_type_name == "argument", f"{name} {param.name} has no help"
+
+
+def test_train_reports_on_stderr_and_writes_checkpoint(split_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    result = run("train", str(split_dir), "--output", str(out), *TINY, "--json")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "labels.json",
+        "metrics.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
+    metrics = json.loads(result.stdout)  # stdout holds only the JSON object
+    assert metrics["path"] == str(out) and 0 <= metrics["test"]["accuracy"] <= 1
+    assert "epoch 1:" in result.stderr and f"saved {out}" in result.stderr
+
+
+def test_train_refuses_non_empty_output_without_overwrite(split_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    result = run("train", str(split_dir), "--output", str(out), *TINY)
+    assert result.exit_code == 1
+    assert "--overwrite" in result.output and "Traceback" not in result.output
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+def test_max_steps_stops_early(split_dir: Path, tmp_path: Path) -> None:
+    result = run("train", str(split_dir), "-o", str(tmp_path / "m"), *TINY, "--max-steps", "2", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["stopped"] == "reached --max-steps 2"
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [["--epochs", "0"], ["--lr", "-1"], ["--max-length", "0"], ["--dropout", "2"], ["--pooling", "median"]],
+)
+def test_invalid_option_values_are_usage_errors(split_dir: Path, tmp_path: Path, flag: list[str]) -> None:
+    result = run("train", str(split_dir), "-o", str(tmp_path / "m"), *flag)
+    assert result.exit_code == 2
+    assert flag[0] in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_evaluate_json_has_the_promised_keys(trained: Path, split_dir: Path) -> None:
+    result = run("evaluate", "--model", str(trained), str(split_dir), "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    for key in ("accuracy", "macro_f1", "weighted_f1", "per_class", "confusion_matrix", "labels", "n"):
+        assert key in metrics
+    assert metrics["split"] == "test" and metrics["n"] == 60
+    assert metrics["accuracy"] > 0.9  # the tiny task is learnable
+
+
+def test_evaluate_tables_go_to_stderr(trained: Path, split_dir: Path) -> None:
+    result = run("evaluate", "-m", str(trained), str(split_dir), "--split", "validation")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "macro-F1" in result.stderr and "confusion matrix" in result.stderr and "[validation]" in result.stderr
+
+
+def test_evaluate_unknown_split_lists_splits(trained: Path, split_dir: Path) -> None:
+    result = run("evaluate", "-m", str(trained), str(split_dir), "--split", "dev2")
+    assert result.exit_code == 1
+    assert "train, validation, test" in result.output
+
+
+def test_predict_stdin_one_line_per_input_line(trained: Path) -> None:
+    lines = ["a wonderful superb film", "", "awful and boring", "   ", "charming cast"]
+    result = run("predict", "--model", str(trained), input="\n".join(lines) + "\n")
+    assert result.exit_code == 0, result.output
+    out = result.stdout.split("\n")
+    assert out[-1] == "" and len(out) - 1 == len(lines)
+    assert out[0] == "pos" and out[2] == "neg"
+
+
+def test_predict_replaces_invalid_utf8_and_keeps_a_final_unterminated_line(trained: Path) -> None:
+    result = run("predict", "-m", str(trained), input=b"great \xff\xfe film\r\nboring")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("\n") == 2
+
+
+def test_predict_formats(trained: Path, tmp_path: Path) -> None:
+    texts = tmp_path / "in.txt"
+    texts.write_text("wonderful story\nterrible plot\n", encoding="utf-8")
+    tsv = run("predict", "-m", str(trained), str(texts), "--format", "tsv").stdout.splitlines()
+    assert [line.split("\t")[0] for line in tsv] == ["pos", "neg"]
+    assert all(0.5 <= float(line.split("\t")[1]) <= 1 for line in tsv)
+    records = [
+        json.loads(x)
+        for x in run("predict", "-m", str(trained), str(texts), "--format", "jsonl", "--top-k", "2").stdout.splitlines()
+    ]
+    assert set(records[0]) == {"label", "score", "probs", "top_k"}
+    assert abs(sum(records[0]["probs"].values()) - 1) < 1e-4
+    assert [t["label"] for t in records[1]["top_k"]] == ["neg", "pos"]
+    top2 = run("predict", "-m", str(trained), str(texts), "--top-k", "5").stdout.splitlines()
+    assert top2[0].split("\t") == ["pos", "neg"]
+
+
+def test_predict_reads_csv_and_jsonl_with_text_column(trained: Path, tmp_path: Path) -> None:
+    csv_file = tmp_path / "in.csv"
+    csv_file.write_text('id,body\n1,"wonderful, superb"\n2,"awful\nand dull"\n', encoding="utf-8")
+    out = run("predict", "-m", str(trained), str(csv_file), "--text-column", "body")
+    assert out.exit_code == 0, out.output
+    assert out.stdout.splitlines() == ["pos", "neg"]
+    jsonl = write_jsonl(tmp_path / "in.jsonl", [{"body": "superb"}, {"body": "tedious"}])
+    out = run("predict", "-m", str(trained), str(jsonl), "--text-column", "body")
+    assert out.stdout.splitlines() == ["pos", "neg"]
+    missing = run("predict", "-m", str(trained), str(csv_file), "--text-column", "nope")
+    assert missing.exit_code == 1 and "id, body" in missing.output
+
+
+def test_predict_several_files_and_dash(trained: Path, tmp_path: Path) -> None:
+    a = tmp_path / "a.txt"
+    a.write_text("superb\n", encoding="utf-8")
+    out = run("predict", "-m", str(trained), str(a), "-", str(a), input="dreadful\n")
+    assert out.stdout.splitlines() == ["pos", "neg", "pos"]
+
+
+@pytest.mark.parametrize("target", ["missing.txt", "."])
+def test_predict_bad_input_path(trained: Path, tmp_path: Path, target: str) -> None:
+    result = run("predict", "-m", str(trained), str(tmp_path / target))
+    assert result.exit_code == 1
+    assert result.output.startswith("Error:") and result.output.count("\n") == 1
+
+
+def test_info_text_and_json(trained: Path) -> None:
+    result = run("info", "--model", str(trained), "--json")
+    assert result.exit_code == 0, result.output
+    described = json.loads(result.stdout)
+    assert described["labels"] == ["neg", "pos"]
+    assert described["parameters"] > 0 and described["model"]["hidden_size"] == 16
+    assert described["data"]["sizes"] == {"train": 240, "validation": 40, "test": 60}
+    text = run("info", "-m", str(trained))
+    assert "parameters" in text.stderr and "bidirectional" in text.stderr
+
+
+def test_missing_checkpoint_is_one_clean_error(tmp_path: Path) -> None:
+    result = run("predict", "-m", str(tmp_path / "nope"), input="x\n")
+    assert result.exit_code == 1
+    assert re.fullmatch(r"Error: no checkpoint at .*grutext train.*\n", result.output)
+
+
+def test_chinese_end_to_end(tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "cn.jsonl", sentiment_rows(200, seed=5, chinese=True))
+    out = tmp_path / "cn"
+    result = run("train", str(data), "-o", str(out), *TINY, "--epochs", "10", "--patience", "10", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["validation"]["accuracy"] >= 0.9
+    pred = run("predict", "-m", str(out), input="房间很好，服务满意\n早餐难吃，很差\n")
+    assert pred.stdout.splitlines() == ["pos", "neg"]

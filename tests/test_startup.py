@@ -1,0 +1,18 @@
+"""Start-up cost is part of the product: the CLI and the package must not import torch or datasets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_cli_import_is_light() -> None:
+    code = "import sys, grutext, grutext.cli; print(sorted(m for m in ('torch', 'datasets') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_plain_text_predict_path_does_not_import_datasets() -> None:
+    code = "import sys, grutext.predict, grutext.data, grutext.checkpoint; print('datasets' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -1,0 +1,65 @@
+"""The shared front end (NFKC, CJK split, lowercase), every tokenizer kind, truncation, determinism."""
+
+from __future__ import annotations
+
+import pytest
+
+from grutext.config import TOKENIZER_KINDS, TokenizerConfig
+from grutext.tokenizer import PAD_ID, UNK_ID, encode, train_tokenizer
+from tests.conftest import sentiment_rows
+
+TEXTS = [r["text"] for r in sentiment_rows(200)] + [r["text"] for r in sentiment_rows(200, chinese=True)]
+
+
+@pytest.mark.parametrize("kind", TOKENIZER_KINDS)
+def test_every_kind_trains_and_encodes(kind: str) -> None:
+    cfg = TokenizerConfig(kind=kind, vocab_size=300)
+    tok = train_tokenizer(TEXTS, cfg)
+    assert tok.token_to_id("[PAD]") == PAD_ID and tok.token_to_id("[UNK]") == UNK_ID
+    assert tok.get_vocab_size() <= 300
+    ids = encode(tok, ["The film was GREAT", "", "酒店很好"], cfg)
+    assert ids[1] == []
+    assert all(0 <= i < tok.get_vocab_size() for row in ids for i in row)
+    assert len(ids[2]) >= 3  # Chinese splits without a segmenter
+
+
+def test_front_end_nfkc_lowercase_and_cjk() -> None:
+    tok = train_tokenizer(TEXTS, TokenizerConfig(kind="word", vocab_size=300))
+    # Full-width letters fold to ASCII, case folds, every ideograph is its own piece.
+    assert tok.encode("ＧＲＥＡＴ film").tokens == ["great", "film"]
+    assert tok.encode("酒店很好 film").tokens == ["酒", "店", "很", "好", "film"]
+    assert tok.encode("film,great").tokens == ["film", "[UNK]", "great"]  # punctuation splits words
+    cased = train_tokenizer(TEXTS, TokenizerConfig(kind="word", vocab_size=300, lowercase=False))
+    assert cased.encode("Great").tokens == ["[UNK]"]
+
+
+def test_head_and_head_tail_truncation() -> None:
+    texts = [" ".join(f"w{i}" for i in range(50))]
+    head = TokenizerConfig(kind="word", vocab_size=100, max_length=10)
+    tok = train_tokenizer(texts * 2, head)
+    assert encode(tok, texts, head)[0] == [tok.token_to_id(f"w{i}") for i in range(10)]
+    both = TokenizerConfig(kind="word", vocab_size=100, max_length=10, truncation="head_tail")
+    tok = train_tokenizer(texts * 2, both)
+    expected = [f"w{i}" for i in (*range(5), *range(45, 50))]
+    assert encode(tok, texts, both)[0] == [tok.token_to_id(w) for w in expected]
+
+
+def test_huge_text_is_capped_before_tokenizing() -> None:
+    cfg = TokenizerConfig(kind="word", vocab_size=100, max_length=8)
+    tok = train_tokenizer(TEXTS, cfg)
+    assert len(encode(tok, ["great " * 2_000_000], cfg)[0]) == 8
+
+
+@pytest.mark.parametrize("kind", TOKENIZER_KINDS)
+def test_ids_are_in_a_fixed_order(kind: str) -> None:
+    """The tokenizers trainers number tokens in hash-map order; we renumber so the same vocabulary always
+    gets the same ids (word and char vocabularies are then identical run to run)."""
+    cfg = TokenizerConfig(kind=kind, vocab_size=300)
+    tok = train_tokenizer(TEXTS, cfg)
+    vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
+    tokens = [t for t, _ in vocab]
+    assert tokens[:2] == ["[PAD]", "[UNK]"]
+    if kind != "unigram":  # unigram is ordered by score
+        assert tokens[2:] == sorted(tokens[2:])
+    if kind in ("word", "char"):
+        assert tok.to_str() == train_tokenizer(TEXTS, cfg).to_str()
