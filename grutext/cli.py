@@ -236,7 +236,14 @@ _K = TokenizerConfig()
     show_default=True,
     help="How GRU states become one vector: last state, mean or max over time.",
 )
-@click.option("--cell", type=click.Choice(CELLS), default=_M.cell, show_default=True, help="Recurrent cell.")
+@click.option(
+    "--cell",
+    type=click.Choice(CELLS),
+    default=_M.cell,
+    show_default=True,
+    help="Recurrent cell: torch (fused nn.GRU, reset gate after the matmul), seed (the seed document's "
+    "equations, reset gate before it), lstm (for comparison).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace --output if it exists and is not empty.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as one JSON object on stdout.")
 @handle_errors
@@ -612,8 +619,9 @@ def info(model_dir: Path, as_json: bool) -> None:
 
     table = Table(title=escape(str(ckpt.path)), show_header=False)
     m = described["model"]
+    cell = {"torch": "torch GRU", "seed": "seed GRU", "lstm": "LSTM"}.get(m["cell"], m["cell"])
     arch = (
-        f"embedding {m['embed_dim']} -> {'bi' if m['bidirectional'] else 'uni'}directional {m['cell']} GRU "
+        f"embedding {m['embed_dim']} -> {'bi' if m['bidirectional'] else 'uni'}directional {cell} "
         f"{m['layers']}x{m['hidden_size']} -> {m['pooling']} pooling -> linear {len(ckpt.labels)}"
     )
     t = described["tokenizer"]

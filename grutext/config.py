@@ -18,7 +18,7 @@ FORMAT_VERSION = 1
 TOKENIZER_KINDS = ("wordpiece", "bpe", "unigram", "word", "char")
 TRUNCATIONS = ("head", "head_tail")
 POOLINGS = ("last", "mean", "max")
-CELLS = ("torch",)
+CELLS = ("torch", "seed", "lstm")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 # Upper bounds on sizes read from files, checked before anything is allocated.

@@ -1,0 +1,130 @@
+"""The seed's GRU, exactly: the cell against the four equations, the fast layer against the cell,
+gradients, and torch's GRU against our own reading of its (reset-after) layout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from grutext.model import SeedGRUCell, SeedGRULayer, TorchGRULayer, _SeedGRUScan
+
+I, H, B = 5, 4, 3
+
+
+def sigma(v: torch.Tensor) -> torch.Tensor:
+    return 1 / (1 + torch.exp(-v))
+
+
+def seed_cell() -> SeedGRUCell:
+    torch.manual_seed(0)
+    return SeedGRUCell(I, H).double()
+
+
+def test_parameters_are_named_and_shaped_as_in_the_seed() -> None:
+    shapes = {name: tuple(p.shape) for name, p in seed_cell().named_parameters()}
+    assert shapes == {"W_z": (H, H + I), "W_r": (H, H + I), "W": (H, H + I), "b_z": (H,), "b_r": (H,), "b": (H,)}
+
+
+def test_one_step_equals_the_four_equations_by_hand() -> None:
+    cell = seed_cell()
+    x, h = torch.randn(B, I, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
+    expected = torch.empty(B, H, dtype=torch.float64)
+    for b in range(B):  # one example at a time, one output unit at a time
+        hx = [*h[b].tolist(), *x[b].tolist()]  # [h_{t-1}, x_t]: h first, then x
+        z = [sigma(sum(cell.W_z[j, k] * hx[k] for k in range(H + I)) + cell.b_z[j]) for j in range(H)]
+        r = [sigma(sum(cell.W_r[j, k] * hx[k] for k in range(H + I)) + cell.b_r[j]) for j in range(H)]
+        rhx = [r[k] * h[b, k] for k in range(H)] + x[b].tolist()  # [r_t ⊙ h_{t-1}, x_t]
+        cand = [torch.tanh(sum(cell.W[j, k] * rhx[k] for k in range(H + I)) + cell.b[j]) for j in range(H)]
+        for j in range(H):
+            expected[b, j] = (1 - z[j]) * h[b, j] + z[j] * cand[j]
+    with torch.no_grad():
+        torch.testing.assert_close(cell(x, h), expected, rtol=1e-12, atol=1e-12)
+
+
+def reset_after_step(cell: SeedGRUCell, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """torch/cuDNN's form with the same weights: r applied after the recurrent matmul, z weights the old state."""
+    hx = torch.cat([h, x], 1)
+    z = sigma(hx @ cell.W_z.T + cell.b_z)
+    r = sigma(hx @ cell.W_r.T + cell.b_r)
+    n = torch.tanh(x @ cell.W[:, H:].T + r * (h @ cell.W[:, :H].T) + cell.b)
+    return (1 - z) * n + z * h
+
+
+def test_the_reset_after_form_is_a_different_function() -> None:
+    cell = seed_cell()
+    x, h = torch.randn(B, I, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
+    with torch.no_grad():
+        assert (cell(x, h) - reset_after_step(cell, x, h)).abs().max() > 1e-3
+
+
+def test_fast_layer_equals_stepping_the_cell() -> None:
+    layer = SeedGRULayer(I, H).double()
+    x = torch.randn(B, 7, I, dtype=torch.float64)
+    h = torch.zeros(B, H, dtype=torch.float64)
+    steps = []
+    with torch.no_grad():
+        for t in range(7):
+            h = layer.cell(x[:, t], h)
+            steps.append(h)
+        torch.testing.assert_close(layer(x), torch.stack(steps, 1), rtol=1e-12, atol=1e-12)
+
+
+def test_gradcheck_of_the_hand_written_backward() -> None:
+    torch.manual_seed(1)
+    args = (
+        torch.randn(B, 6, 3 * H, dtype=torch.float64, requires_grad=True),
+        torch.randn(2 * H, H, dtype=torch.float64, requires_grad=True),
+        torch.randn(H, H, dtype=torch.float64, requires_grad=True),
+        torch.randn(B, H, dtype=torch.float64, requires_grad=True),
+    )
+    assert torch.autograd.gradcheck(_SeedGRUScan.apply, args)
+
+
+def test_gradcheck_of_the_whole_layer_through_the_seed_parameters() -> None:
+    """Gradients reach W_z, W_r, W, b_z, b_r, b and the input through the regrouped fast path."""
+    layer = SeedGRULayer(I, H).double()
+    names = [name for name, _ in layer.named_parameters()]
+    x = torch.randn(B, 4, I, dtype=torch.float64, requires_grad=True)
+    weights = tuple(p.detach().clone().requires_grad_(True) for p in layer.parameters())
+
+    def run(x: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = torch.func.functional_call(layer, dict(zip(names, weights, strict=True)), (x,))
+        return out
+
+    assert torch.autograd.gradcheck(run, (x, *weights))
+
+
+def test_own_reset_after_loop_equals_torch_gru() -> None:
+    """Reading nn.GRU's weights as [W_ir|W_iz|W_in] and [W_hr|W_hz|W_hn] and running the reset-after
+    equations by hand reproduces nn.GRU: this pins down torch's gate order and layout."""
+    torch.manual_seed(2)
+    layer = TorchGRULayer(I, H).double()
+    rnn = layer.rnn
+    x = torch.randn(B, 6, I, dtype=torch.float64)
+    W_ir, W_iz, W_in = rnn.weight_ih_l0.chunk(3)
+    W_hr, W_hz, W_hn = rnn.weight_hh_l0.chunk(3)
+    b_ir, b_iz, b_in = rnn.bias_ih_l0.chunk(3)
+    b_hr, b_hz, b_hn = rnn.bias_hh_l0.chunk(3)
+    h = torch.zeros(B, H, dtype=torch.float64)
+    outs = []
+    with torch.no_grad():
+        for t in range(6):
+            xt = x[:, t]
+            r = sigma(xt @ W_ir.T + b_ir + h @ W_hr.T + b_hr)
+            z = sigma(xt @ W_iz.T + b_iz + h @ W_hz.T + b_hz)
+            n = torch.tanh(xt @ W_in.T + b_in + r * (h @ W_hn.T + b_hn))
+            h = (1 - z) * n + z * h
+            outs.append(h)
+        torch.testing.assert_close(layer(x), torch.stack(outs, 1), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["seed", "lstm"])
+def test_other_cells_train_a_step(cell: str) -> None:
+    from grutext.config import ModelConfig
+    from grutext.model import GRUClassifier
+
+    model = GRUClassifier(ModelConfig(vocab_size=20, num_labels=2, embed_dim=6, hidden_size=5, cell=cell))
+    ids, lengths = torch.tensor([[3, 4, 5], [6, 7, 0]]), torch.tensor([3, 2])
+    loss = torch.nn.functional.cross_entropy(model(ids, lengths), torch.tensor([0, 1]))
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
