@@ -95,7 +95,7 @@ class _SeedGRUScan(torch.autograd.Function):
     large matmul over all steps."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: torch.autograd.function.FunctionCtx,
         xp: torch.Tensor,  # [B, T, 3H]: input projections of z, r and the candidate, biases included
         W_zr_h: torch.Tensor,  # [2H, H]
@@ -120,11 +120,11 @@ class _SeedGRUScan(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(  # type: ignore[override]
+    def backward(
         ctx: torch.autograd.function.FunctionCtx, d_out: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         out, gates, W_zr_h, W_h, h0 = ctx.saved_tensors  # type: ignore[attr-defined]
-        B, T, H = out.shape
+        T, H = out.shape[1:]
         h_prev = torch.cat([h0.unsqueeze(1), out[:, :-1]], dim=1)  # [B, T, H]
         d_pre = torch.empty_like(gates)  # gradients of the pre-activations of z, r and the candidate
         dh = torch.zeros_like(h0)
@@ -160,7 +160,7 @@ class SeedGRULayer(nn.Module):
         W_x, b_x, W_zr_h, W_h = self.cell.split_weights()
         xp = nn.functional.linear(x, W_x, b_x)  # [B, T, 3H]
         h0 = x.new_zeros(x.size(0), self.cell.hidden_size)
-        out: torch.Tensor = _SeedGRUScan.apply(xp, W_zr_h, W_h, h0)
+        out: torch.Tensor = _SeedGRUScan.apply(xp, W_zr_h, W_h, h0)  # type: ignore[no-untyped-call]
         return out
 
 

@@ -8,7 +8,7 @@ import torch
 
 from grutext.model import SeedGRUCell, SeedGRULayer, TorchGRULayer, _SeedGRUScan
 
-I, H, B = 5, 4, 3
+IN, H, B = 5, 4, 3
 
 
 def sigma(v: torch.Tensor) -> torch.Tensor:
@@ -17,24 +17,24 @@ def sigma(v: torch.Tensor) -> torch.Tensor:
 
 def seed_cell() -> SeedGRUCell:
     torch.manual_seed(0)
-    return SeedGRUCell(I, H).double()
+    return SeedGRUCell(IN, H).double()
 
 
 def test_parameters_are_named_and_shaped_as_in_the_seed() -> None:
     shapes = {name: tuple(p.shape) for name, p in seed_cell().named_parameters()}
-    assert shapes == {"W_z": (H, H + I), "W_r": (H, H + I), "W": (H, H + I), "b_z": (H,), "b_r": (H,), "b": (H,)}
+    assert shapes == {"W_z": (H, H + IN), "W_r": (H, H + IN), "W": (H, H + IN), "b_z": (H,), "b_r": (H,), "b": (H,)}
 
 
 def test_one_step_equals_the_four_equations_by_hand() -> None:
     cell = seed_cell()
-    x, h = torch.randn(B, I, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
+    x, h = torch.randn(B, IN, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
     expected = torch.empty(B, H, dtype=torch.float64)
     for b in range(B):  # one example at a time, one output unit at a time
         hx = [*h[b].tolist(), *x[b].tolist()]  # [h_{t-1}, x_t]: h first, then x
-        z = [sigma(sum(cell.W_z[j, k] * hx[k] for k in range(H + I)) + cell.b_z[j]) for j in range(H)]
-        r = [sigma(sum(cell.W_r[j, k] * hx[k] for k in range(H + I)) + cell.b_r[j]) for j in range(H)]
+        z = [sigma(sum(cell.W_z[j, k] * hx[k] for k in range(H + IN)) + cell.b_z[j]) for j in range(H)]
+        r = [sigma(sum(cell.W_r[j, k] * hx[k] for k in range(H + IN)) + cell.b_r[j]) for j in range(H)]
         rhx = [r[k] * h[b, k] for k in range(H)] + x[b].tolist()  # [r_t ⊙ h_{t-1}, x_t]
-        cand = [torch.tanh(sum(cell.W[j, k] * rhx[k] for k in range(H + I)) + cell.b[j]) for j in range(H)]
+        cand = [torch.tanh(sum(cell.W[j, k] * rhx[k] for k in range(H + IN)) + cell.b[j]) for j in range(H)]
         for j in range(H):
             expected[b, j] = (1 - z[j]) * h[b, j] + z[j] * cand[j]
     with torch.no_grad():
@@ -52,14 +52,14 @@ def reset_after_step(cell: SeedGRUCell, x: torch.Tensor, h: torch.Tensor) -> tor
 
 def test_the_reset_after_form_is_a_different_function() -> None:
     cell = seed_cell()
-    x, h = torch.randn(B, I, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
+    x, h = torch.randn(B, IN, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
     with torch.no_grad():
         assert (cell(x, h) - reset_after_step(cell, x, h)).abs().max() > 1e-3
 
 
 def test_fast_layer_equals_stepping_the_cell() -> None:
-    layer = SeedGRULayer(I, H).double()
-    x = torch.randn(B, 7, I, dtype=torch.float64)
+    layer = SeedGRULayer(IN, H).double()
+    x = torch.randn(B, 7, IN, dtype=torch.float64)
     h = torch.zeros(B, H, dtype=torch.float64)
     steps = []
     with torch.no_grad():
@@ -82,9 +82,9 @@ def test_gradcheck_of_the_hand_written_backward() -> None:
 
 def test_gradcheck_of_the_whole_layer_through_the_seed_parameters() -> None:
     """Gradients reach W_z, W_r, W, b_z, b_r, b and the input through the regrouped fast path."""
-    layer = SeedGRULayer(I, H).double()
+    layer = SeedGRULayer(IN, H).double()
     names = [name for name, _ in layer.named_parameters()]
-    x = torch.randn(B, 4, I, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(B, 4, IN, dtype=torch.float64, requires_grad=True)
     weights = tuple(p.detach().clone().requires_grad_(True) for p in layer.parameters())
 
     def run(x: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
@@ -98,9 +98,9 @@ def test_own_reset_after_loop_equals_torch_gru() -> None:
     """Reading nn.GRU's weights as [W_ir|W_iz|W_in] and [W_hr|W_hz|W_hn] and running the reset-after
     equations by hand reproduces nn.GRU: this pins down torch's gate order and layout."""
     torch.manual_seed(2)
-    layer = TorchGRULayer(I, H).double()
+    layer = TorchGRULayer(IN, H).double()
     rnn = layer.rnn
-    x = torch.randn(B, 6, I, dtype=torch.float64)
+    x = torch.randn(B, 6, IN, dtype=torch.float64)
     W_ir, W_iz, W_in = rnn.weight_ih_l0.chunk(3)
     W_hr, W_hz, W_hn = rnn.weight_hh_l0.chunk(3)
     b_ir, b_iz, b_in = rnn.bias_ih_l0.chunk(3)
