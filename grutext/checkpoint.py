@@ -251,3 +251,89 @@ def _load_weights(path: Path, cfg: ModelConfig, device: torch.device) -> GRUClas
     model = GRUClassifier(cfg)
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------------------------- trainer state
+# What --resume needs, as safetensors (tensors) and JSON (everything else): never a pickle.
+
+STATE_JSON = "state.json"
+CURRENT_WEIGHTS = "model.safetensors"
+BEST_WEIGHTS = "best.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+RNG_FILE = "rng.safetensors"
+
+
+@dataclass
+class TrainerState:
+    """Everything needed to continue an interrupted run exactly where it stopped."""
+
+    loop: dict[str, Any]  # epoch, step, scores, history ... (JSON)
+    model: dict[str, torch.Tensor]  # weights at the interruption
+    best: dict[str, torch.Tensor]  # weights of the best epoch so far
+    optimizer: dict[str, Any]  # an optimizer state_dict
+    scheduler: dict[str, Any]  # a scheduler state_dict
+    rng: dict[str, torch.Tensor]  # torch RNG states
+
+
+def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in state.items()}
+
+
+def write_trainer_state(root: Path, state: TrainerState) -> None:
+    """Write trainer_state/ under a checkpoint directory being filled."""
+    folder = root / TRAINER_STATE_DIR
+    folder.mkdir()
+    save_file(_tensors(state.model), str(folder / CURRENT_WEIGHTS))
+    save_file(_tensors(state.best), str(folder / BEST_WEIGHTS))
+    save_file(_tensors(state.rng), str(folder / RNG_FILE))
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, dict[str, Any]] = {}
+    for pid, entries in state.optimizer["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{pid}.{key}"] = value
+            else:
+                plain.setdefault(str(pid), {})[key] = value
+    save_file(_tensors(tensors), str(folder / OPTIMIZER_FILE))
+    meta = {
+        "loop": state.loop,
+        "optimizer": {"param_groups": state.optimizer["param_groups"], "plain_state": plain},
+        "scheduler": state.scheduler,
+    }
+    _write_json(folder / STATE_JSON, meta)
+
+
+def read_trainer_state(root: Path) -> TrainerState:
+    """Read trainer_state/ back; a missing or damaged file is a CheckpointError."""
+    folder = root / TRAINER_STATE_DIR
+    if not (folder / STATE_JSON).is_file():
+        raise CheckpointError(
+            f"{root} holds no resumable training state ({TRAINER_STATE_DIR}/{STATE_JSON}); it was not interrupted, "
+            "or it finished: train without --resume"
+        )
+    meta = read_json(folder / STATE_JSON, "trainer state")
+
+    def tensors(name: str) -> dict[str, torch.Tensor]:
+        try:
+            return load_file(str(folder / name))
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{folder / name} cannot be read ({exc}); resume is not possible, retrain") from None
+
+    try:
+        optimizer_state: dict[Any, dict[str, Any]] = {}
+        for key, value in tensors(OPTIMIZER_FILE).items():
+            pid, name = key.split(".", 1)
+            optimizer_state.setdefault(int(pid), {})[name] = value
+        for pid, entries in meta["optimizer"]["plain_state"].items():
+            optimizer_state.setdefault(int(pid), {}).update(entries)
+        optimizer = {"state": optimizer_state, "param_groups": meta["optimizer"]["param_groups"]}
+        return TrainerState(
+            meta["loop"],
+            tensors(CURRENT_WEIGHTS),
+            tensors(BEST_WEIGHTS),
+            optimizer,
+            meta["scheduler"],
+            tensors(RNG_FILE),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{folder / STATE_JSON} is damaged ({exc}); resume is not possible, retrain") from None

@@ -245,9 +245,10 @@ _K = TokenizerConfig()
     "equations, reset gate before it), lstm (for comparison).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace --output if it exists and is not empty.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run saved in --output (same command otherwise).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as one JSON object on stdout.")
 @handle_errors
-def train(dataset: str, output: Path, as_json: bool, overwrite: bool, **opts: Any) -> None:
+def train(dataset: str, output: Path, as_json: bool, overwrite: bool, resume: bool, **opts: Any) -> None:
     """Train a tokenizer and a GRU classifier on DATASET and save a checkpoint.
 
     DATASET is a Hugging Face hub id, a csv/tsv/json/jsonl/parquet/fastText .txt file (or .gz of one),
@@ -259,6 +260,7 @@ def train(dataset: str, output: Path, as_json: bool, overwrite: bool, **opts: An
       grutext train reviews.csv --text-column body --label-column stars -o models/stars
       grutext train ../shared/data/chnsenticorp -o models/chn --epochs 5
       grutext train imdb --output models/imdb --max-length 400
+      grutext train data/bbc -o models/bbc --resume     # after Ctrl-C: continue where it stopped
     """
     from grutext.train import DataSpec
     from grutext.train import train as run_train
@@ -282,9 +284,20 @@ def train(dataset: str, output: Path, as_json: bool, overwrite: bool, **opts: An
     model_keys = ("embed_dim", "hidden_size", "layers", "bidirectional", "dropout", "pooling", "cell")
     model_options = {k: opts.pop(k) for k in model_keys}
     cfg = TrainConfig(**opts)
+    from grutext.errors import Interrupted
+
     reporter = TrainReporter(_stderr_console())
-    with reporter:
-        result = run_train(spec, tok_cfg, model_options, cfg, output, overwrite=overwrite, on_event=reporter)
+    try:
+        with reporter:
+            result = run_train(
+                spec, tok_cfg, model_options, cfg, output, overwrite=overwrite, resume=resume, on_event=reporter
+            )
+    except Interrupted as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(128 + exc.signum)
+    except KeyboardInterrupt:
+        click.echo("interrupted before training started; nothing was written", err=True)
+        sys.exit(130)
     if as_json:
         click.echo(json.dumps({"path": str(result.path), **result.metrics}, ensure_ascii=False))
 
@@ -344,6 +357,8 @@ class TrainReporter:
             )
         elif isinstance(event, t.ModelBuilt):
             self.log(f"model: {event.parameters:,} parameters on {event.device}")
+            if event.resumed_at is not None:
+                self.log(f"resuming at epoch {event.resumed_at[0]}, after step {event.resumed_at[1]}")
         elif isinstance(event, t.EpochStarted):
             self.last_log = time.monotonic()
             if self.progress is not None:

@@ -21,3 +21,11 @@ class CheckpointError(GrutextError):
 
 class TrainingError(GrutextError):
     """Training cannot go on (for example the loss became NaN)."""
+
+
+class Interrupted(GrutextError):
+    """Training was stopped by a signal; a resumable state was saved. Exit status is 128 + the signal."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum

@@ -5,12 +5,17 @@ Progress is reported through `on_event` callbacks (dataclasses below); this modu
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -18,10 +23,18 @@ import torch
 from torch import nn
 
 from grutext.batching import Batch, bucket_batches, collate, infer
-from grutext.checkpoint import check_output_dir, save
+from grutext.checkpoint import (
+    TrainerState,
+    check_output_dir,
+    load,
+    read_json,
+    read_trainer_state,
+    save,
+    write_trainer_state,
+)
 from grutext.config import ModelConfig, TokenizerConfig, TrainConfig, to_dict
 from grutext.data import LabelledData, load_labelled, training_splits
-from grutext.errors import ConfigError, TrainingError
+from grutext.errors import ConfigError, Interrupted, TrainingError
 from grutext.evaluate import classification_metrics, label_indices
 from grutext.model import GRUClassifier
 from grutext.tokenizer import encode, train_tokenizer
@@ -67,6 +80,7 @@ class TokenizerTrained:
 class ModelBuilt:
     parameters: int
     device: str
+    resumed_at: tuple[int, int] | None = None  # (epoch, step) when continuing an interrupted run
 
 
 @dataclass
@@ -166,6 +180,66 @@ def _score(
     return classification_metrics(y, logits.argmax(dim=1).tolist(), labels), loss
 
 
+# ---------------------------------------------------------------------------------------------- state
+
+
+@dataclass
+class LoopState:
+    """Where the loop is; saved on interruption so that --resume continues at the same step."""
+
+    epoch: int = 1  # the epoch in progress, 1-based
+    step: int = 0  # steps done within it
+    global_step: int = 0
+    best_score: list[float] = field(default_factory=lambda: [-1.0, -math.inf])  # [accuracy, -val loss]
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    loss_sum: float = 0.0  # running sums of the epoch in progress
+    seen: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    data_fingerprint: str = ""
+
+
+class StopSignals:
+    """Turn SIGINT/SIGTERM into a flag the loop checks between steps, so a stop never lands mid-update.
+    A second Ctrl-C stops at once (no state saved)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def fingerprint(data: LabelledData) -> str:
+    """A hash of the training and validation rows, so --resume refuses data that changed."""
+    digest = hashlib.sha256()
+    for name in ("train", "validation"):
+        split = data.splits[name]
+        for text, labels in zip(split.texts, split.labels, strict=True):
+            digest.update(text.encode("utf-8", "surrogatepass") + b"\x00" + "\x01".join(labels).encode() + b"\x02")
+        digest.update(b"\x03")
+    return digest.hexdigest()
+
+
+def _config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    return [f"{key}: {saved.get(key)!r} -> {value!r}" for key, value in current.items() if saved.get(key) != value]
+
+
 # ---------------------------------------------------------------------------------------------- train
 
 
@@ -177,13 +251,29 @@ def train(
     output: Path,
     *,
     overwrite: bool = False,
+    resume: bool = False,
     on_event: Callable[[Event], None] | None = None,
 ) -> TrainResult:
-    """Train a classifier on `spec` and write the checkpoint to `output`."""
+    """Train a classifier on `spec` and write the checkpoint to `output` (or continue an interrupted run)."""
     emit = on_event or (lambda event: None)
     # Fail on bad settings and unwritable outputs before spending any time on data.
     ModelConfig(vocab_size=tok_cfg.vocab_size, num_labels=2, **model_options)
-    check_output_dir(output, overwrite)
+    trainer_state: TrainerState | None = None
+    if resume:
+        trainer_state = read_trainer_state(output)
+        saved = read_json(output / "config.json", "config")
+        differences = [
+            *_config_differences(saved.get("tokenizer", {}), to_dict(tok_cfg)),
+            *_config_differences(saved.get("model", {}), dict(model_options)),
+            *_config_differences({**saved.get("train", {}), "device": cfg.device}, to_dict(cfg)),
+        ]
+        if differences:
+            raise ConfigError(
+                f"cannot resume {output}: settings differ from the interrupted run ({'; '.join(differences)}); "
+                "run the same command again with --resume"
+            )
+    else:
+        check_output_dir(output, overwrite)
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
 
@@ -203,74 +293,133 @@ def train(
     labels = data.label_names()
     sizes = {name: len(split.texts) for name, split in data.splits.items()}
     emit(
-        DataLoaded(
-            spec.source,
-            data.text_column,
-            data.label_column,
-            labels,
-            sizes,
-            data.validation_from,
-            data.skipped,
-        )
+        DataLoaded(spec.source, data.text_column, data.label_column, labels, sizes, data.validation_from, data.skipped)
     )
 
-    # ---- tokenizer: trained on the training split only
+    # ---- tokenizer: trained on the training split only (a resumed run reuses the saved one)
     start = time.perf_counter()
-    tokenizer = train_tokenizer(data.splits["train"].texts, tok_cfg)
+    if trainer_state is not None:
+        previous = load(output)
+        if previous.labels != labels:
+            raise ConfigError(f"cannot resume {output}: the data's labels differ from the interrupted run's")
+        tokenizer = previous.tokenizer
+    else:
+        tokenizer = train_tokenizer(data.splits["train"].texts, tok_cfg)
     ids = {name: encode(tokenizer, split.texts, tok_cfg) for name, split in data.splits.items()}
-    train_ids = ids["train"]
-    full_lengths = [
-        len(e.ids) for e in tokenizer.encode_batch_fast(data.splits["train"].texts[:2000], add_special_tokens=False)
-    ]
+    sample = data.splits["train"].texts[:2000]
+    full_lengths = [len(e.ids) for e in tokenizer.encode_batch_fast(sample, add_special_tokens=False)]
     emit(
         TokenizerTrained(
             tok_cfg.kind,
             tokenizer.get_vocab_size(),
             time.perf_counter() - start,
-            float(np.mean([len(r) for r in train_ids])),
+            float(np.mean([len(r) for r in ids["train"]])),
             float(np.mean([n > tok_cfg.max_length for n in full_lengths])),
         )
     )
 
-    # ---- model
+    # ---- model, optimizer, schedule
     model_cfg = ModelConfig(vocab_size=tokenizer.get_vocab_size(), num_labels=len(labels), **model_options)
     model = GRUClassifier(model_cfg).to(device)
-    emit(ModelBuilt(model.num_parameters(), str(device)))
-    y = {name: label_indices(split, labels) for name, split in data.splits.items()}
-
-    history, best_state, best_epoch, stopped = fit(
-        model, train_ids, y["train"], ids["validation"], y["validation"], labels, cfg, device, emit
+    steps_per_epoch = math.ceil(len(ids["train"]) / cfg.batch_size)
+    total_steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
+    # The fused kernel does the whole update in one pass over the weights: measurably faster on CPU.
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type in ("cpu", "cuda")
     )
-    model.load_state_dict(best_state)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(int(total_steps), cfg.warmup))
+    loop = LoopState(data_fingerprint=fingerprint(data))
+    best_state = _clone(model.state_dict())
+    if trainer_state is not None:
+        if trainer_state.loop.get("data_fingerprint") != loop.data_fingerprint:
+            raise ConfigError(f"cannot resume {output}: the training or validation data changed since it was saved")
+        loop = LoopState(**trainer_state.loop)
+        model.load_state_dict(trainer_state.model)
+        best_state = {k: v.to(device) for k, v in trainer_state.best.items()}
+        optimizer.load_state_dict(trainer_state.optimizer)
+        scheduler.load_state_dict(trainer_state.scheduler)
+        torch.set_rng_state(trainer_state.rng["cpu"])
+        if device.type == "cuda" and "cuda" in trainer_state.rng:
+            torch.cuda.set_rng_state(trainer_state.rng["cuda"])
+    emit(ModelBuilt(model.num_parameters(), str(device), (loop.epoch, loop.step) if trainer_state else None))
+    y = {name: label_indices(split, labels) for name, split in data.splits.items()}
+    sections = {"train": to_dict(cfg), "data": _data_section(spec, data, sizes)}
+
+    def write(weights: dict[str, torch.Tensor], metrics: dict[str, Any], state: TrainerState | None) -> Path:
+        model.load_state_dict(weights)
+        return save(
+            output,
+            model=model,
+            tokenizer=tokenizer,
+            tokenizer_config=tok_cfg,
+            labels=labels,
+            sections=sections,
+            metrics=metrics,
+            overwrite=True if resume else overwrite,
+            extra=(lambda root: write_trainer_state(root, state)) if state is not None else None,
+        )
+
+    with StopSignals() as stop:
+        try:
+            stopped = fit(model, optimizer, scheduler, loop, best_state, ids, y, labels, cfg, device, emit, stop)
+        except TrainingError as exc:
+            if loop.best_epoch == 0:
+                raise
+            path = write(
+                best_state, {"stopped": str(exc), "best_epoch": loop.best_epoch, "history": loop.history}, None
+            )
+            raise TrainingError(f"{exc}; kept the best epoch so far ({loop.best_epoch}) in {path}") from None
+    if stopped == "interrupted" and stop.signum is not None:
+        rng = {"cpu": torch.get_rng_state()}
+        if device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state()
+        state = TrainerState(
+            dataclasses.asdict(loop),
+            _clone(model.state_dict()),
+            best_state,
+            optimizer.state_dict(),
+            scheduler.state_dict(),
+            rng,
+        )
+        kept = best_state if loop.best_epoch else state.model
+        path = write(
+            kept,
+            {
+                "interrupted": True,
+                "epoch": loop.epoch,
+                "step": loop.step,
+                "best_epoch": loop.best_epoch,
+                "history": loop.history,
+            },
+            state,
+        )
+        name = signal.Signals(stop.signum).name
+        raise Interrupted(
+            f"{name} at epoch {loop.epoch}, step {loop.step}: saved a resumable state in {path}; continue with "
+            f"the same command plus --resume",
+            stop.signum,
+        )
 
     # ---- final scores of the kept model; the test split is only reported, never used to choose
+    model.load_state_dict(best_state)
     val_metrics, _ = _score(model, ids["validation"], y["validation"], labels, device)
     metrics: dict[str, Any] = {
-        "best_epoch": best_epoch,
-        "epochs_run": len(history),
+        "best_epoch": loop.best_epoch,
+        "epochs_run": len(loop.history),
         "stopped": stopped,
-        "train_seconds": round(sum(h.seconds for h in history), 2),
+        "train_seconds": round(sum(h["seconds"] for h in loop.history), 2),
         "validation": val_metrics,
     }
     if "test" in ids:
         metrics["test"], _ = _score(model, ids["test"], y["test"], labels, device)
-    metrics["history"] = [
-        {k: getattr(h, k) for k in ("epoch", "train_loss", "val_loss", "val_accuracy", "val_macro_f1", "seconds")}
-        for h in history
-    ]
-    sections = {"train": to_dict(cfg), "data": _data_section(spec, data, sizes)}
-    path = save(
-        output,
-        model=model.cpu(),
-        tokenizer=tokenizer,
-        tokenizer_config=tok_cfg,
-        labels=labels,
-        sections=sections,
-        metrics=metrics,
-        overwrite=overwrite,
-    )
-    emit(Finished(path, best_epoch, stopped, metrics))
-    return TrainResult(path, metrics, history)
+    metrics["history"] = loop.history
+    path = write(best_state, metrics, None)
+    emit(Finished(path, loop.best_epoch, stopped, metrics))
+    return TrainResult(path, metrics, [EpochDone(**h) for h in loop.history])
+
+
+def _clone(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in state.items()}
 
 
 def _data_section(spec: DataSpec, data: LabelledData, sizes: dict[str, int]) -> dict[str, Any]:
@@ -289,99 +438,92 @@ def _data_section(spec: DataSpec, data: LabelledData, sizes: dict[str, int]) -> 
 
 def fit(
     model: GRUClassifier,
-    train_ids: list[list[int]],
-    train_y: list[int],
-    val_ids: list[list[int]],
-    val_y: list[int],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    loop: LoopState,
+    best_state: dict[str, torch.Tensor],
+    ids: dict[str, list[list[int]]],
+    y: dict[str, list[int]],
     labels: list[str],
     cfg: TrainConfig,
     device: torch.device,
     emit: Callable[[Event], None],
-) -> tuple[list[EpochDone], dict[str, torch.Tensor], int, str]:
-    """The loop: AdamW, warmup + linear decay, clipping, early stopping on validation accuracy.
-    Returns the history, the best weights, the best epoch and why training stopped."""
-    steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    if cfg.max_steps is not None:
-        total_steps = min(total_steps, cfg.max_steps)
-    # The fused kernel does the whole update in one pass over the weights: measurably faster on CPU.
-    fused = device.type in ("cpu", "cuda")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(total_steps, cfg.warmup))
+    stop: StopSignals,
+) -> str:
+    """The loop: clipped AdamW steps, a validation pass per epoch, early stopping on validation accuracy.
+    Updates `loop` and `best_state` in place; returns why it stopped (or "interrupted")."""
+    train_ids, train_y = ids["train"], y["train"]
     lengths = [len(r) for r in train_ids]
-
-    history: list[EpochDone] = []
-    best: tuple[float, float] = (-1.0, math.inf)  # (accuracy, -loss) compared lexicographically
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    best_epoch, bad_epochs, global_step = 0, 0, 0
-    stopped = f"ran all {cfg.epochs} epochs"
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(loop.epoch, cfg.epochs + 1):
+        loop.epoch = epoch
         # The batch order depends only on (seed, epoch), so a resumed run sees the same order.
         batches = bucket_batches(lengths, cfg.batch_size, random.Random(f"{cfg.seed}-{epoch}"))
         if cfg.max_steps is not None:
-            batches = batches[: max(0, cfg.max_steps - global_step)]
+            batches = batches[: max(0, cfg.max_steps - (loop.global_step - loop.step))]
         emit(EpochStarted(epoch, cfg.epochs, len(batches)))
         model.train()
-        start = time.perf_counter()
-        loss_sum, seen, tokens = 0.0, 0, 0
-        for step, index in enumerate(batches, start=1):
-            batch = collate(train_ids, index).to(device)
+        start = time.perf_counter() - loop.seconds
+        for step in range(loop.step, len(batches)):
+            batch = collate(train_ids, batches[step]).to(device)
             target = _targets(batch, train_y).to(device)
             logits = model(batch.ids, batch.lengths)  # [B, C]
             loss = nn.functional.cross_entropy(logits, target)
             if not torch.isfinite(loss):
                 raise TrainingError(
-                    f"the loss became {loss.item()} at epoch {epoch}, step {step}; lower --lr (now {cfg.lr:g}) "
-                    "or --grad-clip, and check the data"
+                    f"the loss became {loss.item()} at epoch {epoch}, step {step + 1}; lower --lr "
+                    f"(now {cfg.lr:g}) or --grad-clip, and check the data"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             scheduler.step()
-            global_step += 1
-            loss_sum += loss.item() * len(index)
-            seen += len(index)
-            tokens += int(batch.lengths.sum())
+            loop.step, loop.global_step = step + 1, loop.global_step + 1
+            loop.loss_sum += loss.item() * len(batch.index)
+            loop.seen += len(batch.index)
+            loop.tokens += int(batch.lengths.sum())
             elapsed = time.perf_counter() - start
             emit(
                 StepDone(
                     epoch,
-                    step,
+                    step + 1,
                     len(batches),
-                    global_step,
-                    loss_sum / seen,
-                    seen / max(elapsed, 1e-9),
+                    loop.global_step,
+                    loop.loss_sum / loop.seen,
+                    loop.seen / max(elapsed, 1e-9),
                     float(scheduler.get_last_lr()[0]),
                 )
             )
+            if stop.signum is not None:
+                loop.seconds = elapsed
+                return "interrupted"
         seconds = time.perf_counter() - start
-        val_metrics, val_loss = _score(model, val_ids, val_y, labels, device)
-        score = (val_metrics["accuracy"], -val_loss)
-        improved = score > best
+        val_metrics, val_loss = _score(model, ids["validation"], y["validation"], labels, device)
+        score = [val_metrics["accuracy"], -val_loss]
+        improved = score > loop.best_score
         if improved:
-            best, best_epoch, bad_epochs = score, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            loop.best_score, loop.best_epoch, loop.bad_epochs = score, epoch, 0
+            best_state.update(_clone(model.state_dict()))
         else:
-            bad_epochs += 1
-        history.append(
-            EpochDone(
-                epoch,
-                loss_sum / max(seen, 1),
-                val_loss,
-                val_metrics["accuracy"],
-                val_metrics["macro_f1"],
-                improved,
-                seconds,
-                seen / max(seconds, 1e-9),
-                tokens / max(seconds, 1e-9),
-            )
+            loop.bad_epochs += 1
+        done = EpochDone(
+            epoch,
+            loop.loss_sum / max(loop.seen, 1),
+            val_loss,
+            val_metrics["accuracy"],
+            val_metrics["macro_f1"],
+            improved,
+            seconds,
+            loop.seen / max(seconds, 1e-9),
+            loop.tokens / max(seconds, 1e-9),
         )
-        emit(history[-1])
-        if cfg.max_steps is not None and global_step >= cfg.max_steps:
-            stopped = f"reached --max-steps {cfg.max_steps}"
-            break
-        if bad_epochs > cfg.patience:
-            stopped = f"early stop: no better validation accuracy for {bad_epochs} epochs"
-            break
-    return history, best_state, best_epoch, stopped
+        loop.history.append(dataclasses.asdict(done))
+        emit(done)
+        loop.epoch, loop.step, loop.loss_sum, loop.seen, loop.tokens, loop.seconds = epoch + 1, 0, 0.0, 0, 0, 0.0
+        if cfg.max_steps is not None and loop.global_step >= cfg.max_steps:
+            return f"reached --max-steps {cfg.max_steps}"
+        if loop.bad_epochs > cfg.patience:
+            return f"early stop: no better validation accuracy for {loop.bad_epochs} epochs"
+        if stop.signum is not None:
+            return "interrupted"
+    return f"ran all {cfg.epochs} epochs"
