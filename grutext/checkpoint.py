@@ -29,6 +29,7 @@ from tokenizers import Tokenizer
 
 from grutext import __version__
 from grutext.config import FORMAT_VERSION, ModelConfig, TokenizerConfig, from_dict, to_dict
+from grutext.decision import Decision
 from grutext.errors import CheckpointError, ConfigError
 from grutext.model import GRUClassifier
 
@@ -55,6 +56,11 @@ class Checkpoint:
     labels: list[str]
     config: dict[str, Any]
     metrics: dict[str, Any]
+    decision: Decision  # multi-label only: thresholds tuned on validation data
+
+    @property
+    def multi_label(self) -> bool:
+        return self.model_config.multi_label
 
 
 def _is_nonempty_dir(path: Path) -> bool:
@@ -196,11 +202,20 @@ def load(path: str | Path, device: torch.device | None = None) -> Checkpoint:
             f"{model_cfg.num_labels}; the checkpoint is inconsistent, retrain it"
         )
 
+    decision = Decision((0.5,) * len(labels), False)
+    if model_cfg.multi_label:
+        try:
+            decision = Decision.from_dict(config["decision"], labels)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{root / CONFIG_FILE}: a multi-label model needs a valid 'decision' section ({exc}); "
+                "the checkpoint is damaged, retrain it"
+            ) from None
     tokenizer = _load_tokenizer(root / TOKENIZER_FILE, model_cfg, tok_cfg)
     model = _load_weights(root / WEIGHTS_FILE, model_cfg, device or torch.device("cpu"))
     metrics_path = root / METRICS_FILE
     metrics = read_json(metrics_path, "metrics file") if metrics_path.is_file() else {}
-    return Checkpoint(root, model, tokenizer, tok_cfg, model_cfg, labels, config, metrics)
+    return Checkpoint(root, model, tokenizer, tok_cfg, model_cfg, labels, config, metrics, decision)
 
 
 def _load_tokenizer(path: Path, model_cfg: ModelConfig, tok_cfg: TokenizerConfig) -> Tokenizer:

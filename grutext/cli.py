@@ -21,7 +21,9 @@ from grutext import __version__
 from grutext.config import (
     CELLS,
     DEVICES,
+    EARLY_STOP_METRICS,
     POOLINGS,
+    THRESHOLD_MODES,
     TOKENIZER_KINDS,
     TRUNCATIONS,
     ModelConfig,
@@ -60,6 +62,10 @@ def data_options(func: F) -> F:
         click.option("--config-name", help="Hub datasets only: the dataset configuration (subset) to load."),
         click.option("--revision", help="Hub datasets only: a branch, tag or commit to load."),
         click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of local files."),
+        click.option(
+            "--label-sep",
+            help="Split string labels on this separator, e.g. ',' for 'joy,love' (turns on multi-label).",
+        ),
         click.option(
             "--on-bad-row",
             type=click.Choice(["fail", "skip"]),
@@ -244,6 +250,27 @@ _K = TokenizerConfig()
     help="Recurrent cell: torch (fused nn.GRU, reset gate after the matmul), seed (the seed document's "
     "equations, reset gate before it), lstm (for comparison).",
 )
+@click.option(
+    "--class-weight",
+    default=_T.class_weight,
+    show_default=True,
+    help="Loss weights for imbalanced data: none, balanced (inverse frequency; positive weights for "
+    "multi-label), or a JSON file mapping label -> weight.",
+)
+@click.option(
+    "--early-stop-metric",
+    type=click.Choice(EARLY_STOP_METRICS),
+    default=_T.early_stop_metric,
+    show_default=True,
+    help="Validation metric that picks the epoch: auto is macro_f1 for imbalanced or multi-label data, else accuracy.",
+)
+@click.option(
+    "--thresholds",
+    type=click.Choice(THRESHOLD_MODES),
+    default=_T.thresholds,
+    show_default=True,
+    help="Multi-label: tune one decision threshold on validation data, or one per label.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace --output if it exists and is not empty.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run saved in --output (same command otherwise).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as one JSON object on stdout.")
@@ -273,6 +300,7 @@ def train(dataset: str, output: Path, as_json: bool, overwrite: bool, resume: bo
         revision=opts.pop("revision"),
         encoding=opts.pop("encoding"),
         on_bad_row=opts.pop("on_bad_row"),
+        label_sep=opts.pop("label_sep"),
     )
     tok_cfg = TokenizerConfig(
         kind=opts.pop("tokenizer_kind"),
@@ -302,6 +330,15 @@ def train(dataset: str, output: Path, as_json: bool, overwrite: bool, resume: bo
         click.echo(json.dumps({"path": str(result.path), **result.metrics}, ensure_ascii=False))
 
 
+SCORE_KEYS = ("accuracy", "micro_f1", "macro_f1", "weighted_f1", "samples_f1", "subset_accuracy", "n")
+
+
+def headline(metrics: dict[str, Any]) -> str:
+    """The main scores of a metrics dict, single- or multi-label."""
+    keys = ("accuracy", "macro_f1", "weighted_f1") if "accuracy" in metrics else ("micro_f1", "macro_f1", "samples_f1")
+    return ", ".join(f"{k.replace('_f1', '-F1')} {metrics[k]:.4f}" for k in keys)
+
+
 class TrainReporter:
     """Renders training events on stderr: a rich progress bar on a terminal, plain log lines otherwise."""
 
@@ -313,7 +350,7 @@ class TrainReporter:
         self.progress: Any = None
         self.task: Any = None
         self.last_log = 0.0
-        self.val_accuracy = "-"
+        self.val_score = "-"
 
     def __enter__(self) -> TrainReporter:
         if self.live:
@@ -323,7 +360,7 @@ class TrainReporter:
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}  val acc {task.fields[val]}  {task.fields[speed]} ex/s"),
+                TextColumn("loss {task.fields[loss]}  val {task.fields[val]}  {task.fields[speed]} ex/s"),
                 TimeRemainingColumn(),
                 console=self.console,
                 transient=True,
@@ -368,7 +405,7 @@ class TrainReporter:
                     f"epoch {event.epoch}/{event.epochs}",
                     total=event.steps,
                     loss="-",
-                    val=self.val_accuracy,
+                    val=self.val_score,
                     speed="-",
                 )
         elif isinstance(event, t.StepDone):
@@ -386,18 +423,18 @@ class TrainReporter:
                     f"{event.examples_per_s:,.0f} ex/s"
                 )
         elif isinstance(event, t.EpochDone):
-            self.val_accuracy = f"{event.val_accuracy:.4f}"
+            self.val_score = f"{event.metric} {event.val_score:.4f}"
             mark = " *" if event.improved else ""
             self.log(
                 f"epoch {event.epoch}: train loss {event.train_loss:.4f}, val loss {event.val_loss:.4f}, "
-                f"val acc {event.val_accuracy:.4f}, val macro-F1 {event.val_macro_f1:.4f}, "
+                f"val {event.metric} {event.val_score:.4f}, val macro-F1 {event.val_macro_f1:.4f}, "
                 f"{event.seconds:.1f}s, {event.examples_per_s:,.0f} ex/s, {event.tokens_per_s:,.0f} tok/s{mark}"
             )
         elif isinstance(event, t.Finished):
             m = event.metrics
-            scores = f"validation accuracy {m['validation']['accuracy']:.4f}"
+            scores = f"validation {headline(m['validation'])}"
             if "test" in m:
-                scores += f", test accuracy {m['test']['accuracy']:.4f}, test macro-F1 {m['test']['macro_f1']:.4f}"
+                scores += f"; test {headline(m['test'])}"
             self.log(f"{event.stopped}; kept epoch {event.best_epoch}")
             self.log(f"saved {event.path}: {scores}")
 
@@ -413,9 +450,22 @@ class TrainReporter:
 @click.option("--split", help="Split to score (default: test, or the only split there is).")
 @data_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Texts per batch.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Multi-label: use this decision threshold instead of the tuned ones.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object on stdout.")
 @handle_errors
-def evaluate(model_dir: Path, dataset: str, split: str | None, batch_size: int, as_json: bool, **opts: Any) -> None:
+def evaluate(
+    model_dir: Path,
+    dataset: str,
+    split: str | None,
+    batch_size: int,
+    threshold: float | None,
+    as_json: bool,
+    **opts: Any,
+) -> None:
     """Score a checkpoint on labelled DATASET (same forms as train).
 
     Shows accuracy, macro-F1, weighted-F1, per-class precision/recall/F1 and a confusion matrix on stderr.
@@ -432,7 +482,7 @@ def evaluate(model_dir: Path, dataset: str, split: str | None, batch_size: int, 
     checkpoint = load(model_dir)
     data = load_labelled(dataset, **opts)
     name, chosen = pick_split(data, split)
-    metrics = run_evaluate(checkpoint, chosen, batch_size)
+    metrics = run_evaluate(checkpoint, chosen, batch_size, threshold)
     if as_json:
         click.echo(json.dumps({"split": name, **metrics}, ensure_ascii=False))
     else:
@@ -444,12 +494,10 @@ def render_metrics(console: Any, metrics: dict[str, Any], title: str) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    console.print(
-        f"{title}: {metrics['n']} texts, accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
-        f"weighted-F1 {metrics['weighted_f1']:.4f}",
-        markup=False,
-        soft_wrap=True,
-    )
+    extra = ""
+    if "subset_accuracy" in metrics:
+        extra = f", subset accuracy {metrics['subset_accuracy']:.4f}, Hamming loss {metrics['hamming_loss']:.4f}"
+    console.print(f"{title}: {metrics['n']} texts, {headline(metrics)}{extra}", markup=False, soft_wrap=True)
     per_class = Table(title="per class")
     for column in ("label", "precision", "recall", "F1", "support"):
         per_class.add_column(column, justify="left" if column == "label" else "right")
@@ -458,7 +506,7 @@ def render_metrics(console: Any, metrics: dict[str, Any], title: str) -> None:
         per_class.add_row(escape(label), *cells)
     console.print(per_class)
     labels = metrics["labels"]
-    if len(labels) <= 30:
+    if "confusion_matrix" in metrics and len(labels) <= 30:
         matrix = Table(title="confusion matrix (rows: true, columns: predicted)")
         matrix.add_column("")
         for label in labels:
@@ -538,6 +586,11 @@ def _quiet_exit(code: int) -> NoReturn:
     help="label: the label; tsv: label and probability; jsonl: label, score and all probabilities.",
 )
 @click.option("--top-k", type=click.IntRange(min=1), default=None, help="Show the K most likely labels.")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Multi-label: print labels with a probability of at least this (instead of the tuned thresholds).",
+)
 @click.option("--text-column", help="Column (csv/tsv) or key (jsonl) holding the texts.")
 @click.option(
     "--input-format",
@@ -554,6 +607,7 @@ def predict(
     files: tuple[str, ...],
     fmt: str,
     top_k: int | None,
+    threshold: float | None,
     text_column: str | None,
     input_format: str,
     batch_size: int,
@@ -572,7 +626,7 @@ def predict(
     from grutext.predict import Predictor, format_prediction
     from grutext.train import resolve_device
 
-    predictor = Predictor.load(model_dir, device=str(resolve_device(device)), batch_size=batch_size)
+    predictor = Predictor.load(model_dir, str(resolve_device(device)), batch_size, threshold)
     if top_k is not None:
         top_k = min(top_k, len(predictor.labels))
     out = sys.stdout
@@ -619,10 +673,12 @@ def info(model_dir: Path, as_json: bool) -> None:
         "train": ckpt.config.get("train", {}),
         "data": ckpt.config.get("data", {}),
         "scores": {
-            split: {k: m[k] for k in ("accuracy", "macro_f1", "weighted_f1", "n") if k in m}
+            split: {k: m[k] for k in SCORE_KEYS if k in m}
             for split, m in (("validation", validation), ("test", test))
             if m
         },
+        "multi_label": ckpt.multi_label,
+        "decision": ckpt.config.get("decision"),
         "best_epoch": ckpt.metrics.get("best_epoch"),
         "train_seconds": ckpt.metrics.get("train_seconds"),
     }
@@ -652,6 +708,12 @@ def info(model_dir: Path, as_json: bool) -> None:
         ),
         ("training data", f"{described['data'].get('source', '?')} {described['data'].get('sizes', '')}"),
     ]
+    if ckpt.multi_label:
+        d = described["decision"] or {}
+        when = f"threshold {d['threshold']}" if d.get("threshold") is not None else "per-label thresholds"
+        rows.append(
+            ("multi-label", f"sigmoid outputs, {when}" + (", at least one label" if d.get("at_least_one") else ""))
+        )
     for split, scores in described["scores"].items():
         rows.append(
             (

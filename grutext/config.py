@@ -20,6 +20,8 @@ TRUNCATIONS = ("head", "head_tail")
 POOLINGS = ("last", "mean", "max")
 CELLS = ("torch", "seed", "lstm")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+EARLY_STOP_METRICS = ("auto", "accuracy", "macro_f1", "micro_f1")
+THRESHOLD_MODES = ("global", "per-label")
 
 # Upper bounds on sizes read from files, checked before anything is allocated.
 MAX_VOCAB = 2_000_000
@@ -114,6 +116,9 @@ class TrainConfig:
     max_steps: int | None = None
     val_fraction: float = 0.1
     device: str = "auto"
+    class_weight: str = "none"  # none, balanced, or a JSON file mapping label -> weight
+    early_stop_metric: str = "auto"  # auto: macro_f1 for imbalanced or multi-label data, else accuracy
+    thresholds: str = "global"  # multi-label: one tuned threshold, or one per label
 
     def __post_init__(self) -> None:
         _check_int("train.epochs", self.epochs, 1, 100_000)
@@ -128,6 +133,10 @@ class TrainConfig:
             _check_int("train.max_steps", self.max_steps, 1, 10**9)
         _check_float("train.val_fraction", self.val_fraction, 0.0, 0.5, lo_open=True)
         _check_choice("train.device", self.device, DEVICES)
+        if not isinstance(self.class_weight, str) or not self.class_weight:
+            raise ConfigError(f"train.class_weight must be none, balanced or a file, got {self.class_weight!r}")
+        _check_choice("train.early_stop_metric", self.early_stop_metric, EARLY_STOP_METRICS)
+        _check_choice("train.thresholds", self.thresholds, THRESHOLD_MODES)
 
 
 T = TypeVar("T")

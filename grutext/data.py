@@ -666,7 +666,14 @@ def to_split(
     """Clean one table into a Split. Returns the split, the number of skipped rows, and multi-label-ness."""
     _check_label_types(table, label_column)
     raw_labels = table.columns[label_column]
-    multi = label_sep is not None or any(isinstance(v, (list, tuple)) for v in raw_labels[:1000])
+    lists = [isinstance(v, (list, tuple)) for v in raw_labels]
+    multi = label_sep is not None or any(lists)
+    if any(lists) and not all(is_list or v is None for is_list, v in zip(lists, raw_labels, strict=True)):
+        first = next(i for i, (is_list, v) in enumerate(zip(lists, raw_labels, strict=True)) if not is_list and v)
+        raise DataError(
+            f"column {label_column!r} of {table.origin} mixes lists of labels and single labels (e.g. at "
+            f"{table.where(first)}); write every value as a list for multi-label data"
+        )
     names = table.class_names.get(label_column)
     texts: list[str] = []
     labels: list[list[str]] = []

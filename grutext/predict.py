@@ -13,6 +13,7 @@ import torch
 
 from grutext.batching import infer
 from grutext.checkpoint import Checkpoint, load
+from grutext.decision import Decision
 from grutext.tokenizer import encode
 
 OUTPUT_FORMATS = ("label", "tsv", "jsonl")
@@ -21,11 +22,13 @@ _END = object()
 
 @dataclass
 class Prediction:
-    """The most likely label, its probability, and the probability of every label."""
+    """The most likely label, its probability, and the probability of every label. For a multi-label
+    model, `labels` holds every label above its threshold (`label` is then those names joined by ",")."""
 
     label: str
     score: float
     probs: dict[str, float]
+    labels: list[str] | None = None
 
     def top_k(self, k: int) -> list[tuple[str, float]]:
         return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]
@@ -34,36 +37,52 @@ class Prediction:
 class Predictor:
     """A loaded checkpoint that labels texts."""
 
-    def __init__(self, checkpoint: Checkpoint, batch_size: int = 256) -> None:
+    def __init__(self, checkpoint: Checkpoint, batch_size: int = 256, threshold: float | None = None) -> None:
         self.checkpoint = checkpoint
         self.batch_size = batch_size
         self.device = next(checkpoint.model.parameters()).device
+        self.decision = checkpoint.decision
+        if threshold is not None:
+            self.decision = Decision((threshold,) * len(checkpoint.labels), checkpoint.decision.at_least_one)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", batch_size: int = 256) -> Predictor:
-        return cls(load(path, torch.device(device)), batch_size)
+    def load(
+        cls, path: str | Path, device: str = "cpu", batch_size: int = 256, threshold: float | None = None
+    ) -> Predictor:
+        """Load a checkpoint; `threshold` overrides a multi-label model's tuned thresholds."""
+        return cls(load(path, torch.device(device)), batch_size, threshold)
+
+    @property
+    def multi_label(self) -> bool:
+        return self.checkpoint.multi_label
 
     @property
     def labels(self) -> list[str]:
         return self.checkpoint.labels
 
     def predict_proba(self, texts: Sequence[str]) -> torch.Tensor:
-        """Probabilities [N, C], rows in input order."""
+        """Probabilities [N, C], rows in input order: softmax, or per-label sigmoid for multi-label."""
         if not texts:
             return torch.empty(0, len(self.labels))
         ids = encode(self.checkpoint.tokenizer, texts, self.checkpoint.tokenizer_config)
         logits = infer(self.checkpoint.model, ids, self.device, self.batch_size)
-        return torch.softmax(logits, dim=1)
+        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=1)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """One Prediction per text, in input order."""
         if isinstance(texts, str):
             raise TypeError("predict() takes a list of texts; wrap a single text in a list")
-        probs = self.predict_proba(list(texts)).tolist()
+        probs = self.predict_proba(list(texts))
+        chosen = self.decision.apply(probs).tolist() if self.multi_label else None
         out = []
-        for row in probs:
+        for i, row in enumerate(probs.tolist()):
             best = max(range(len(row)), key=row.__getitem__)
-            out.append(Prediction(self.labels[best], row[best], dict(zip(self.labels, row, strict=True))))
+            pred = Prediction(self.labels[best], row[best], dict(zip(self.labels, row, strict=True)))
+            if chosen is not None:
+                picked = sorted((c for c, on in enumerate(chosen[i]) if on), key=lambda c: -row[c])
+                pred.labels = [self.labels[c] for c in picked]
+                pred.label = ",".join(pred.labels)
+            out.append(pred)
         return out
 
     def stream(self, texts: Iterable[str], chunk_size: int = 1024, wait: float = 0.05) -> Iterator[list[Prediction]]:
@@ -106,6 +125,8 @@ class Predictor:
 
 def format_prediction(pred: Prediction, fmt: str, top_k: int | None = None) -> str:
     """One output line (without the newline)."""
+    if pred.labels is not None:
+        return _format_multi(pred, fmt, top_k)
     if fmt == "label":
         return "\t".join(label for label, _ in pred.top_k(top_k)) if top_k else pred.label
     if fmt == "tsv":
@@ -114,6 +135,22 @@ def format_prediction(pred: Prediction, fmt: str, top_k: int | None = None) -> s
     record: dict[str, object] = {
         "label": pred.label,
         "score": round(pred.score, 6),
+        "probs": {label: round(p, 6) for label, p in pred.probs.items()},
+    }
+    if top_k:
+        record["top_k"] = [{"label": label, "score": round(p, 6)} for label, p in pred.top_k(top_k)]
+    return json.dumps(record, ensure_ascii=False)
+
+
+def _format_multi(pred: Prediction, fmt: str, top_k: int | None) -> str:
+    """Multi-label: every label above its threshold (possibly none), most likely first."""
+    chosen = pred.labels or []
+    if fmt == "label":
+        return ",".join(chosen)
+    if fmt == "tsv":
+        return f"{','.join(chosen)}\t{','.join(f'{pred.probs[label]:.6f}' for label in chosen)}"
+    record: dict[str, object] = {
+        "labels": [{"label": label, "score": round(pred.probs[label], 6)} for label in chosen],
         "probs": {label: round(p, 6) for label, p in pred.probs.items()},
     }
     if top_k:

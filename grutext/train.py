@@ -12,7 +12,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from grutext.batching import Batch, bucket_batches, collate, infer
+from grutext.batching import bucket_batches, collate, infer
 from grutext.checkpoint import (
     TrainerState,
     check_output_dir,
@@ -33,9 +33,16 @@ from grutext.checkpoint import (
     write_trainer_state,
 )
 from grutext.config import ModelConfig, TokenizerConfig, TrainConfig, to_dict
-from grutext.data import LabelledData, load_labelled, training_splits
+from grutext.data import LabelledData, Split, load_labelled, training_splits
+from grutext.decision import Decision
 from grutext.errors import ConfigError, Interrupted, TrainingError
-from grutext.evaluate import classification_metrics, label_indices
+from grutext.evaluate import (
+    classification_metrics,
+    label_indices,
+    label_matrix,
+    multilabel_metrics,
+    tune_decision,
+)
 from grutext.model import GRUClassifier
 from grutext.tokenizer import encode, train_tokenizer
 
@@ -51,6 +58,7 @@ class DataSpec:
     revision: str | None = None
     encoding: str = "utf-8"
     on_bad_row: str = "fail"
+    label_sep: str | None = None  # split string labels on this separator (multi-label)
 
 
 # ---------------------------------------------------------------------------------------------- events
@@ -106,7 +114,8 @@ class EpochDone:
     epoch: int
     train_loss: float
     val_loss: float
-    val_accuracy: float
+    metric: str  # the early-stopping metric
+    val_score: float
     val_macro_f1: float
     improved: bool
     seconds: float
@@ -168,16 +177,95 @@ def lr_lambda(total_steps: int, warmup: float) -> Callable[[int], float]:
     return factor
 
 
-def _targets(batch: Batch, y: Sequence[int]) -> torch.Tensor:
-    return torch.tensor([y[i] for i in batch.index], dtype=torch.int64)
+IMBALANCE_RATIO = 3.0  # largest / smallest class count from which "auto" stops on macro-F1
+MAX_POS_WEIGHT = 100.0
 
 
-def _score(
-    model: nn.Module, ids: list[list[int]], y: list[int], labels: list[str], device: torch.device
-) -> tuple[dict[str, Any], float]:
-    logits = infer(model, ids, device)
-    loss = nn.functional.cross_entropy(logits, torch.tensor(y, dtype=torch.int64)).item()
-    return classification_metrics(y, logits.argmax(dim=1).tolist(), labels), loss
+@dataclass
+class Task:
+    """What differs between single-label (softmax, cross-entropy) and multi-label (sigmoid, BCE) training."""
+
+    labels: list[str]
+    multi_label: bool
+    metric: str  # the validation metric for early stopping (and for tuning multi-label thresholds)
+    weight: torch.Tensor | None  # per-class loss weights, or per-label positive weights (multi-label)
+    at_least_one: bool = False  # multi-label: every training text had a label, so predict at least one
+    per_label: bool = False  # multi-label: tune one threshold per label at the end
+
+    def targets(self, split: Split) -> torch.Tensor:
+        """[N] class ids (single-label) or [N, C] multi-hot floats (multi-label)."""
+        if self.multi_label:
+            return label_matrix(split, self.labels)
+        return torch.tensor(label_indices(split, self.labels), dtype=torch.int64)
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        weight = None if self.weight is None else self.weight.to(logits.device)
+        if self.multi_label:
+            return nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
+        return nn.functional.cross_entropy(logits, target, weight=weight)
+
+    def score(
+        self, logits: torch.Tensor, target: torch.Tensor, per_label: bool = False
+    ) -> tuple[dict[str, Any], float, float, Decision | None]:
+        """(metrics, loss, early-stopping score, decision) of logits [N, C] against targets."""
+        loss = float(self.loss(logits, target))
+        if not self.multi_label:
+            metrics = classification_metrics(target.tolist(), logits.argmax(dim=1).tolist(), self.labels)
+            return metrics, loss, metrics["accuracy" if self.metric == "micro_f1" else self.metric], None
+        probs = torch.sigmoid(logits)
+        decision = tune_decision(probs, target, self.labels, self.metric, per_label, self.at_least_one)
+        metrics = multilabel_metrics(target, decision.apply(probs), self.labels)
+        return metrics, loss, metrics[self.metric], decision
+
+
+def make_task(data: LabelledData, labels: list[str], cfg: TrainConfig) -> Task:
+    """Resolve the early-stopping metric and class weights for this data."""
+    rows = data.splits["train"].labels
+    counts = torch.zeros(len(labels))
+    index = {name: i for i, name in enumerate(labels)}
+    for row in rows:
+        for name in row:
+            counts[index[name]] += 1
+    metric = cfg.early_stop_metric
+    if metric == "auto":
+        imbalanced = float(counts.max()) >= IMBALANCE_RATIO * float(counts.clamp(min=1).min())
+        metric = "macro_f1" if data.multi_label or imbalanced else "accuracy"
+    if data.multi_label and metric == "accuracy":
+        raise ConfigError("--early-stop-metric accuracy does not apply to multi-label data; use micro_f1 or macro_f1")
+    weight: torch.Tensor | None = None
+    if cfg.class_weight == "balanced":
+        if data.multi_label:  # BCE positive weight: negatives per positive, capped
+            weight = ((len(rows) - counts) / counts.clamp(min=1)).clamp(1.0, MAX_POS_WEIGHT)
+        else:  # n / (classes * count): the sklearn rule
+            weight = len(rows) / (len(labels) * counts.clamp(min=1))
+    elif cfg.class_weight != "none":
+        weight = _weights_from_file(Path(cfg.class_weight), labels)
+    return Task(labels, data.multi_label, metric, weight, all(rows), cfg.thresholds == "per-label")
+
+
+def _weights_from_file(path: Path, labels: list[str]) -> torch.Tensor:
+    import json
+
+    try:
+        mapping = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"--class-weight {path}: no such file (use none, balanced, or a JSON file)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--class-weight {path}: cannot read a JSON object ({exc})") from None
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"--class-weight {path}: expected a JSON object mapping label -> weight")
+    unknown = sorted(set(mapping) - set(labels))
+    if unknown:
+        raise ConfigError(
+            f"--class-weight {path}: labels not in the data: {', '.join(unknown)} (labels: {', '.join(labels)})"
+        )
+    weights = []
+    for label in labels:
+        value = mapping.get(label, 1.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e6:
+            raise ConfigError(f"--class-weight {path}: weight of {label!r} must be a positive number, got {value!r}")
+        weights.append(float(value))
+    return torch.tensor(weights)
 
 
 # ---------------------------------------------------------------------------------------------- state
@@ -190,7 +278,7 @@ class LoopState:
     epoch: int = 1  # the epoch in progress, 1-based
     step: int = 0  # steps done within it
     global_step: int = 0
-    best_score: list[float] = field(default_factory=lambda: [-1.0, -math.inf])  # [accuracy, -val loss]
+    best_score: list[float] = field(default_factory=lambda: [-1.0, -math.inf])  # [validation score, -val loss]
     best_epoch: int = 0
     bad_epochs: int = 0
     loss_sum: float = 0.0  # running sums of the epoch in progress
@@ -286,11 +374,11 @@ def train(
         revision=spec.revision,
         encoding=spec.encoding,
         on_bad_row=spec.on_bad_row,
+        label_sep=spec.label_sep,
     )
     data = training_splits(data, cfg.val_fraction, cfg.seed)
-    if data.multi_label:
-        raise ConfigError(f"{spec.source}: the label column holds lists (multi-label); use a single-label column")
     labels = data.label_names()
+    task = make_task(data, labels, cfg)
     sizes = {name: len(split.texts) for name, split in data.splits.items()}
     emit(
         DataLoaded(spec.source, data.text_column, data.label_column, labels, sizes, data.validation_from, data.skipped)
@@ -319,7 +407,9 @@ def train(
     )
 
     # ---- model, optimizer, schedule
-    model_cfg = ModelConfig(vocab_size=tokenizer.get_vocab_size(), num_labels=len(labels), **model_options)
+    model_cfg = ModelConfig(
+        vocab_size=tokenizer.get_vocab_size(), num_labels=len(labels), **model_options, multi_label=data.multi_label
+    )
     model = GRUClassifier(model_cfg).to(device)
     steps_per_epoch = math.ceil(len(ids["train"]) / cfg.batch_size)
     total_steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
@@ -342,11 +432,16 @@ def train(
         if device.type == "cuda" and "cuda" in trainer_state.rng:
             torch.cuda.set_rng_state(trainer_state.rng["cuda"])
     emit(ModelBuilt(model.num_parameters(), str(device), (loop.epoch, loop.step) if trainer_state else None))
-    y = {name: label_indices(split, labels) for name, split in data.splits.items()}
-    sections = {"train": to_dict(cfg), "data": _data_section(spec, data, sizes)}
+    y = {name: task.targets(split) for name, split in data.splits.items()}
+    sections: dict[str, Any] = {"train": to_dict(cfg), "data": _data_section(spec, data, sizes)}
+    sections["train"]["resolved_early_stop_metric"] = task.metric
+    if task.weight is not None:
+        sections["train"]["resolved_class_weight"] = dict(zip(labels, task.weight.tolist(), strict=True))
 
     def write(weights: dict[str, torch.Tensor], metrics: dict[str, Any], state: TrainerState | None) -> Path:
         model.load_state_dict(weights)
+        if task.multi_label and "decision" not in sections:  # an interrupted run: provisional thresholds
+            sections["decision"] = Decision((0.5,) * len(labels), task.at_least_one).to_dict(labels)
         return save(
             output,
             model=model,
@@ -361,7 +456,7 @@ def train(
 
     with StopSignals() as stop:
         try:
-            stopped = fit(model, optimizer, scheduler, loop, best_state, ids, y, labels, cfg, device, emit, stop)
+            stopped = fit(model, optimizer, scheduler, loop, best_state, ids, y, task, cfg, device, emit, stop)
         except TrainingError as exc:
             if loop.best_epoch == 0:
                 raise
@@ -402,7 +497,10 @@ def train(
 
     # ---- final scores of the kept model; the test split is only reported, never used to choose
     model.load_state_dict(best_state)
-    val_metrics, _ = _score(model, ids["validation"], y["validation"], labels, device)
+    val_logits = infer(model, ids["validation"], device)
+    val_metrics, _, _, decision = task.score(val_logits, y["validation"], per_label=task.per_label)
+    if decision is not None:
+        sections["decision"] = decision.to_dict(labels)
     metrics: dict[str, Any] = {
         "best_epoch": loop.best_epoch,
         "epochs_run": len(loop.history),
@@ -411,7 +509,12 @@ def train(
         "validation": val_metrics,
     }
     if "test" in ids:
-        metrics["test"], _ = _score(model, ids["test"], y["test"], labels, device)
+        test_logits = infer(model, ids["test"], device)
+        if decision is not None:  # thresholds come from validation, never from test
+            probs = torch.sigmoid(test_logits)
+            metrics["test"] = multilabel_metrics(y["test"], decision.apply(probs), labels)
+        else:
+            metrics["test"] = task.score(test_logits, y["test"])[0]
     metrics["history"] = loop.history
     path = write(best_state, metrics, None)
     emit(Finished(path, loop.best_epoch, stopped, metrics))
@@ -443,14 +546,14 @@ def fit(
     loop: LoopState,
     best_state: dict[str, torch.Tensor],
     ids: dict[str, list[list[int]]],
-    y: dict[str, list[int]],
-    labels: list[str],
+    y: dict[str, torch.Tensor],
+    task: Task,
     cfg: TrainConfig,
     device: torch.device,
     emit: Callable[[Event], None],
     stop: StopSignals,
 ) -> str:
-    """The loop: clipped AdamW steps, a validation pass per epoch, early stopping on validation accuracy.
+    """The loop: clipped AdamW steps, a validation pass per epoch, early stopping on the task's metric.
     Updates `loop` and `best_state` in place; returns why it stopped (or "interrupted")."""
     train_ids, train_y = ids["train"], y["train"]
     lengths = [len(r) for r in train_ids]
@@ -465,9 +568,9 @@ def fit(
         start = time.perf_counter() - loop.seconds
         for step in range(loop.step, len(batches)):
             batch = collate(train_ids, batches[step]).to(device)
-            target = _targets(batch, train_y).to(device)
+            target = train_y[batch.index].to(device)  # [B] or [B, C]
             logits = model(batch.ids, batch.lengths)  # [B, C]
-            loss = nn.functional.cross_entropy(logits, target)
+            loss = task.loss(logits, target)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss.item()} at epoch {epoch}, step {step + 1}; lower --lr "
@@ -498,8 +601,8 @@ def fit(
                 loop.seconds = elapsed
                 return "interrupted"
         seconds = time.perf_counter() - start
-        val_metrics, val_loss = _score(model, ids["validation"], y["validation"], labels, device)
-        score = [val_metrics["accuracy"], -val_loss]
+        val_metrics, val_loss, val_score, _ = task.score(infer(model, ids["validation"], device), y["validation"])
+        score = [val_score, -val_loss]
         improved = score > loop.best_score
         if improved:
             loop.best_score, loop.best_epoch, loop.bad_epochs = score, epoch, 0
@@ -510,7 +613,8 @@ def fit(
             epoch,
             loop.loss_sum / max(loop.seen, 1),
             val_loss,
-            val_metrics["accuracy"],
+            task.metric,
+            val_score,
             val_metrics["macro_f1"],
             improved,
             seconds,
@@ -523,7 +627,7 @@ def fit(
         if cfg.max_steps is not None and loop.global_step >= cfg.max_steps:
             return f"reached --max-steps {cfg.max_steps}"
         if loop.bad_epochs > cfg.patience:
-            return f"early stop: no better validation accuracy for {loop.bad_epochs} epochs"
+            return f"early stop: no better validation {task.metric} for {loop.bad_epochs} epochs"
         if stop.signum is not None:
             return "interrupted"
     return f"ran all {cfg.epochs} epochs"
