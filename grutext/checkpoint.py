@@ -32,6 +32,7 @@ from grutext.config import FORMAT_VERSION, ModelConfig, TokenizerConfig, from_di
 from grutext.decision import Decision
 from grutext.errors import CheckpointError, ConfigError
 from grutext.model import GRUClassifier
+from grutext.scan import use_cpu_threads
 
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -212,7 +213,10 @@ def load(path: str | Path, device: torch.device | None = None) -> Checkpoint:
                 "the checkpoint is damaged, retrain it"
             ) from None
     tokenizer = _load_tokenizer(root / TOKENIZER_FILE, model_cfg, tok_cfg)
-    model = _load_weights(root / WEIGHTS_FILE, model_cfg, device or torch.device("cpu"))
+    device = device or torch.device("cpu")
+    if device.type == "cpu":
+        use_cpu_threads()
+    model = _load_weights(root / WEIGHTS_FILE, model_cfg, device)
     metrics_path = root / METRICS_FILE
     metrics = read_json(metrics_path, "metrics file") if metrics_path.is_file() else {}
     return Checkpoint(root, model, tokenizer, tok_cfg, model_cfg, labels, config, metrics, decision)

@@ -16,15 +16,25 @@ import torch
 from torch import nn
 
 from grutext.config import ModelConfig
+from grutext.scan import pair_scan
 from grutext.tokenizer import PAD_ID
 
 
 class TorchGRULayer(nn.Module):
-    """One direction of one layer: torch's fused GRU (cuDNN form: reset gate applied after the matmul)."""
+    """One direction of one layer of torch's GRU (cuDNN form: reset gate applied after the matmul).
+    The parameters are nn.GRU's; on the CPU the encoder runs them through grutext's scan, which computes the
+    same function (tested) faster; elsewhere (cuDNN) nn.GRU itself runs."""
+
+    reset_after = True
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
         self.rnn = nn.GRU(input_size, hidden_size, num_layers=1, batch_first=True)
+
+    def scan_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """nn.GRU's (weight_ih, bias_ih, weight_hh, bias_hh), rows (r, z, n)."""
+        rnn = self.rnn
+        return rnn.weight_ih_l0, rnn.bias_ih_l0, rnn.weight_hh_l0, rnn.bias_hh_l0  # type: ignore[return-value]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.rnn(x)[0]  # [B, T, H]
@@ -87,81 +97,26 @@ class SeedGRUCell(nn.Module):
         return W_x, b_x, W_zr_h, self.W[:, :H]
 
 
-class _SeedGRUScan(torch.autograd.Function):
-    """The seed recurrence over time with a hand-written backward pass.
-
-    Autograd through a Python loop records ~15 nodes per step; here forward keeps only the gates, and
-    backward walks time once with two small matmuls per step, then forms the weight gradients with one
-    large matmul over all steps."""
-
-    @staticmethod
-    def forward(
-        ctx: torch.autograd.function.FunctionCtx,
-        xp: torch.Tensor,  # [B, T, 3H]: input projections of z, r and the candidate, biases included
-        W_zr_h: torch.Tensor,  # [2H, H]
-        W_h: torch.Tensor,  # [H, H]
-        h0: torch.Tensor,  # [B, H]
-    ) -> torch.Tensor:
-        B, T, H3 = xp.shape
-        H = H3 // 3
-        out = xp.new_empty(B, T, H)
-        gates = xp.new_empty(B, T, H3)  # z, r, candidate per step, for backward
-        h = h0
-        W_zr_hT, W_hT = W_zr_h.T, W_h.T
-        for t in range(T):
-            zr = torch.sigmoid(torch.addmm(xp[:, t, : 2 * H], h, W_zr_hT))  # [B, 2H]
-            z, r = zr[:, :H], zr[:, H:]
-            n = torch.tanh(torch.addmm(xp[:, t, 2 * H :], r * h, W_hT))  # [B, H]
-            h = torch.addcmul(h, z, n - h)  # (1 - z) h + z n
-            out[:, t] = h
-            gates[:, t, : 2 * H] = zr
-            gates[:, t, 2 * H :] = n
-        ctx.save_for_backward(out, gates, W_zr_h, W_h, h0)
-        return out
-
-    @staticmethod
-    def backward(
-        ctx: torch.autograd.function.FunctionCtx, d_out: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        out, gates, W_zr_h, W_h, h0 = ctx.saved_tensors  # type: ignore[attr-defined]
-        T, H = out.shape[1:]
-        h_prev = torch.cat([h0.unsqueeze(1), out[:, :-1]], dim=1)  # [B, T, H]
-        d_pre = torch.empty_like(gates)  # gradients of the pre-activations of z, r and the candidate
-        dh = torch.zeros_like(h0)
-        for t in range(T - 1, -1, -1):
-            dh = dh + d_out[:, t]
-            h = h_prev[:, t]
-            z, r, n = gates[:, t, :H], gates[:, t, H : 2 * H], gates[:, t, 2 * H :]
-            dn_pre = dh * z * (1 - n * n)
-            dz_pre = dh * (n - h) * z * (1 - z)
-            d_rh = dn_pre @ W_h  # [B, H]
-            dr_pre = d_rh * h * r * (1 - r)
-            d_pre[:, t, :H] = dz_pre
-            d_pre[:, t, H : 2 * H] = dr_pre
-            d_pre[:, t, 2 * H :] = dn_pre
-            dh = dh * (1 - z) + d_rh * r + d_pre[:, t, : 2 * H] @ W_zr_h
-        flat_prev = h_prev.reshape(-1, H)
-        d_W_zr_h = d_pre[:, :, : 2 * H].reshape(-1, 2 * H).T @ flat_prev
-        d_W_h = d_pre[:, :, 2 * H :].reshape(-1, H).T @ (gates[:, :, H : 2 * H].reshape(-1, H) * flat_prev)
-        return d_pre, d_W_zr_h, d_W_h, dh
-
-
 class SeedGRULayer(nn.Module):
-    """One direction of one layer of the seed GRU over a right-padded batch [B, T, I] -> [B, T, H].
+    """One direction of one layer of the seed GRU over a right-padded batch [B, T, I] -> [B, T, H], run by
+    grutext's scan (see grutext.scan): input projections in one matmul, hand-written backward."""
 
-    The input half of every gate is projected for all steps in one matmul before the loop; each step then
-    needs one fused matmul for z and r and one for the candidate."""
+    reset_after = False
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
         self.cell = SeedGRUCell(input_size, hidden_size)
 
+    def scan_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(W_ih [3H, I], b_ih, W_hh [3H, H], b_hh): the seed's weights with rows (z, r, candidate); no b_hh."""
+        H, c = self.cell.hidden_size, self.cell
+        W_ih = torch.cat([c.W_z[:, H:], c.W_r[:, H:], c.W[:, H:]])
+        W_hh = torch.cat([c.W_z[:, :H], c.W_r[:, :H], c.W[:, :H]])
+        return W_ih, torch.cat([c.b_z, c.b_r, c.b]), W_hh, W_hh.new_zeros(3 * H)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        W_x, b_x, W_zr_h, W_h = self.cell.split_weights()
-        xp = nn.functional.linear(x, W_x, b_x)  # [B, T, 3H]
-        h0 = x.new_zeros(x.size(0), self.cell.hidden_size)
-        out: torch.Tensor = _SeedGRUScan.apply(xp, W_zr_h, W_h, h0)  # type: ignore[no-untyped-call]
-        return out
+        w = self.scan_weights()
+        return pair_scan(False, (x, *w), (x[:0], *w))[0]
 
 
 LAYERS: dict[str, type[nn.Module]] = {"torch": TorchGRULayer, "seed": SeedGRULayer, "lstm": TorchLSTMLayer}
@@ -181,6 +136,7 @@ class GRUEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.directions = 2 if cfg.bidirectional else 1
+        self.cell = cfg.cell
         self.forward_layers = nn.ModuleList()
         self.backward_layers = nn.ModuleList()
         size = cfg.embed_dim
@@ -193,6 +149,22 @@ class GRUEncoder(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.output_size = size
 
+    def _use_scan(self, x: torch.Tensor) -> bool:
+        """grutext's parallel scan runs the GRUs on the CPU (and the seed GRU everywhere); cuDNN runs torch's."""
+        return self.cell != "lstm" and (x.device.type == "cpu" or self.cell == "seed")
+
+    def _scan_layer(
+        self, forward_layer: nn.Module, backward_layer: nn.Module | None, x: torch.Tensor, index: torch.Tensor | None
+    ) -> torch.Tensor:
+        """One layer through two parallel scans: the two directions, or the two halves of the batch."""
+        reset_after = bool(forward_layer.reset_after)
+        w = forward_layer.scan_weights()  # type: ignore[operator]
+        if backward_layer is not None and index is not None:
+            out, out_rev = pair_scan(reset_after, (x, *w), (_gather_time(x, index), *backward_layer.scan_weights()))  # type: ignore[operator]
+            return torch.cat([out, _gather_time(out_rev, index)], dim=-1)
+        half = (x.size(0) + 1) // 2
+        return torch.cat(pair_scan(reset_after, (x[:half], *w), (x[half:], *w)), dim=0)
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # x: [B, T, E], lengths: [B] (all >= 1) -> [B, T, D*H]
         index = None
@@ -201,13 +173,21 @@ class GRUEncoder(nn.Module):
         for depth, forward_layer in enumerate(self.forward_layers):
             if depth > 0:
                 x = self.dropout(x)
-            out = forward_layer(x)  # [B, T, H]
-            if index is not None:
-                x_rev = x.gather(1, index.expand(-1, -1, x.size(2)))
-                out_rev = self.backward_layers[depth](x_rev)  # [B, T, H], time runs right to left
-                out = torch.cat([out, out_rev.gather(1, index.expand(-1, -1, out_rev.size(2)))], dim=-1)
+            backward_layer = self.backward_layers[depth] if index is not None else None
+            if self._use_scan(x):
+                out = self._scan_layer(forward_layer, backward_layer, x, index)
+            else:
+                out = forward_layer(x)  # [B, T, H]
+                if backward_layer is not None and index is not None:
+                    out_rev = backward_layer(_gather_time(x, index))  # time runs right to left
+                    out = torch.cat([out, _gather_time(out_rev, index)], dim=-1)
             x = out
         return x
+
+
+def _gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Reorder time steps per sequence: x [B, T, D], index [B, T, 1]."""
+    return x.gather(1, index.expand(-1, -1, x.size(2)))
 
 
 def pool(states: torch.Tensor, lengths: torch.Tensor, mode: str, directions: int) -> torch.Tensor:

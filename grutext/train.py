@@ -44,6 +44,7 @@ from grutext.evaluate import (
     tune_decision,
 )
 from grutext.model import GRUClassifier
+from grutext.scan import use_cpu_threads
 from grutext.tokenizer import encode, train_tokenizer
 
 
@@ -363,6 +364,8 @@ def train(
     else:
         check_output_dir(output, overwrite)
     device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        use_cpu_threads()
     seed_everything(cfg.seed)
 
     # ---- data

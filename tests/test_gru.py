@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from grutext.model import SeedGRUCell, SeedGRULayer, TorchGRULayer, _SeedGRUScan
+from grutext.model import SeedGRUCell, SeedGRULayer, TorchGRULayer
+from grutext.scan import PairScan, pair_scan
 
 IN, H, B = 5, 4, 3
 
@@ -69,15 +70,42 @@ def test_fast_layer_equals_stepping_the_cell() -> None:
         torch.testing.assert_close(layer(x), torch.stack(steps, 1), rtol=1e-12, atol=1e-12)
 
 
-def test_gradcheck_of_the_hand_written_backward() -> None:
+@pytest.mark.parametrize("reset_after", [True, False])
+def test_gradcheck_of_the_hand_written_backward(reset_after: bool) -> None:
+    """Both forms of grutext's scan, two sequences of different batch sizes at once."""
     torch.manual_seed(1)
-    args = (
-        torch.randn(B, 6, 3 * H, dtype=torch.float64, requires_grad=True),
-        torch.randn(2 * H, H, dtype=torch.float64, requires_grad=True),
-        torch.randn(H, H, dtype=torch.float64, requires_grad=True),
-        torch.randn(B, H, dtype=torch.float64, requires_grad=True),
-    )
-    assert torch.autograd.gradcheck(_SeedGRUScan.apply, args)
+
+    def scan_args(batch: int) -> tuple[torch.Tensor, ...]:
+        return (
+            torch.randn(batch, 5, IN, dtype=torch.float64, requires_grad=True),
+            torch.randn(3 * H, IN, dtype=torch.float64, requires_grad=True),
+            torch.randn(3 * H, dtype=torch.float64, requires_grad=True),
+            torch.randn(3 * H, H, dtype=torch.float64, requires_grad=True),
+            torch.randn(3 * H, dtype=torch.float64, requires_grad=reset_after),
+        )
+
+    args = (*scan_args(2), *scan_args(3))
+    assert torch.autograd.gradcheck(lambda *a: PairScan.apply(reset_after, *a), args)
+
+
+def test_scan_equals_torch_gru_forward_and_backward() -> None:
+    """On the CPU the encoder runs nn.GRU's weights through grutext's scan: same outputs, same gradients."""
+    torch.manual_seed(3)
+    layer = TorchGRULayer(IN, H).double()
+    x = torch.randn(B, 6, IN, dtype=torch.float64, requires_grad=True)
+    reference = layer(x)
+    (reference * torch.arange(6.0, dtype=torch.float64).view(1, 6, 1)).sum().backward()
+    expected = [x.grad.clone(), *(p.grad.clone() for p in layer.parameters())]  # type: ignore[union-attr]
+    layer.zero_grad()
+    x.grad = None
+    w = layer.scan_weights()
+    out = pair_scan(True, (x[:1], *w), (x[1:], *w))
+    ours = torch.cat(out)
+    (ours * torch.arange(6.0, dtype=torch.float64).view(1, 6, 1)).sum().backward()
+    torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
+    got = [x.grad, *(p.grad for p in layer.parameters())]
+    for g, e in zip(got, expected, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
 
 
 def test_gradcheck_of_the_whole_layer_through_the_seed_parameters() -> None:
