@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DATA ?= ../shared/data
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo test test-slow lint bench clean
+.PHONY: install install-bench demo test test-slow lint bench results clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,17 @@ test: lint
 # Trains on real data from $(DATA) (../shared/data); skipped where that folder is missing.
 test-slow: install
 	GRUTEXT_DATA=$(DATA) $(BIN)/pytest -q -m slow
+
+install-bench: install
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+
+# Speed: grutext vs a tutorial GRU and fastText on real data; writes BENCHMARKS.md (about 15 minutes).
+bench: install-bench
+	$(PY) bench/bench.py --data $(DATA) --datasets sst2,imdb
+
+# Accuracy: default settings on every benchmark dataset vs fastText; rewrites the README's results table.
+results: install-bench
+	$(PY) bench/results.py --data $(DATA) --readme README.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,346 @@
+"""Speed benchmark: grutext against a tutorial GRU and fastText, in one run, on real data. Writes BENCHMARKS.md.
+
+    make bench DATA=../shared/data                 # = python bench/bench.py --data ../shared/data
+    python bench/bench.py --datasets sst2 --skip-reference
+
+Per dataset it measures, each in a fresh process where it matters:
+  * grutext's whole `train` command (one epoch, embed 128 / hidden 128 / 1 layer / one direction, as the
+    reference) and with default settings: accuracy, wall time, train tokens/s (real, unpadded tokens),
+    achieved GFLOP/s (2*3*(E*H + H*H) FLOPs per token per direction forward, x3 for forward+backward),
+    peak RSS, checkpoint size;
+  * `grutext predict` over the test texts: lines/s, and the latency of one line through a pipe;
+  * the tutorial GRU's epoch (bench/reference.py) and fastText (if `fasttext` imports).
+Machine-wide: float32 matmul peak (2 threads), `grutext --help` start-up, and predict's RSS at 20k and
+200k lines of a 1M-line stdin stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+GRUTEXT = [sys.executable, "-m", "grutext"]
+REFERENCE_ARGS = ["--epochs", "1", "--embed-dim", "128", "--hidden-size", "128", "--layers", "1", "--no-bidirectional"]
+
+
+def read_jsonl(folder: Path, split: str) -> list[dict[str, Any]]:
+    for name in (f"{split}.jsonl", f"{split}.jsonl.gz"):
+        path = folder / name
+        if path.exists():
+            opener = gzip.open if name.endswith(".gz") else open
+            with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+                return [json.loads(line) for line in fh if line.strip()]
+    raise SystemExit(f"{folder} has no {split}.jsonl")
+
+
+def machine() -> dict[str, str]:
+    import tokenizers
+    import torch
+
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    if Path("/proc/meminfo").exists():
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 2**20:.0f} GiB"
+    info = {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "memory": mem,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "tokenizers": tokenizers.__version__,
+    }
+    try:
+        from importlib.metadata import version
+
+        import fasttext  # noqa: F401
+
+        info["fasttext"] = version("fasttext-wheel")
+    except Exception:
+        info["fasttext"] = "not installed"
+    return info
+
+
+def matmul_peak() -> float:
+    """Best float32 GFLOP/s of 2048^2 matmuls with 2 threads, in a fresh process."""
+    code = (
+        "import torch,time;torch.set_num_threads(2);a=torch.randn(2048,2048);b=torch.randn(2048,2048);"
+        "[a@b for _ in range(3)];best=0\n"
+        "for _ in range(10):\n t=time.perf_counter();[a@b for _ in range(5)]\n"
+        " best=max(best,5*2*2048**3/(time.perf_counter()-t))\n"
+        "print(best/1e9)"
+    )
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+
+
+def run_with_rss(cmd: list[str], stdin: bytes | None = None) -> tuple[float, int, bytes, bytes]:
+    """Wall seconds, peak RSS (KiB, from wait4) and output of a child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out_chunks: list[bytes] = []
+    err_chunks: list[bytes] = []
+    assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
+    readers = [
+        threading.Thread(target=lambda: out_chunks.append(proc.stdout.read())),  # type: ignore[union-attr]
+        threading.Thread(target=lambda: err_chunks.append(proc.stderr.read())),
+    ]  # type: ignore[union-attr]
+    for r in readers:
+        r.start()
+    if stdin is not None:
+        proc.stdin.write(stdin)
+    proc.stdin.close()
+    for r in readers:
+        r.join()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({code}):\n{b''.join(err_chunks).decode()[-3000:]}")
+    return wall, int(usage.ru_maxrss), b"".join(out_chunks), b"".join(err_chunks)
+
+
+def flops_per_token(model: dict[str, Any]) -> float:
+    """Useful training FLOPs per real token: 2*3*(in*H + H*H) per direction and layer forward, x3 with backward."""
+    H, dirs = model["hidden_size"], 2 if model["bidirectional"] else 1
+    total, size = 0.0, model["embed_dim"]
+    for _ in range(model["layers"]):
+        total += dirs * 2 * 3 * (size * H + H * H)
+        size = H * dirs
+    return 3 * total
+
+
+def grutext_run(folder: Path, out: Path, args: list[str]) -> dict[str, Any]:
+    cmd = [*GRUTEXT, "train", str(folder), "--output", str(out), "--overwrite", "--json", *args]
+    wall, rss, stdout, _ = run_with_rss(cmd)
+    metrics = json.loads(stdout)
+    config = json.loads((out / "config.json").read_text())
+    history = metrics["history"]
+    tokens = sum(h["tokens_per_s"] * h["seconds"] for h in history)
+    loop_seconds = sum(h["seconds"] for h in history)
+    tok_s = tokens / loop_seconds
+    test = metrics["test"]
+    return {
+        "args": " ".join(args) or "(defaults)",
+        "accuracy": test.get("accuracy", test.get("micro_f1")),
+        "macro_f1": test["macro_f1"],
+        "wall_seconds": wall,
+        "epochs": len(history),
+        "train_tokens_per_s": tok_s,
+        "gflops": tok_s * flops_per_token(config["model"]) / 1e9,
+        "peak_rss_mib": rss / 1024,
+        "model_mib": sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20,
+    }
+
+
+def predict_speed(model: Path, texts: list[str], tmp: Path) -> dict[str, float]:
+    lines = [" ".join(t.split()) for t in texts]
+    reps = max(1, 20000 // len(lines))
+    path = tmp / "predict.txt"
+    path.write_text("\n".join(lines * reps) + "\n", encoding="utf-8")
+    wall, _, out, _ = run_with_rss([*GRUTEXT, "predict", "--model", str(model), str(path)])
+    assert out.count(b"\n") == len(lines) * reps
+    latencies = [
+        run_with_rss([*GRUTEXT, "predict", "--model", str(model)], (lines[0] + "\n").encode())[0] for _ in range(5)
+    ]
+    return {
+        "lines_per_s": len(lines) * reps / wall,
+        "lines": len(lines) * reps,
+        "one_line_seconds": statistics.median(latencies),
+    }
+
+
+def fasttext_run(train: list[dict[str, Any]], test: list[dict[str, Any]], tmp: Path) -> dict[str, float] | None:
+    try:
+        import fasttext
+    except ImportError:
+        return None
+    sys.path.insert(0, str(Path(__file__).parent))
+    from results import fasttext_tokens
+
+    path = tmp / "ft.txt"
+    path.write_text("".join(f"__label__{r['label']} {fasttext_tokens(r['text'])}\n" for r in train), encoding="utf-8")
+    start = time.perf_counter()
+    model = fasttext.train_supervised(str(path), epoch=5, lr=0.1, wordNgrams=2, verbose=0, thread=2, seed=13)
+    seconds = time.perf_counter() - start
+    texts = [fasttext_tokens(r["text"]) for r in test]
+    start = time.perf_counter()
+    predicted, _ = model.predict(texts, k=1)
+    predict_seconds = time.perf_counter() - start
+    accuracy = sum(p[0][9:] == r["label"] for p, r in zip(predicted, test, strict=True)) / len(test)
+    return {"accuracy": accuracy, "train_seconds": seconds, "lines_per_s": len(texts) / predict_seconds}
+
+
+def reference_run(train: list[dict[str, Any]], test: list[dict[str, Any]]) -> dict[str, Any]:
+    code = (
+        "import json,sys;sys.path.insert(0,'bench');from reference import run_reference;"
+        "d=json.load(sys.stdin);print(json.dumps(run_reference(d['train'],d['test'])))"
+    )
+    payload = json.dumps(
+        {"train": [(r["text"], r["label"]) for r in train], "test": [(r["text"], r["label"]) for r in test]}
+    ).encode()
+    _wall, rss, out, _ = run_with_rss([sys.executable, "-c", code], payload)
+    return {**json.loads(out), "peak_rss_mib": rss / 1024}
+
+
+def startup_seconds() -> float:
+    return statistics.median(run_with_rss([*GRUTEXT, "--help"])[0] for _ in range(5))
+
+
+def streaming_rss(model: Path, total: int = 1_000_000) -> dict[str, float]:
+    """Feed `total` lines to predict through a pipe; read its RSS when 20k and 200k answers have come back."""
+    proc = subprocess.Popen(
+        [*GRUTEXT, "predict", "--model", str(model)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def feed() -> None:
+        try:
+            for i in range(total):
+                proc.stdin.write(f"line {i} a rather ordinary sentence about a film\n".encode())  # type: ignore[union-attr]
+            proc.stdin.close()  # type: ignore[union-attr]
+        except BrokenPipeError:
+            pass
+
+    threading.Thread(target=feed, daemon=True).start()
+    rss: dict[str, float] = {}
+    count = 0
+    for _ in proc.stdout:
+        count += 1
+        if count in (20_000, 200_000, total):
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+            rss[f"rss_mib_at_{count}"] = kb / 1024
+    proc.wait()
+    rss["lines_out"] = count
+    return rss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--datasets", default="sst2,imdb")
+    parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    parser.add_argument("--skip-reference", action="store_true", help="skip the (slow) tutorial GRU")
+    parser.add_argument("--skip-defaults", action="store_true", help="skip the default-settings training runs")
+    args = parser.parse_args()
+
+    report: dict[str, Any] = {"machine": machine(), "matmul_peak_gflops": matmul_peak(), "datasets": {}}
+    report["startup_seconds"] = startup_seconds()
+    print(json.dumps(report), file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        for name in args.datasets.split(","):
+            folder = args.data / name
+            train, test = read_jsonl(folder, "train"), read_jsonl(folder, "test")
+            row: dict[str, Any] = {"one_epoch": grutext_run(folder, tmp / f"{name}-1", REFERENCE_ARGS)}
+            if not args.skip_defaults:
+                row["defaults"] = grutext_run(folder, tmp / f"{name}-d", [])
+            model = tmp / (f"{name}-1" if args.skip_defaults else f"{name}-d")
+            row["predict"] = predict_speed(model, [r["text"] for r in test], tmp)
+            row["fasttext"] = fasttext_run(train, test, tmp)
+            if not args.skip_reference:
+                row["reference"] = reference_run(train, test)
+            report["datasets"][name] = row
+            print(json.dumps({name: row}), file=sys.stderr, flush=True)
+        first = args.datasets.split(",")[0]
+        report["streaming"] = streaming_rss(tmp / (f"{first}-1" if args.skip_defaults else f"{first}-d"))
+    Path("bench/results").mkdir(parents=True, exist_ok=True)
+    Path("bench/results/bench.json").write_text(json.dumps(report, indent=2))
+    args.out.write_text(render(report, " ".join(sys.argv[1:])), encoding="utf-8")
+    print(args.out.read_text())
+
+
+def render(r: dict[str, Any], argv: str) -> str:
+    m = r["machine"]
+    peak = r["matmul_peak_gflops"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Produced by `python bench/bench.py {argv}` (`make bench`); every figure below comes from that one run.",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}. Python {m['python']}, torch {m['torch']}, "
+        f"tokenizers {m['tokenizers']}, fastText {m['fasttext']}.",
+        f"Float32 matmul peak (2 threads, 2048x2048): **{peak:.0f} GFLOP/s**. "
+        f"`grutext --help` start-up: **{r['startup_seconds']:.2f} s** (median of 5).",
+        "",
+    ]
+    for name, row in r["datasets"].items():
+        lines += [
+            f"## {name}",
+            "",
+            "| run | accuracy | wall time | train tokens/s | GFLOP/s (% of peak) | peak RSS | model size |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for key in ("one_epoch", "defaults"):
+            if key in row:
+                g = row[key]
+                lines.append(
+                    f"| grutext train {g['args']} | {g['accuracy']:.4f} | {g['wall_seconds']:.1f} s "
+                    f"({g['epochs']} epochs) | {g['train_tokens_per_s']:,.0f} | {g['gflops']:.1f} "
+                    f"({100 * g['gflops'] / peak:.0f}%) | {g['peak_rss_mib']:.0f} MiB | {g['model_mib']:.1f} MiB |"
+                )
+        if "reference" in row:
+            ref = row["reference"]
+            lines.append(
+                f"| tutorial GRU, one epoch (bench/reference.py) | {ref['accuracy']:.4f} "
+                f"| {ref['epoch_seconds']:.1f} s "
+                f"| {ref['real_tokens_per_s']:,.0f} real ({ref['padded_tokens_per_s']:,.0f} padded) | | "
+                f"{ref['peak_rss_mib']:.0f} MiB | |"
+            )
+        if row.get("fasttext"):
+            ft = row["fasttext"]
+            lines.append(
+                f"| fastText (wordNgrams 2, 5 epochs) | {ft['accuracy']:.4f} | {ft['train_seconds']:.1f} s | | | | |"
+            )
+        lines.append("")
+        p = row["predict"]
+        lines.append(
+            f"predict: **{p['lines_per_s']:,.0f} lines/s** over {p['lines']:,} test lines (whole command); "
+            f"one line through a pipe: **{p['one_line_seconds']:.2f} s** (median of 5)."
+            + (
+                f" fastText predict: {row['fasttext']['lines_per_s']:,.0f} lines/s (in-process)."
+                if row.get("fasttext")
+                else ""
+            )
+        )
+        if "reference" in row:
+            speedup = row["reference"]["epoch_seconds"] / row["one_epoch"]["wall_seconds"]
+            lines.append(
+                f"\nThe whole `grutext train` command (one epoch) is **{speedup:.1f}x** faster than the "
+                "tutorial GRU's epoch alone."
+            )
+        lines.append("")
+    s = r["streaming"]
+    lines += [
+        "## Streaming",
+        "",
+        f"`grutext predict` over a {s['lines_out']:,}-line stdin stream: RSS {s['rss_mib_at_20000']:.0f} MiB at 20k "
+        f"lines, {s['rss_mib_at_200000']:.0f} MiB at 200k lines "
+        f"({100 * (s['rss_mib_at_200000'] / s['rss_mib_at_20000'] - 1):+.1f}%).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

