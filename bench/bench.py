@@ -17,7 +17,6 @@ Machine-wide: float32 matmul peak (2 threads), `grutext --help` start-up, and pr
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import platform
@@ -30,18 +29,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).parent))
+from results import fasttext_tokens, read_split
+
 GRUTEXT = [sys.executable, "-m", "grutext"]
 REFERENCE_ARGS = ["--epochs", "1", "--embed-dim", "128", "--hidden-size", "128", "--layers", "1", "--no-bidirectional"]
 
 
 def read_jsonl(folder: Path, split: str) -> list[dict[str, Any]]:
-    for name in (f"{split}.jsonl", f"{split}.jsonl.gz"):
-        path = folder / name
-        if path.exists():
-            opener = gzip.open if name.endswith(".gz") else open
-            with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-                return [json.loads(line) for line in fh if line.strip()]
-    raise SystemExit(f"{folder} has no {split}.jsonl")
+    rows = read_split(folder, split)
+    if rows is None:
+        raise SystemExit(f"{folder} has no {split}.jsonl")
+    return rows
 
 
 def machine() -> dict[str, str]:
@@ -171,9 +170,6 @@ def fasttext_run(train: list[dict[str, Any]], test: list[dict[str, Any]], tmp: P
         import fasttext
     except ImportError:
         return None
-    sys.path.insert(0, str(Path(__file__).parent))
-    from results import fasttext_tokens
-
     path = tmp / "ft.txt"
     path.write_text("".join(f"__label__{r['label']} {fasttext_tokens(r['text'])}\n" for r in train), encoding="utf-8")
     start = time.perf_counter()

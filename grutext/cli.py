@@ -243,6 +243,12 @@ _K = TokenizerConfig()
     help="How GRU states become one vector: last state, mean or max over time.",
 )
 @click.option(
+    "--embedding-skip/--no-embedding-skip",
+    default=_M.embedding_skip,
+    show_default=True,
+    help="Also pool the word embeddings beside the GRU states (a bag-of-words path, as in RCNN).",
+)
+@click.option(
     "--cell",
     type=click.Choice(CELLS),
     default=_M.cell,
@@ -309,7 +315,7 @@ def train(dataset: str, output: Path, as_json: bool, overwrite: bool, resume: bo
         max_length=opts.pop("max_length"),
         truncation=opts.pop("truncation"),
     )
-    model_keys = ("embed_dim", "hidden_size", "layers", "bidirectional", "dropout", "pooling", "cell")
+    model_keys = ("embed_dim", "hidden_size", "layers", "bidirectional", "dropout", "pooling", "cell", "embedding_skip")
     model_options = {k: opts.pop(k) for k in model_keys}
     cfg = TrainConfig(**opts)
     from grutext.errors import Interrupted
@@ -693,7 +699,8 @@ def info(model_dir: Path, as_json: bool) -> None:
     cell = {"torch": "torch GRU", "seed": "seed GRU", "lstm": "LSTM"}.get(m["cell"], m["cell"])
     arch = (
         f"embedding {m['embed_dim']} -> {'bi' if m['bidirectional'] else 'uni'}directional {cell} "
-        f"{m['layers']}x{m['hidden_size']} -> {m['pooling']} pooling -> linear {len(ckpt.labels)}"
+        f"{m['layers']}x{m['hidden_size']} -> {m['pooling']} pooling"
+        f"{' (+ pooled embeddings)' if m.get('embedding_skip') else ''} -> linear {len(ckpt.labels)}"
     )
     t = described["tokenizer"]
     rows = [

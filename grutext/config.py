@@ -87,6 +87,7 @@ class ModelConfig:
     pooling: str = "max"
     cell: str = "torch"
     multi_label: bool = False
+    embedding_skip: bool = False  # also pool the embeddings themselves, beside the GRU states
 
     def __post_init__(self) -> None:
         _check_int("model.vocab_size", self.vocab_size, 2, MAX_VOCAB)
@@ -99,6 +100,7 @@ class ModelConfig:
         _check_choice("model.pooling", self.pooling, POOLINGS)
         _check_choice("model.cell", self.cell, CELLS)
         _check_bool("model.multi_label", self.multi_label)
+        _check_bool("model.embedding_skip", self.embedding_skip)
 
 
 @dataclass(frozen=True)

@@ -215,13 +215,17 @@ class GRUClassifier(nn.Module):
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=PAD_ID)
         self.encoder = GRUEncoder(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.classifier = nn.Linear(self.encoder.output_size, cfg.num_labels)
+        features = self.encoder.output_size + (cfg.embed_dim if cfg.embedding_skip else 0)
+        self.classifier = nn.Linear(features, cfg.num_labels)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # ids: [B, T] right-padded with PAD_ID; lengths: [B], each >= 1
         x = self.dropout(self.embedding(ids))  # [B, T, E]
         states = self.encoder(x, lengths)  # [B, T, D*H]
         pooled = pool(states, lengths, self.cfg.pooling, self.encoder.directions)  # [B, D*H]
+        if self.cfg.embedding_skip:  # a bag-of-words path beside the GRU, pooled like RCNN (Lai et al. 2015)
+            mode = "max" if self.cfg.pooling == "max" else "mean"
+            pooled = torch.cat([pooled, pool(x, lengths, mode, 1)], dim=-1)  # [B, D*H + E]
         logits: torch.Tensor = self.classifier(self.dropout(pooled))  # [B, C]
         return logits
 

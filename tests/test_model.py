@@ -29,10 +29,20 @@ def test_reversal_index_reverses_within_length_and_is_an_involution() -> None:
     [
         *itertools.product(["torch"], ["last", "mean", "max"], [True, False], [1, 2]),
         *itertools.product(["seed", "lstm"], ["last", "max"], [True, False], [2]),
+        ("torch", "skip-max", True, 1),
+        ("torch", "skip-mean", False, 1),
     ],
 )
 def test_padding_never_changes_logits(cell: str, pooling: str, bidirectional: bool, layers: int) -> None:
-    model = make(cell=cell, pooling=pooling, bidirectional=bidirectional, layers=layers, dropout=0.5)
+    skip = pooling.startswith("skip-")
+    model = make(
+        cell=cell,
+        pooling=pooling.removeprefix("skip-"),
+        bidirectional=bidirectional,
+        layers=layers,
+        dropout=0.5,
+        embedding_skip=skip,
+    )
     torch.manual_seed(1)
     texts = [torch.randint(2, 50, (n,)).tolist() for n in (1, 4, 9, 17, 2)]
     with torch.no_grad():
