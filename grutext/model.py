@@ -206,6 +206,33 @@ def pool(states: torch.Tensor, lengths: torch.Tensor, mode: str, directions: int
     return torch.cat([last[:, :hidden], states[:, 0, hidden:]], dim=-1)
 
 
+def parameter_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The state_dict shapes a config implies, computed without building (or allocating) a model, so a
+    checkpoint's weights can be checked against its config.json first. A test keeps it in sync."""
+    H, dirs = cfg.hidden_size, 2 if cfg.bidirectional else 1
+    shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (cfg.vocab_size, cfg.embed_dim)}
+    size = cfg.embed_dim
+    for layer in range(cfg.layers):
+        for stack in ("forward_layers", "backward_layers")[:dirs]:
+            prefix = f"encoder.{stack}.{layer}"
+            if cfg.cell == "seed":
+                for name in ("W_z", "W_r", "W"):
+                    shapes[f"{prefix}.cell.{name}"] = (H, H + size)
+                for name in ("b_z", "b_r", "b"):
+                    shapes[f"{prefix}.cell.{name}"] = (H,)
+            else:
+                gates = 4 if cfg.cell == "lstm" else 3
+                shapes[f"{prefix}.rnn.weight_ih_l0"] = (gates * H, size)
+                shapes[f"{prefix}.rnn.weight_hh_l0"] = (gates * H, H)
+                shapes[f"{prefix}.rnn.bias_ih_l0"] = (gates * H,)
+                shapes[f"{prefix}.rnn.bias_hh_l0"] = (gates * H,)
+        size = H * dirs
+    features = size + (cfg.embed_dim if cfg.embedding_skip else 0)
+    shapes["classifier.weight"] = (cfg.num_labels, features)
+    shapes["classifier.bias"] = (cfg.num_labels,)
+    return shapes
+
+
 class GRUClassifier(nn.Module):
     """Embedding -> GRU encoder -> pooling -> dropout -> linear. Returns logits."""
 

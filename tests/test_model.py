@@ -78,3 +78,19 @@ def test_parameter_count_matches_the_architecture() -> None:
     gru = lambda i, h: 3 * (i * h + h * h + 2 * h)  # noqa: E731
     expected = 50 * 8 + 2 * gru(8, 6) + 2 * gru(12, 6) + (12 * 3 + 3)
     assert model.num_parameters() == expected
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"cell": "seed", "layers": 2},
+        {"cell": "lstm", "bidirectional": False},
+        {"embedding_skip": True, "layers": 3},
+    ],
+)
+def test_parameter_shapes_match_the_model(options: dict[str, object]) -> None:
+    from grutext.model import parameter_shapes
+
+    model = make(**options)
+    assert parameter_shapes(model.cfg) == {k: tuple(v.shape) for k, v in model.state_dict().items()}
