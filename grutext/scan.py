@@ -29,38 +29,31 @@ import torch
 def _scan_forward(
     x: torch.Tensor, W_ih: torch.Tensor, b_ih: torch.Tensor, W_hh: torch.Tensor, b_hh: torch.Tensor, reset_after: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """x [B, T, I] -> outputs [B, T, H], gates [B, T, 3H] and (reset-after) W_hn h + b_hn [B, T, H]."""
+    """x [B, T, I] -> outputs [T, B, H], gates [T, B, 3H] and (reset-after) W_h h + b_h [T, B, 3H].
+
+    Buffers are time-major so that each step reads and writes contiguous slices in place (out=)."""
     B, T, In = x.shape
     H = W_hh.shape[1]
-    xp = torch.addmm(b_ih, x.reshape(B * T, In), W_ih.t()).view(B, T, 3 * H)
-    out = x.new_empty([B, T, H])
-    gates = x.new_empty([B, T, 3 * H])
-    hn_all = x.new_empty([B, T, H]) if reset_after else x.new_empty([0])
+    xp = torch.addmm(b_ih, x.transpose(0, 1).reshape(T * B, In), W_ih.t()).view(T, B, 3 * H)
+    out = x.new_empty([T, B, H])
+    gates = x.new_empty([T, B, 3 * H])
+    hh_all = x.new_empty([T, B, 3 * H]) if reset_after else x.new_empty([0])
     h = x.new_zeros([B, H])
     W_hhT = W_hh.t()
     W_zrT = W_hh[: 2 * H].t()
     W_nT = W_hh[2 * H :].t()
     for t in range(T):
+        g = gates[t]
         if reset_after:
-            hh = torch.addmm(b_hh, h, W_hhT)  # [B, 3H]
-            rz = torch.sigmoid(xp[:, t, : 2 * H] + hh[:, : 2 * H])
-            r = rz[:, :H]
-            z = rz[:, H:]
-            hn = hh[:, 2 * H :]
-            n = torch.tanh(torch.addcmul(xp[:, t, 2 * H :], r, hn))
-            h = torch.addcmul(n, z, h - n)
-            gates[:, t, : 2 * H] = rz
-            hn_all[:, t] = hn
+            hh = torch.addmm(b_hh, h, W_hhT, out=hh_all[t])  # [B, 3H]
+            rz = torch.add(xp[t, :, : 2 * H], hh[:, : 2 * H], out=g[:, : 2 * H]).sigmoid_()
+            n = torch.addcmul(xp[t, :, 2 * H :], rz[:, :H], hh[:, 2 * H :], out=g[:, 2 * H :]).tanh_()
+            h = torch.addcmul(n, rz[:, H:], h - n, out=out[t])
         else:
-            zr = torch.sigmoid(torch.addmm(xp[:, t, : 2 * H], h, W_zrT))
-            z = zr[:, :H]
-            r = zr[:, H:]
-            n = torch.tanh(torch.addmm(xp[:, t, 2 * H :], r * h, W_nT))
-            h = torch.addcmul(h, z, n - h)
-            gates[:, t, : 2 * H] = zr
-        gates[:, t, 2 * H :] = n
-        out[:, t] = h
-    return out, gates, hn_all
+            zr = torch.addmm(xp[t, :, : 2 * H], h, W_zrT, out=g[:, : 2 * H]).sigmoid_()
+            n = torch.addmm(xp[t, :, 2 * H :], zr[:, H:] * h, W_nT, out=g[:, 2 * H :]).tanh_()
+            h = torch.addcmul(h, zr[:, :H], n - h, out=out[t])
+    return out, gates, hh_all
 
 
 def _scan_backward(
@@ -68,62 +61,60 @@ def _scan_backward(
     x: torch.Tensor,
     out: torch.Tensor,
     gates: torch.Tensor,
-    hn_all: torch.Tensor,
+    hh_all: torch.Tensor,
     W_ih: torch.Tensor,
     W_hh: torch.Tensor,
     reset_after: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gradients (d_x, d_W_ih, d_b_ih, d_W_hh, d_b_hh) of one scan, walking time backwards once."""
+    """Gradients (d_x, d_W_ih, d_b_ih, d_W_hh, d_b_hh) of one scan, walking time backwards once.
+    d_out is [B, T, H]; out, gates and hh_all are time-major as _scan_forward returns them."""
     B, T, In = x.shape
     H = W_hh.shape[1]
-    h_prev = torch.cat([x.new_zeros([B, 1, H]), out[:, :-1]], dim=1)  # [B, T, H]
-    d_xp = torch.empty_like(gates)  # gradient of the input projections
+    d_out_t = d_out.transpose(0, 1)  # [T, B, H] view
+    h_prev = torch.cat([x.new_zeros([1, B, H]), out[:-1]], dim=0)  # [T, B, H]
+    d_xp = torch.empty_like(gates)  # gradient of the input projections, [T, B, 3H]
     d_hh_all = torch.empty_like(gates) if reset_after else x.new_empty([0])  # ... of W_hh h + b_hh
     dh = x.new_zeros([B, H])
     W_zr = W_hh[: 2 * H]
     W_n = W_hh[2 * H :]
     for t in range(T - 1, -1, -1):
-        dh = dh + d_out[:, t]
-        h = h_prev[:, t]
-        n = gates[:, t, 2 * H :]
-        dn_pre = dh * (1 - n * n)
+        dh = dh + d_out_t[t]
+        h = h_prev[t]
+        g = gates[t]
+        d = d_xp[t]
+        n = g[:, 2 * H :]
         if reset_after:
-            r = gates[:, t, :H]
-            z = gates[:, t, H : 2 * H]
-            dn_pre = dn_pre * (1 - z)
-            dz_pre = dh * (h - n) * z * (1 - z)
-            dr_pre = dn_pre * hn_all[:, t] * r * (1 - r)
-            d_xp[:, t, :H] = dr_pre
-            d_xp[:, t, H : 2 * H] = dz_pre
-            d_xp[:, t, 2 * H :] = dn_pre
-            d_hh = d_hh_all[:, t]
-            d_hh[:, :H] = dr_pre
-            d_hh[:, H : 2 * H] = dz_pre
-            d_hh[:, 2 * H :] = dn_pre * r
+            r = g[:, :H]
+            z = g[:, H : 2 * H]
+            dn_pre = torch.mul(dh * (1 - z), 1 - n * n, out=d[:, 2 * H :])
+            torch.mul(dh * (h - n), z * (1 - z), out=d[:, H : 2 * H])
+            hn = hh_all[t, :, 2 * H :]
+            torch.mul(dn_pre * hn, r * (1 - r), out=d[:, :H])
+            d_hh = d_hh_all[t]
+            d_hh[:, : 2 * H] = d[:, : 2 * H]
+            torch.mul(dn_pre, r, out=d_hh[:, 2 * H :])
             dh = torch.addmm(dh * z, d_hh, W_hh)
         else:
-            z = gates[:, t, :H]
-            r = gates[:, t, H : 2 * H]
-            dn_pre = dn_pre * z
-            dz_pre = dh * (n - h) * z * (1 - z)
+            z = g[:, :H]
+            r = g[:, H : 2 * H]
+            dn_pre = torch.mul(dh * z, 1 - n * n, out=d[:, 2 * H :])
+            torch.mul(dh * (n - h), z * (1 - z), out=d[:, :H])
             d_rh = torch.mm(dn_pre, W_n)
-            dr_pre = d_rh * h * r * (1 - r)
-            d_xp[:, t, :H] = dz_pre
-            d_xp[:, t, H : 2 * H] = dr_pre
-            d_xp[:, t, 2 * H :] = dn_pre
-            dh = torch.addmm(dh * (1 - z) + d_rh * r, d_xp[:, t, : 2 * H], W_zr)
-    flat_x = x.reshape(B * T, In)
-    flat_d = d_xp.reshape(B * T, 3 * H)
-    flat_prev = h_prev.reshape(B * T, H)
+            torch.mul(d_rh * h, r * (1 - r), out=d[:, H : 2 * H])
+            dh = torch.addmm(dh * (1 - z) + d_rh * r, d[:, : 2 * H], W_zr)
+    flat_x = x.transpose(0, 1).reshape(T * B, In)
+    flat_d = d_xp.reshape(T * B, 3 * H)
+    flat_prev = h_prev.reshape(T * B, H)
     if reset_after:
-        flat_dhh = d_hh_all.reshape(B * T, 3 * H)
+        flat_dhh = d_hh_all.reshape(T * B, 3 * H)
         d_W_hh = flat_dhh.t().mm(flat_prev)
         d_b_hh = flat_dhh.sum(0)
     else:
-        r_h = gates[:, :, H : 2 * H].reshape(B * T, H) * flat_prev
+        r_h = gates[:, :, H : 2 * H].reshape(T * B, H) * flat_prev
         d_W_hh = torch.cat([flat_d[:, : 2 * H].t().mm(flat_prev), flat_d[:, 2 * H :].t().mm(r_h)], dim=0)
         d_b_hh = x.new_zeros([3 * H])
-    return flat_d.mm(W_ih).view(B, T, In), flat_d.t().mm(flat_x), flat_d.sum(0), d_W_hh, d_b_hh
+    d_x = flat_d.mm(W_ih).view(T, B, In).transpose(0, 1)
+    return d_x, flat_d.t().mm(flat_x), flat_d.sum(0), d_W_hh, d_b_hh
 
 
 def _pair_forward(
@@ -205,14 +196,14 @@ class PairScan(torch.autograd.Function):
         a, b = pair_forward(xa, Wa_ih, ba_ih, Wa_hh, ba_hh, xb, Wb_ih, bb_ih, Wb_hh, bb_hh, reset_after)
         ctx.reset_after = reset_after
         ctx.save_for_backward(xa, a[0], a[1], a[2], Wa_ih, Wa_hh, xb, b[0], b[1], b[2], Wb_ih, Wb_hh)
-        return a[0], b[0]
+        return a[0].transpose(0, 1), b[0].transpose(0, 1)  # [B, T, H] views of the time-major outputs
 
     @staticmethod
     def backward(ctx: Any, d_a: torch.Tensor, d_b: torch.Tensor) -> tuple[Any, ...]:
         xa, outa, ga, hna, Wa_ih, Wa_hh, xb, outb, gb, hnb, Wb_ih, Wb_hh = ctx.saved_tensors
         a, b = pair_backward(
-            d_a.contiguous(), xa, outa, ga, hna, Wa_ih, Wa_hh,
-            d_b.contiguous(), xb, outb, gb, hnb, Wb_ih, Wb_hh, ctx.reset_after,
+            d_a, xa, outa, ga, hna, Wa_ih, Wa_hh,
+            d_b, xb, outb, gb, hnb, Wb_ih, Wb_hh, ctx.reset_after,
         )  # fmt: skip
         return (None, *a, *b)
 
