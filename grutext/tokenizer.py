@@ -8,7 +8,10 @@ split on whitespace and punctuation. The subword model then works inside those p
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -43,32 +46,120 @@ def _front_end(tokenizer: Tokenizer, cfg: TokenizerConfig) -> None:
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(pieces)
 
 
-def build_untrained(cfg: TokenizerConfig) -> tuple[Tokenizer, trainers.Trainer]:
-    """An empty tokenizer of the configured kind, with the trainer that fills its vocabulary."""
+def _hf_trained(texts: Sequence[str], cfg: TokenizerConfig) -> Tokenizer:
+    """Unigram, word and char vocabularies from the `tokenizers` trainers."""
     common: dict[str, Any] = {"vocab_size": cfg.vocab_size, "special_tokens": SPECIAL_TOKENS, "show_progress": False}
     tokenizer: Tokenizer
     trainer: trainers.Trainer
-    if cfg.kind == "wordpiece":
-        tokenizer = Tokenizer(models.WordPiece(unk_token=UNK, max_input_chars_per_word=100))
-        trainer = trainers.WordPieceTrainer(min_frequency=2, continuing_subword_prefix="##", **common)
-    elif cfg.kind == "bpe":
-        tokenizer = Tokenizer(models.BPE(unk_token=UNK, continuing_subword_prefix="##"))
-        trainer = trainers.BpeTrainer(min_frequency=2, continuing_subword_prefix="##", **common)
-    elif cfg.kind == "unigram":
+    if cfg.kind == "unigram":
         tokenizer = Tokenizer(models.Unigram())
         trainer = trainers.UnigramTrainer(unk_token=UNK, **common)
     else:  # word and char: one id per whole piece
         tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
         trainer = trainers.WordLevelTrainer(min_frequency=1 if cfg.kind == "char" else 2, **common)
     _front_end(tokenizer, cfg)
-    return tokenizer, trainer
+    tokenizer.train_from_iterator(_capped(texts, cfg), trainer=trainer, length=len(texts))
+    return tokenizer
+
+
+MIN_PAIR_FREQUENCY = 2
+PREFIX = "##"
+
+
+def word_counts(tokenizer: Tokenizer, texts: Iterable[str]) -> Counter[str]:
+    """How often each pre-tokenized word occurs, through the tokenizer's own normalizer and pre-tokenizer."""
+    normalizer, pre_tokenizer = tokenizer.normalizer, tokenizer.pre_tokenizer
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    return counts
+
+
+def learn_merges(counts: Counter[str], vocab_size: int) -> tuple[list[str], list[tuple[str, str]]]:
+    """Byte-pair merges learned deterministically: the most frequent adjacent pair is merged first, ties
+    broken by the pair's text. Returns (alphabet, merges); symbols inside a word carry the "##" prefix.
+
+    Why not the `tokenizers` trainers: they break ties in hash-map order, so the same data gives a few
+    dozen different subwords from run to run, and `--seed` could not make runs repeatable."""
+    words: list[list[str]] = []
+    freq: list[int] = []
+    letters: Counter[str] = Counter()
+    for word, count in sorted(counts.items()):
+        symbols = [word[0]] + [PREFIX + ch for ch in word[1:]]
+        words.append(symbols)
+        freq.append(count)
+        for symbol in symbols:
+            letters[symbol] += count
+    # Every symbol a word can start from stays, unless the alphabet alone exceeds the vocabulary.
+    alphabet = sorted(sorted(letters, key=lambda sym: (-letters[sym], sym))[:vocab_size])
+    pairs: Counter[tuple[str, str]] = Counter()
+    where: dict[tuple[str, str], set[int]] = {}
+    for i, symbols in enumerate(words):
+        for pair in itertools.pairwise(symbols):
+            pairs[pair] += freq[i]
+            where.setdefault(pair, set()).add(i)
+    heap = [(-count, pair) for pair, count in pairs.items()]
+    heapq.heapify(heap)
+    merges: list[tuple[str, str]] = []
+    size = len(alphabet)
+    while size < vocab_size and heap:
+        negative, pair = heapq.heappop(heap)
+        count = pairs.get(pair, 0)
+        if count != -negative or count <= 0:
+            continue  # a stale heap entry
+        if count < MIN_PAIR_FREQUENCY:
+            break
+        a, b = pair
+        merged = a + b.removeprefix(PREFIX)
+        merges.append(pair)
+        size += 1
+        changed: set[tuple[str, str]] = set()
+        for i in sorted(where.pop(pair, ())):
+            symbols, out, k = words[i], [], 0
+            while k < len(symbols):
+                if k + 1 < len(symbols) and symbols[k] == a and symbols[k + 1] == b:
+                    out.append(merged)
+                    k += 2
+                else:
+                    out.append(symbols[k])
+                    k += 1
+            if len(out) == len(symbols):
+                continue
+            for old in itertools.pairwise(symbols):
+                pairs[old] -= freq[i]
+                changed.add(old)
+            for new in itertools.pairwise(out):
+                pairs[new] += freq[i]
+                changed.add(new)
+                where.setdefault(new, set()).add(i)
+            words[i] = out
+        pairs.pop(pair, None)
+        for other in changed:
+            if other != pair and pairs.get(other, 0) > 0:
+                heapq.heappush(heap, (-pairs[other], other))
+    return alphabet, merges
+
+
+def _subword_trained(texts: Sequence[str], cfg: TokenizerConfig) -> Tokenizer:
+    """WordPiece or BPE from deterministic merges, behind the shared front end."""
+    counter = Tokenizer(models.WordLevel(unk_token=UNK))
+    _front_end(counter, cfg)
+    alphabet, merges = learn_merges(word_counts(counter, _capped(texts, cfg)), cfg.vocab_size - len(SPECIAL_TOKENS))
+    tokens = SPECIAL_TOKENS + alphabet + [a + b.removeprefix(PREFIX) for a, b in merges]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+    if cfg.kind == "wordpiece":
+        model: models.Model = models.WordPiece(vocab, unk_token=UNK, max_input_chars_per_word=100)
+    else:
+        model = models.BPE(vocab, merges, unk_token=UNK, continuing_subword_prefix=PREFIX)
+    trained = Tokenizer(model)
+    _front_end(trained, cfg)
+    return trained
 
 
 def train_tokenizer(texts: Sequence[str], cfg: TokenizerConfig) -> Tokenizer:
     """Learn a vocabulary from the training texts; truncation goes into tokenizer.json for head truncation."""
-    tokenizer, trainer = build_untrained(cfg)
-    tokenizer.train_from_iterator(_capped(texts, cfg), trainer=trainer, length=len(texts))
-    tokenizer = canonical_ids(tokenizer)
+    trained = _subword_trained(texts, cfg) if cfg.kind in ("wordpiece", "bpe") else _hf_trained(texts, cfg)
+    tokenizer = canonical_ids(trained)
     if tokenizer.token_to_id(PAD) != PAD_ID or tokenizer.token_to_id(UNK) != UNK_ID:
         raise AssertionError("special tokens must take ids 0 and 1")
     configure_truncation(tokenizer, cfg)

@@ -53,7 +53,7 @@ def test_huge_text_is_capped_before_tokenizing() -> None:
 @pytest.mark.parametrize("kind", TOKENIZER_KINDS)
 def test_ids_are_in_a_fixed_order(kind: str) -> None:
     """The tokenizers trainers number tokens in hash-map order; we renumber so the same vocabulary always
-    gets the same ids (word and char vocabularies are then identical run to run)."""
+    gets the same ids, and learn WordPiece/BPE merges ourselves so they are identical run to run."""
     cfg = TokenizerConfig(kind=kind, vocab_size=300)
     tok = train_tokenizer(TEXTS, cfg)
     vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
@@ -61,5 +61,33 @@ def test_ids_are_in_a_fixed_order(kind: str) -> None:
     assert tokens[:2] == ["[PAD]", "[UNK]"]
     if kind != "unigram":  # unigram is ordered by score
         assert tokens[2:] == sorted(tokens[2:])
-    if kind in ("word", "char"):
+    if kind != "unigram":  # unigram comes from the `tokenizers` trainer, whose ties are not repeatable
         assert tok.to_str() == train_tokenizer(TEXTS, cfg).to_str()
+
+
+def test_learn_merges_by_hand() -> None:
+    """Most frequent pair first, ties broken by text; pieces inside a word carry ##."""
+    from collections import Counter
+
+    from grutext.tokenizer import learn_merges
+
+    alphabet, merges = learn_merges(Counter({"low": 5, "lower": 2, "newest": 6}), vocab_size=14)
+    assert alphabet == sorted(["l", "##o", "##w", "##e", "##r", "n", "##s", "##t"])
+    # ##w+##e occurs 2 (lower) + 6 (newest) = 8 times, then l+##o 7 times; then four pairs tie at 6
+    # (##e+##we, ##s+##t, ##we+##s, n+##e) and the smallest text wins.
+    assert merges[:3] == [("##w", "##e"), ("l", "##o"), ("##e", "##we")]
+    assert len(alphabet) + len(merges) == 14
+
+
+def test_subword_vocabularies_are_repeatable_on_real_sized_data() -> None:
+    import random
+
+    rng = random.Random(0)
+    words = ["".join(rng.choice("abcdefghij") for _ in range(rng.randint(2, 9))) for _ in range(3000)]
+    texts = [" ".join(rng.choice(words) for _ in range(20)) for _ in range(500)]
+    for kind in ("wordpiece", "bpe"):
+        cfg = TokenizerConfig(kind=kind, vocab_size=800)
+        first = train_tokenizer(texts, cfg)
+        assert first.to_str() == train_tokenizer(texts, cfg).to_str()
+        assert first.get_vocab_size() == 800
+        assert UNK_ID not in first.encode("abcdefghij jihgfedcba").ids  # any word decomposes into pieces
