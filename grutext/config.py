@@ -107,13 +107,13 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation and data-handling settings; none of them is needed to run a trained model."""
 
-    epochs: int = 10
-    batch_size: int = 64
+    epochs: int = 15
+    batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 0.01
     warmup: float = 0.05  # fraction of the planned steps spent warming up the learning rate
     grad_clip: float = 1.0
-    patience: int = 2
+    patience: int = 3
     seed: int = 13
     max_steps: int | None = None
     val_fraction: float = 0.1
