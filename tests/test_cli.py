@@ -30,6 +30,17 @@ def test_every_command_has_help_with_examples_and_is_in_readme() -> None:
             assert param.help or param.param_type_name == "argument", f"{name} {param.name} has no help"
 
 
+def test_every_option_is_documented_in_readme() -> None:
+    readme = README.read_text(encoding="utf-8")
+    for name, command in cli.commands.items():  # type: ignore[attr-defined]
+        for param in command.params:
+            for flag in param.opts:
+                if flag.startswith("--") and flag not in ("--help",):
+                    assert f"`{flag}" in readme or f"{flag}`" in readme or f"{flag}/" in readme, (
+                        f"grutext {name} {flag} is not in README.md"
+                    )
+
+
 def test_train_reports_on_stderr_and_writes_checkpoint(split_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m"
     result = run("train", str(split_dir), "--output", str(out), *TINY, "--json")
