@@ -41,7 +41,7 @@ def parse_value(text: str) -> Any:
             return cast(text)
         except ValueError:
             pass
-    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+    return {"true": True, "false": False, "null": None}.get(text.lower(), text)
 
 
 def configs(settings: dict[str, Any]) -> tuple[TokenizerConfig, dict[str, Any], TrainConfig]:
