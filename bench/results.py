@@ -168,12 +168,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/results.jsonl"))
     parser.add_argument("--readme", type=Path, help="replace the results table in this file")
     parser.add_argument("--no-fasttext", action="store_true")
+    parser.add_argument("--render", type=Path, help="only render the table from a JSON-lines file of earlier rows")
     parser.add_argument("extra", nargs="*", help="extra grutext train options, after --")
     args = parser.parse_args()
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
-    for name in args.datasets.split(","):
+    if args.render:
+        rows = [json.loads(line) for line in args.render.read_text().splitlines() if line.strip()]
+    for name in [] if args.render else args.datasets.split(","):
         folder = args.data / name
         row: dict[str, Any] = {"dataset": name, "grutext": run_grutext(folder, args.models, args.extra)}
         if not args.no_fasttext:
