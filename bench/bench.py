@@ -150,7 +150,7 @@ def grutext_run(folder: Path, out: Path, args: list[str]) -> dict[str, Any]:
 
 def predict_speed(model: Path, texts: list[str], tmp: Path) -> dict[str, float]:
     lines = [" ".join(t.split()) for t in texts]
-    reps = max(1, 20000 // len(lines))
+    reps = max(1, 100_000 // len(lines))
     path = tmp / "predict.txt"
     path.write_text("\n".join(lines * reps) + "\n", encoding="utf-8")
     wall, _, out, _ = run_with_rss([*GRUTEXT, "predict", "--model", str(model), str(path)])
@@ -238,6 +238,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     parser.add_argument("--skip-reference", action="store_true", help="skip the (slow) tutorial GRU")
     parser.add_argument("--defaults", default="sst2", help="datasets also trained with default settings")
+    parser.add_argument("--stream-lines", type=int, default=1_000_000, help="lines in the streaming test (>= 200k)")
     args = parser.parse_args()
 
     report: dict[str, Any] = {"machine": machine(), "matmul_peak_gflops": matmul_peak(), "datasets": {}}
@@ -262,7 +263,7 @@ def main() -> None:
             print(json.dumps({name: row}), file=sys.stderr, flush=True)
         first = args.datasets.split(",")[0]
         with_defaults = first in args.defaults.split(",")
-        report["streaming"] = streaming_rss(tmp / (f"{first}-d" if with_defaults else f"{first}-1"))
+        report["streaming"] = streaming_rss(tmp / (f"{first}-d" if with_defaults else f"{first}-1"), args.stream_lines)
     Path("bench/results").mkdir(parents=True, exist_ok=True)
     Path("bench/results/bench.json").write_text(json.dumps(report, indent=2))
     args.out.write_text(render(report, " ".join(sys.argv[1:])), encoding="utf-8")
