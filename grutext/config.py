@@ -15,7 +15,7 @@ from grutext.errors import ConfigError
 
 FORMAT_VERSION = 1
 
-TOKENIZER_KINDS = ("wordpiece", "bpe", "unigram", "word", "char")
+TOKENIZER_KINDS = ("word", "wordpiece", "bpe", "unigram", "char")
 TRUNCATIONS = ("head", "head_tail")
 POOLINGS = ("last", "mean", "max")
 CELLS = ("torch", "seed", "lstm")
@@ -59,7 +59,7 @@ def _check_bool(name: str, value: bool) -> None:
 class TokenizerConfig:
     """How texts become token ids."""
 
-    kind: str = "wordpiece"
+    kind: str = "word"
     vocab_size: int = 30000
     lowercase: bool = True
     max_length: int = 256
