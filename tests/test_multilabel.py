@@ -177,3 +177,21 @@ def test_multilabel_positive_weights(tmp_path: Path) -> None:
     positives = torch.tensor([sum(label in row for row in data.splits["train"].labels) for label in labels])
     negatives = len(data.splits["train"].labels) - positives
     assert task.weight.tolist() == pytest.approx((negatives / positives).clamp(1, 100).tolist())
+
+
+def test_multilabel_outputs_start_at_each_labels_frequency(ml_data: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    data = training_splits(load_labelled(str(ml_data)), 0.1, 0)
+    labels = data.label_names()
+    task = make_task(data, labels, TrainConfig())
+    rows = data.splits["train"].labels
+    freq = torch.tensor([sum(label in row for row in rows) / len(rows) for label in labels])
+    assert task.prior is not None
+    assert task.prior.tolist() == pytest.approx(torch.log(freq / (1 - freq)).tolist())
+    out = tmp_path / "m"
+    args = ["train", str(ml_data), "-o", str(out), *TINY, "--max-steps", "1", "--lr", "1e-6"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    bias = load_file(str(out / "model.safetensors"))["classifier.bias"]
+    assert bias.tolist() == pytest.approx(task.prior.tolist(), abs=1e-3)  # one tiny step away from the prior
