@@ -22,7 +22,9 @@ from grutext.config import (
     CELLS,
     DEVICES,
     EARLY_STOP_METRICS,
+    MULTI_LABEL_LR,
     POOLINGS,
+    SINGLE_LABEL_LR,
     THRESHOLD_MODES,
     TOKENIZER_KINDS,
     TRUNCATIONS,
@@ -117,8 +119,8 @@ _K = TokenizerConfig()
 @click.option(
     "--lr",
     type=click.FloatRange(min=0, min_open=True, max=10),
-    default=_T.lr,
-    show_default=True,
+    default=None,
+    show_default=f"{SINGLE_LABEL_LR:g}; {MULTI_LABEL_LR:g} for multi-label data",
     help="Peak learning rate of AdamW.",
 )
 @click.option(

@@ -103,13 +103,19 @@ class ModelConfig:
         _check_bool("model.embedding_skip", self.embedding_skip)
 
 
+SINGLE_LABEL_LR = 2e-3
+# Measured on reuters21578 (90 labels, most of them rare): 4e-3 gave micro/macro-F1 0.859/0.457 where 2e-3
+# gave 0.797/0.387, both still improving at the last epoch; one sigmoid per label learns more slowly.
+MULTI_LABEL_LR = 4e-3
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation and data-handling settings; none of them is needed to run a trained model."""
 
     epochs: int = 15
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float | None = None  # None: SINGLE_LABEL_LR, or MULTI_LABEL_LR for multi-label data
     weight_decay: float = 0.01
     warmup: float = 0.05  # fraction of the planned steps spent warming up the learning rate
     grad_clip: float = 1.0
@@ -122,10 +128,17 @@ class TrainConfig:
     early_stop_metric: str = "auto"  # auto: macro_f1 for imbalanced or multi-label data, else accuracy
     thresholds: str = "global"  # multi-label: one tuned threshold, or one per label
 
+    def resolved_lr(self, multi_label: bool) -> float:
+        """The peak learning rate: --lr, or the default for the kind of task."""
+        if self.lr is not None:
+            return self.lr
+        return MULTI_LABEL_LR if multi_label else SINGLE_LABEL_LR
+
     def __post_init__(self) -> None:
         _check_int("train.epochs", self.epochs, 1, 100_000)
         _check_int("train.batch_size", self.batch_size, 1, 1_000_000)
-        _check_float("train.lr", self.lr, 0.0, 10.0, lo_open=True)
+        if self.lr is not None:
+            _check_float("train.lr", self.lr, 0.0, 10.0, lo_open=True)
         _check_float("train.weight_decay", self.weight_decay, 0.0, 10.0)
         _check_float("train.warmup", self.warmup, 0.0, 0.9)
         _check_float("train.grad_clip", self.grad_clip, 0.0, 1e6, lo_open=True)

@@ -429,7 +429,10 @@ def train(
     total_steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
     # The fused kernel does the whole update in one pass over the weights: measurably faster on CPU.
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type in ("cpu", "cuda")
+        model.parameters(),
+        lr=cfg.resolved_lr(data.multi_label),
+        weight_decay=cfg.weight_decay,
+        fused=device.type in ("cpu", "cuda"),
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(int(total_steps), cfg.warmup))
     loop = LoopState(data_fingerprint=fingerprint(data))
@@ -449,6 +452,7 @@ def train(
     y = {name: task.targets(split) for name, split in data.splits.items()}
     sections: dict[str, Any] = {"train": to_dict(cfg), "data": _data_section(spec, data, sizes)}
     sections["train"]["resolved_early_stop_metric"] = task.metric
+    sections["train"]["resolved_lr"] = cfg.resolved_lr(data.multi_label)
     if task.weight is not None:
         sections["train"]["resolved_class_weight"] = dict(zip(labels, task.weight.tolist(), strict=True))
 
@@ -588,7 +592,7 @@ def fit(
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss.item()} at epoch {epoch}, step {step + 1}; lower --lr "
-                    f"(now {cfg.lr:g}) or --grad-clip, and check the data"
+                    f"(now {optimizer.param_groups[0]['initial_lr']:g}) or --grad-clip, and check the data"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]

@@ -195,3 +195,11 @@ def test_multilabel_outputs_start_at_each_labels_frequency(ml_data: Path, tmp_pa
     assert result.exit_code == 0, result.output
     bias = load_file(str(out / "model.safetensors"))["classifier.bias"]
     assert bias.tolist() == pytest.approx(task.prior.tolist(), abs=1e-3)  # one tiny step away from the prior
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["lr"] == 1e-6 and config["train"]["resolved_lr"] == 1e-6
+
+
+def test_default_learning_rate_depends_on_the_task() -> None:
+    assert TrainConfig().resolved_lr(multi_label=False) == 2e-3
+    assert TrainConfig().resolved_lr(multi_label=True) == 4e-3
+    assert TrainConfig(lr=0.05).resolved_lr(multi_label=True) == 0.05
