@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-DATA ?= ../shared/data
+# The benchmark data: ../shared/data beside the checkout, else the shared copy on our machines.
+DATA ?= $(firstword $(wildcard ../shared/data /work/shared/data) ../shared/data)
 export HF_HUB_OFFLINE ?= 1
 
 .PHONY: install install-bench demo test test-slow lint bench results clean
