@@ -196,6 +196,20 @@ def configure_truncation(tokenizer: Tokenizer, cfg: TokenizerConfig) -> None:
         tokenizer.no_truncation()
 
 
+def truncated_fraction(tokenizer: Tokenizer, texts: Sequence[str], cfg: TokenizerConfig) -> float:
+    """The share of `texts` longer than max_length tokens (measured without the tokenizer's own truncation)."""
+    if not texts:
+        return 0.0
+    saved = tokenizer.truncation
+    tokenizer.no_truncation()
+    try:
+        encodings = tokenizer.encode_batch_fast(list(_capped(texts, cfg)), add_special_tokens=False)
+    finally:
+        if saved is not None:
+            tokenizer.enable_truncation(**saved)
+    return sum(len(e.ids) > cfg.max_length for e in encodings) / len(texts)
+
+
 def _cap(text: str, cfg: TokenizerConfig) -> str:
     cap = CHARS_PER_TOKEN_CAP * cfg.max_length
     if len(text) <= cap:

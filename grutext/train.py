@@ -45,7 +45,7 @@ from grutext.evaluate import (
 )
 from grutext.model import GRUClassifier
 from grutext.scan import use_cpu_threads
-from grutext.tokenizer import encode, train_tokenizer
+from grutext.tokenizer import encode, train_tokenizer, truncated_fraction
 
 
 @dataclass(frozen=True)
@@ -403,15 +403,13 @@ def train(
     else:
         tokenizer = train_tokenizer(data.splits["train"].texts, tok_cfg)
     ids = {name: encode(tokenizer, split.texts, tok_cfg) for name, split in data.splits.items()}
-    sample = data.splits["train"].texts[:2000]
-    full_lengths = [len(e.ids) for e in tokenizer.encode_batch_fast(sample, add_special_tokens=False)]
     emit(
         TokenizerTrained(
             tok_cfg.kind,
             tokenizer.get_vocab_size(),
             time.perf_counter() - start,
             float(np.mean([len(r) for r in ids["train"]])),
-            float(np.mean([n > tok_cfg.max_length for n in full_lengths])),
+            truncated_fraction(tokenizer, data.splits["train"].texts[:2000], tok_cfg),
         )
     )
 

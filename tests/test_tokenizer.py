@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from grutext.config import TOKENIZER_KINDS, TokenizerConfig
-from grutext.tokenizer import PAD_ID, UNK_ID, encode, train_tokenizer
+from grutext.tokenizer import PAD_ID, UNK_ID, encode, train_tokenizer, truncated_fraction
 from tests.conftest import sentiment_rows
 
 TEXTS = [r["text"] for r in sentiment_rows(200)] + [r["text"] for r in sentiment_rows(200, chinese=True)]
@@ -42,6 +42,15 @@ def test_head_and_head_tail_truncation() -> None:
     tok = train_tokenizer(texts * 2, both)
     expected = [f"w{i}" for i in (*range(5), *range(45, 50))]
     assert encode(tok, texts, both)[0] == [tok.token_to_id(w) for w in expected]
+
+
+@pytest.mark.parametrize("truncation", ["head", "head_tail"])
+def test_truncated_fraction_sees_past_the_tokenizers_own_truncation(truncation: str) -> None:
+    texts = [" ".join(f"w{i}" for i in range(n)) for n in (5, 10, 11, 50)]
+    cfg = TokenizerConfig(kind="word", vocab_size=100, max_length=10, truncation=truncation)
+    tok = train_tokenizer(texts * 2, cfg)
+    assert truncated_fraction(tok, texts, cfg) == 0.5  # 11 and 50 words are longer than 10
+    assert len(encode(tok, texts, cfg)[3]) == 10  # and the tokenizer still truncates afterwards
 
 
 def test_huge_text_is_capped_before_tokenizing() -> None:
