@@ -250,13 +250,14 @@ def main() -> None:
     report["argv"] = " ".join(sys.argv[1:])
     report["startup_seconds"] = startup_seconds()
     print(json.dumps(report), file=sys.stderr, flush=True)
+    defaults = set(args.defaults.split(","))
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for name in args.datasets.split(","):
             folder = args.data / name
             train, test = read_jsonl(folder, "train"), read_jsonl(folder, "test")
             row: dict[str, Any] = {"one_epoch": grutext_run(folder, tmp / f"{name}-1", REFERENCE_ARGS)}
-            with_defaults = name in args.defaults.split(",")
+            with_defaults = name in defaults
             if with_defaults:
                 row["defaults"] = grutext_run(folder, tmp / f"{name}-d", [])
             model = tmp / (f"{name}-d" if with_defaults else f"{name}-1")
@@ -268,8 +269,8 @@ def main() -> None:
             report["datasets"][name] = row
             print(json.dumps({name: row}), file=sys.stderr, flush=True)
         first = args.datasets.split(",")[0]
-        with_defaults = first in args.defaults.split(",")
-        report["streaming"] = streaming_rss(tmp / (f"{first}-d" if with_defaults else f"{first}-1"), args.stream_lines)
+        stream_model = tmp / (f"{first}-d" if first in defaults else f"{first}-1")
+        report["streaming"] = streaming_rss(stream_model, args.stream_lines)
     Path("bench/results").mkdir(parents=True, exist_ok=True)
     Path("bench/results/bench.json").write_text(json.dumps(report, indent=2))
     args.out.write_text(render(report, report["argv"]), encoding="utf-8")

@@ -176,7 +176,8 @@ def main() -> None:
     rows = []
     if args.render:
         rows = [json.loads(line) for line in args.render.read_text().splitlines() if line.strip()]
-    for name in [] if args.render else args.datasets.split(","):
+    names = [] if args.render else args.datasets.split(",")
+    for name in names:
         folder = args.data / name
         row: dict[str, Any] = {"dataset": name, "grutext": run_grutext(folder, args.models, args.extra)}
         if not args.no_fasttext:

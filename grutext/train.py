@@ -423,12 +423,13 @@ def train(
         # thousands of steps pulling their bias down before they learn anything (Lin et al. 2017).
         with torch.no_grad():
             model.classifier.bias.copy_(task.prior)
+    lr = cfg.resolved_lr(data.multi_label)
     steps_per_epoch = math.ceil(len(ids["train"]) / cfg.batch_size)
     total_steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
     # The fused kernel does the whole update in one pass over the weights: measurably faster on CPU.
     optimizer = torch.optim.AdamW(
         model.parameters(),
-        lr=cfg.resolved_lr(data.multi_label),
+        lr=lr,
         weight_decay=cfg.weight_decay,
         fused=device.type in ("cpu", "cuda"),
     )
@@ -450,7 +451,7 @@ def train(
     y = {name: task.targets(split) for name, split in data.splits.items()}
     sections: dict[str, Any] = {"train": to_dict(cfg), "data": _data_section(spec, data, sizes)}
     sections["train"]["resolved_early_stop_metric"] = task.metric
-    sections["train"]["resolved_lr"] = cfg.resolved_lr(data.multi_label)
+    sections["train"]["resolved_lr"] = lr
     if task.weight is not None:
         sections["train"]["resolved_class_weight"] = dict(zip(labels, task.weight.tolist(), strict=True))
 
