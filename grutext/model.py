@@ -6,7 +6,8 @@ Batches are right-padded and never packed: on CPU, packed sequences make the bac
 Padding cannot change a result because
   * the forward direction runs left to right, so real steps never see the padding that follows them;
   * the backward direction runs a second forward-running layer over each sequence reversed *within its own
-    length* (padding stays at the end), and its outputs are flipped back the same way;
+    length* (padding stays at the end); its outputs are flipped back for the next layer, while the last
+    layer's are pooled as they are (max, mean and the final state do not depend on the order of real steps);
   * pooling ignores padded positions through the mask.
 """
 
@@ -119,6 +120,22 @@ class SeedGRULayer(nn.Module):
         return pair_scan(False, (x, *w), (x[:0], *w))[0]
 
 
+class Dropout(nn.Module):
+    """Inverted dropout from a uniform draw: the same function as nn.Dropout, but on the CPU torch's
+    Bernoulli sampler costs 0.5 ms for a [32, 10, 128] batch against 0.2 ms for rand + compare, and the
+    embedding dropout runs at every training step."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand_like(x) >= self.p
+        return torch.where(keep, x * (1.0 / (1.0 - self.p)), 0.0)
+
+
 LAYERS: dict[str, type[nn.Module]] = {"torch": TorchGRULayer, "seed": SeedGRULayer, "lstm": TorchLSTMLayer}
 
 
@@ -146,7 +163,7 @@ class GRUEncoder(nn.Module):
             if cfg.bidirectional:
                 self.backward_layers.append(layer(size, cfg.hidden_size))
             size = cfg.hidden_size * self.directions
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.output_size = size
 
     def _use_scan(self, x: torch.Tensor) -> bool:
@@ -154,56 +171,66 @@ class GRUEncoder(nn.Module):
         return self.cell != "lstm" and (x.device.type == "cpu" or self.cell == "seed")
 
     def _scan_layer(
-        self, forward_layer: nn.Module, backward_layer: nn.Module | None, x: torch.Tensor, index: torch.Tensor | None
-    ) -> torch.Tensor:
+        self, forward_layer: nn.Module, backward_layer: nn.Module | None, x: torch.Tensor, flat: torch.Tensor | None
+    ) -> list[torch.Tensor]:
         """One layer through two parallel scans: the two directions, or the two halves of the batch."""
         reset_after = bool(forward_layer.reset_after)
         w = forward_layer.scan_weights()  # type: ignore[operator]
-        if backward_layer is not None and index is not None:
-            out, out_rev = pair_scan(reset_after, (x, *w), (_gather_time(x, index), *backward_layer.scan_weights()))  # type: ignore[operator]
-            return torch.cat([out, _gather_time(out_rev, index)], dim=-1)
+        if backward_layer is not None and flat is not None:
+            return list(pair_scan(reset_after, (x, *w), (_reorder(x, flat), *backward_layer.scan_weights())))  # type: ignore[operator]
         half = (x.size(0) + 1) // 2
-        return torch.cat(pair_scan(reset_after, (x[:half], *w), (x[half:], *w)), dim=0)
+        return [torch.cat(pair_scan(reset_after, (x[:half], *w), (x[half:], *w)), dim=0)]
 
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        # x: [B, T, E], lengths: [B] (all >= 1) -> [B, T, D*H]
-        index = None
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """x [B, T, E], lengths [B] (all >= 1) -> the last layer's states, one [B, T, H] per direction.
+
+        The backward direction's states stay in its own (reversed, still right-padded) order: pooling over
+        real steps is the same in either order, so the last layer is never flipped back."""
+        flat = None
         if self.directions == 2:
-            index = reversal_index(lengths, x.size(1)).unsqueeze(-1)  # [B, T, 1]
+            flat = flat_index(reversal_index(lengths, x.size(1)))
+        states: list[torch.Tensor] = []
         for depth, forward_layer in enumerate(self.forward_layers):
             if depth > 0:
-                x = self.dropout(x)
-            backward_layer = self.backward_layers[depth] if index is not None else None
+                back = [_reorder(states[1], flat)] if flat is not None else []
+                x = self.dropout(torch.cat([states[0], *back], dim=-1))
+            backward_layer = self.backward_layers[depth] if flat is not None else None
             if self._use_scan(x):
-                out = self._scan_layer(forward_layer, backward_layer, x, index)
+                states = self._scan_layer(forward_layer, backward_layer, x, flat)
             else:
-                out = forward_layer(x)  # [B, T, H]
-                if backward_layer is not None and index is not None:
-                    out_rev = backward_layer(_gather_time(x, index))  # time runs right to left
-                    out = torch.cat([out, _gather_time(out_rev, index)], dim=-1)
-            x = out
-        return x
+                states = [forward_layer(x)]  # [B, T, H]
+                if backward_layer is not None and flat is not None:
+                    states.append(backward_layer(_reorder(x, flat)))  # time runs right to left
+        return states
 
 
-def _gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Reorder time steps per sequence: x [B, T, D], index [B, T, 1]."""
-    return x.gather(1, index.expand(-1, -1, x.size(2)))
+def flat_index(index: torch.Tensor) -> torch.Tensor:
+    """[B, T] per-sequence time positions -> [B*T] row numbers into a [B*T, D] view."""
+    B, T = index.shape
+    return (index + T * torch.arange(B, device=index.device).unsqueeze(1)).reshape(-1)
 
 
-def pool(states: torch.Tensor, lengths: torch.Tensor, mode: str, directions: int) -> torch.Tensor:
-    """[B, T, D*H] -> [B, D*H], looking only at real steps."""
-    B, T, _ = states.shape
-    mask = (torch.arange(T, device=states.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)  # [B,T,1]
-    if mode == "max":
-        return states.masked_fill(~mask, float("-inf")).amax(dim=1)
-    if mode == "mean":
-        return (states * mask).sum(dim=1) / lengths.unsqueeze(1).to(states.dtype)
-    # "last": the forward direction's state after the last real token; the backward direction's after the first.
-    hidden = states.size(2) // directions
-    last = states[torch.arange(B, device=states.device), lengths - 1]  # [B, D*H]
-    if directions == 1:
-        return last
-    return torch.cat([last[:, :hidden], states[:, 0, hidden:]], dim=-1)
+def _reorder(x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+    """Reorder time steps per sequence: x [B, T, D] by flat_index rows. A row copy (index_select), measured
+    18x faster than torch.gather with an index expanded over D."""
+    B, T, D = x.shape
+    return x.reshape(B * T, D).index_select(0, flat).view(B, T, D)
+
+
+def pool(states: list[torch.Tensor], lengths: torch.Tensor, mode: str) -> torch.Tensor:
+    """One [B, T, H] per direction, each right-padded (the backward one in its own, reversed order) ->
+    [B, sum of H], looking only at real steps."""
+    B, T, _ = states[0].shape
+    mask = (torch.arange(T, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)  # [B,T,1]
+    pooled = []
+    for s in states:
+        if mode == "max":
+            pooled.append(torch.where(mask, s, float("-inf")).amax(dim=1))
+        elif mode == "mean":
+            pooled.append((s * mask).sum(dim=1) / lengths.unsqueeze(1).to(s.dtype))
+        else:  # "last": the state after the last real step; for the backward direction, after the first word
+            pooled.append(s[torch.arange(B, device=s.device), lengths - 1])
+    return pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=-1)
 
 
 def parameter_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -241,18 +268,18 @@ class GRUClassifier(nn.Module):
         self.cfg = cfg
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=PAD_ID)
         self.encoder = GRUEncoder(cfg)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         features = self.encoder.output_size + (cfg.embed_dim if cfg.embedding_skip else 0)
         self.classifier = nn.Linear(features, cfg.num_labels)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # ids: [B, T] right-padded with PAD_ID; lengths: [B], each >= 1
         x = self.dropout(self.embedding(ids))  # [B, T, E]
-        states = self.encoder(x, lengths)  # [B, T, D*H]
-        pooled = pool(states, lengths, self.cfg.pooling, self.encoder.directions)  # [B, D*H]
+        states = self.encoder(x, lengths)  # D x [B, T, H]
+        pooled = pool(states, lengths, self.cfg.pooling)  # [B, D*H]
         if self.cfg.embedding_skip:  # a bag-of-words path beside the GRU, pooled like RCNN (Lai et al. 2015)
             mode = "max" if self.cfg.pooling == "max" else "mean"
-            pooled = torch.cat([pooled, pool(x, lengths, mode, 1)], dim=-1)  # [B, D*H + E]
+            pooled = torch.cat([pooled, pool([x], lengths, mode)], dim=-1)  # [B, D*H + E]
         logits: torch.Tensor = self.classifier(self.dropout(pooled))  # [B, C]
         return logits
 

@@ -48,11 +48,11 @@ def _scan_forward(
             hh = torch.addmm(b_hh, h, W_hhT, out=hh_all[t])  # [B, 3H]
             rz = torch.add(xp[t, :, : 2 * H], hh[:, : 2 * H], out=g[:, : 2 * H]).sigmoid_()
             n = torch.addcmul(xp[t, :, 2 * H :], rz[:, :H], hh[:, 2 * H :], out=g[:, 2 * H :]).tanh_()
-            h = torch.addcmul(n, rz[:, H:], h - n, out=out[t])
+            h = torch.lerp(n, h, rz[:, H:], out=out[t])  # n + z * (h - n)
         else:
             zr = torch.addmm(xp[t, :, : 2 * H], h, W_zrT, out=g[:, : 2 * H]).sigmoid_()
             n = torch.addmm(xp[t, :, 2 * H :], zr[:, H:] * h, W_nT, out=g[:, 2 * H :]).tanh_()
-            h = torch.addcmul(h, zr[:, :H], n - h, out=out[t])
+            h = torch.lerp(h, n, zr[:, :H], out=out[t])  # h + z * (n - h)
     return out, gates, hh_all
 
 
@@ -67,41 +67,54 @@ def _scan_backward(
     reset_after: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients (d_x, d_W_ih, d_b_ih, d_W_hh, d_b_hh) of one scan, walking time backwards once.
-    d_out is [B, T, H]; out, gates and hh_all are time-major as _scan_forward returns them."""
+    d_out is [B, T, H]; out, gates and hh_all are time-major as _scan_forward returns them.
+
+    Every factor that does not depend on the incoming gradient (gate derivatives, h_prev - n, ...) is
+    computed for all steps at once before the loop, so each step is three or seven small ops, not twenty:
+    at sentence lengths the per-op overhead, not arithmetic, is what a step costs."""
     B, T, In = x.shape
     H = W_hh.shape[1]
     d_out_t = d_out.transpose(0, 1)  # [T, B, H] view
     h_prev = torch.cat([x.new_zeros([1, B, H]), out[:-1]], dim=0)  # [T, B, H]
+    G = torch.empty_like(out)  # G[t]: the whole gradient reaching h_t
+    G[T - 1] = d_out_t[T - 1]
     d_xp = torch.empty_like(gates)  # gradient of the input projections, [T, B, 3H]
-    d_hh_all = torch.empty_like(gates) if reset_after else x.new_empty([0])  # ... of W_hh h + b_hh
-    dh = x.new_zeros([B, H])
-    W_zr = W_hh[: 2 * H]
-    W_n = W_hh[2 * H :]
-    for t in range(T - 1, -1, -1):
-        dh = dh + d_out_t[t]
-        h = h_prev[t]
-        g = gates[t]
-        d = d_xp[t]
-        n = g[:, 2 * H :]
-        if reset_after:
-            r = g[:, :H]
-            z = g[:, H : 2 * H]
-            dn_pre = torch.mul(dh * (1 - z), 1 - n * n, out=d[:, 2 * H :])
-            torch.mul(dh * (h - n), z * (1 - z), out=d[:, H : 2 * H])
-            hn = hh_all[t, :, 2 * H :]
-            torch.mul(dn_pre * hn, r * (1 - r), out=d[:, :H])
-            d_hh = d_hh_all[t]
-            d_hh[:, : 2 * H] = d[:, : 2 * H]
-            torch.mul(dn_pre, r, out=d_hh[:, 2 * H :])
-            dh = torch.addmm(dh * z, d_hh, W_hh)
-        else:
-            z = g[:, :H]
-            r = g[:, H : 2 * H]
-            dn_pre = torch.mul(dh * z, 1 - n * n, out=d[:, 2 * H :])
-            torch.mul(dh * (n - h), z * (1 - z), out=d[:, :H])
-            d_rh = torch.mm(dn_pre, W_n)
-            torch.mul(d_rh * h, r * (1 - r), out=d[:, H : 2 * H])
-            dh = torch.addmm(dh * (1 - z) + d_rh * r, d[:, : 2 * H], W_zr)
+    n = gates[:, :, 2 * H :]
+    if reset_after:
+        r = gates[:, :, :H]
+        z = gates[:, :, H : 2 * H]
+        cn = (1 - z) * (1 - n * n)  # d n_pre / d h_t
+        # d(W_hh h + b_hh) = G * K, per gate (r, z, n)
+        K = torch.cat([cn * hh_all[:, :, 2 * H :] * r * (1 - r), (h_prev - n) * z * (1 - z), cn * r], dim=2)
+        K3 = K.view(T, B, 3, H)
+        d_hh_all = torch.empty_like(gates)
+        for t in range(T - 1, -1, -1):
+            g = G[t]
+            d_hh = torch.mul(g.unsqueeze(1), K3[t], out=d_hh_all[t].view(B, 3, H)).view(B, 3 * H)
+            if t > 0:
+                torch.addmm(torch.addcmul(d_out_t[t - 1], g, z[t]), d_hh, W_hh, out=G[t - 1])
+        d_xp[:, :, : 2 * H] = d_hh_all[:, :, : 2 * H]
+        torch.mul(G, cn, out=d_xp[:, :, 2 * H :])
+    else:
+        z = gates[:, :, :H]
+        r = gates[:, :, H : 2 * H]
+        cz = (n - h_prev) * z * (1 - z)
+        cn = z * (1 - n * n)
+        cr = h_prev * r * (1 - r)
+        one_minus_z = 1 - z
+        W_zr = W_hh[: 2 * H]
+        W_n = W_hh[2 * H :]
+        for t in range(T - 1, -1, -1):
+            g = G[t]
+            d = d_xp[t]
+            d_n = torch.mul(g, cn[t], out=d[:, 2 * H :])
+            torch.mul(g, cz[t], out=d[:, :H])
+            d_rh = torch.mm(d_n, W_n)
+            torch.mul(d_rh, cr[t], out=d[:, H : 2 * H])
+            if t > 0:
+                carry = torch.addcmul(torch.addcmul(d_out_t[t - 1], g, one_minus_z[t]), d_rh, r[t])
+                torch.addmm(carry, d[:, : 2 * H], W_zr, out=G[t - 1])
+        d_hh_all = d_xp
     flat_x = x.transpose(0, 1).reshape(T * B, In)
     flat_d = d_xp.reshape(T * B, 3 * H)
     flat_prev = h_prev.reshape(T * B, H)
@@ -110,7 +123,7 @@ def _scan_backward(
         d_W_hh = flat_dhh.t().mm(flat_prev)
         d_b_hh = flat_dhh.sum(0)
     else:
-        r_h = gates[:, :, H : 2 * H].reshape(T * B, H) * flat_prev
+        r_h = r.reshape(T * B, H) * flat_prev
         d_W_hh = torch.cat([flat_d[:, : 2 * H].t().mm(flat_prev), flat_d[:, 2 * H :].t().mm(r_h)], dim=0)
         d_b_hh = x.new_zeros([3 * H])
     d_x = flat_d.mm(W_ih).view(T, B, In).transpose(0, 1)

@@ -12,6 +12,7 @@ import random
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,11 +225,8 @@ class Task:
 def make_task(data: LabelledData, labels: list[str], cfg: TrainConfig) -> Task:
     """Resolve the early-stopping metric and class weights for this data."""
     rows = data.splits["train"].labels
-    counts = torch.zeros(len(labels))
-    index = {name: i for i, name in enumerate(labels)}
-    for row in rows:
-        for name in row:
-            counts[index[name]] += 1
+    tally = Counter(name for row in rows for name in row)
+    counts = torch.tensor([float(tally[name]) for name in labels])
     metric = cfg.early_stop_metric
     if metric == "auto":
         imbalanced = float(counts.max()) >= IMBALANCE_RATIO * float(counts.clamp(min=1).min())
@@ -556,6 +554,15 @@ def _data_section(spec: DataSpec, data: LabelledData, sizes: dict[str, int]) -> 
     }
 
 
+def clip_gradients(params: list[nn.Parameter], max_norm: float) -> None:
+    """clip_grad_norm_, without its multiply when the norm is already within bounds (the scale would be
+    exactly 1.0): on sentence-sized batches that pass over every gradient is 5% of a step."""
+    grads = [p.grad for p in params if p.grad is not None]
+    total = nn.utils.get_total_norm(grads)
+    if not max_norm / (float(total) + 1e-6) >= 1.0:  # also when the norm is not finite, as torch does
+        nn.utils.clip_grads_with_norm_(params, max_norm, total)
+
+
 def fit(
     model: GRUClassifier,
     optimizer: torch.optim.Optimizer,
@@ -573,6 +580,7 @@ def fit(
     """The loop: clipped AdamW steps, a validation pass per epoch, early stopping on the task's metric.
     Updates `loop` and `best_state` in place; returns why it stopped (or "interrupted")."""
     train_ids, train_y = ids["train"], y["train"]
+    params = [p for p in model.parameters() if p.requires_grad]
     lengths = [len(r) for r in train_ids]
     for epoch in range(loop.epoch, cfg.epochs + 1):
         loop.epoch = epoch
@@ -595,7 +603,7 @@ def fit(
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            clip_gradients(params, cfg.grad_clip)
             optimizer.step()
             scheduler.step()
             loop.step, loop.global_step = step + 1, loop.global_step + 1
