@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from grutext.config import INFER_BATCH_SIZE
 from grutext.tokenizer import PAD_ID
 
 BUCKET_CHUNK = 50  # batches per sorting chunk
@@ -65,7 +66,7 @@ def tokens_per_batch_size(batch_size: int, max_len: int) -> int:
 
 @torch.inference_mode()
 def infer(
-    model: torch.nn.Module, ids: Sequence[Sequence[int]], device: torch.device, batch_size: int = 256
+    model: torch.nn.Module, ids: Sequence[Sequence[int]], device: torch.device, batch_size: int = INFER_BATCH_SIZE
 ) -> torch.Tensor:
     """Logits [N, C] on the CPU, in the order of `ids`."""
     was_training = model.training

@@ -22,6 +22,7 @@ from grutext.config import (
     CELLS,
     DEVICES,
     EARLY_STOP_METRICS,
+    INFER_BATCH_SIZE,
     MULTI_LABEL_LR,
     POOLINGS,
     SINGLE_LABEL_LR,
@@ -457,7 +458,9 @@ class TrainReporter:
 @click.argument("dataset")
 @click.option("--split", help="Split to score (default: test, or the only split there is).")
 @data_options
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Texts per batch.")
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=INFER_BATCH_SIZE, show_default=True, help="Texts per batch."
+)
 @click.option(
     "--threshold",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
@@ -607,7 +610,9 @@ def _quiet_exit(code: int) -> NoReturn:
     show_default=True,
     help="How to read inputs; auto goes by file extension, stdin is text.",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True, help="Texts per batch.")
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=INFER_BATCH_SIZE, show_default=True, help="Texts per batch."
+)
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help="Where to run the model.")
 @handle_errors
 def predict(

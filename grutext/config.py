@@ -62,7 +62,7 @@ class TokenizerConfig:
     kind: str = "word"
     vocab_size: int = 30000
     lowercase: bool = True
-    max_length: int = 256
+    max_length: int = 512
     truncation: str = "head"  # "head": keep the first max_length tokens; "head_tail": keep both ends
 
     def __post_init__(self) -> None:
@@ -102,6 +102,10 @@ class ModelConfig:
         _check_bool("model.multi_label", self.multi_label)
         _check_bool("model.embedding_skip", self.embedding_skip)
 
+
+# Texts per inference batch on the CPU. Smaller batches keep a step's buffers in cache: predict over sst2
+# sentences took 17.4 s at 128 against 20.6 s at 256 and 22.5 s at 512 (bbc articles: 4.2 s against 4.6 s).
+INFER_BATCH_SIZE = 128
 
 SINGLE_LABEL_LR = 2e-3
 # Measured on reuters21578 (90 labels, most of them rare): 4e-3 gave micro/macro-F1 0.859/0.457 where 2e-3

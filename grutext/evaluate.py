@@ -14,6 +14,7 @@ import torch
 
 from grutext.batching import infer
 from grutext.checkpoint import Checkpoint
+from grutext.config import INFER_BATCH_SIZE
 from grutext.data import Split
 from grutext.decision import Decision
 from grutext.errors import DataError
@@ -146,7 +147,7 @@ def _check_known(split: Split, index: dict[str, int]) -> None:
 
 
 def evaluate(
-    checkpoint: Checkpoint, split: Split, batch_size: int = 256, threshold: float | None = None
+    checkpoint: Checkpoint, split: Split, batch_size: int = INFER_BATCH_SIZE, threshold: float | None = None
 ) -> dict[str, Any]:
     """Run the model over a split and score it. `threshold` overrides a multi-label model's tuned thresholds."""
     ids = encode(checkpoint.tokenizer, split.texts, checkpoint.tokenizer_config)
