@@ -9,7 +9,8 @@ import torch
 
 from grutext.batching import collate, infer
 from grutext.config import ModelConfig
-from grutext.model import GRUClassifier, reversal_index
+from grutext.model import Dropout, GRUClassifier, reversal_index
+from grutext.train import clip_gradients
 
 
 def make(**kwargs: object) -> GRUClassifier:
@@ -94,3 +95,61 @@ def test_parameter_shapes_match_the_model(options: dict[str, object]) -> None:
 
     model = make(**options)
     assert parameter_shapes(model.cfg) == {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_bidirectional_encoder_pools_what_nn_gru_computes(layers: int) -> None:
+    """The last layer's backward states are pooled in their own (reversed) order: max and mean over them,
+    and "last" pooling, must equal pooling nn.GRU(bidirectional=True)'s outputs in time order."""
+    torch.manual_seed(1)
+    T = 7
+    reference = torch.nn.GRU(8, 6, num_layers=layers, bidirectional=True, batch_first=True).double()
+    for pooling in ("last", "mean", "max"):
+        model = make(pooling=pooling, bidirectional=True, layers=layers, dropout=0.0).double()
+        for depth in range(layers):
+            for stack, suffix in ((model.encoder.forward_layers, ""), (model.encoder.backward_layers, "_reverse")):
+                rnn = stack[depth].rnn
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(rnn, f"{name}_l0").data.copy_(getattr(reference, f"{name}_l{depth}{suffix}").data)
+        ids = torch.randint(2, 50, (1, T))
+        x = model.embedding(ids)
+        out, h_n = reference(x)  # [1, T, 12], [2 * layers, 1, 6]
+        pooled = {
+            "max": out.amax(dim=1),
+            "mean": out.mean(dim=1),
+            "last": torch.cat([h_n[-2], h_n[-1]], dim=-1),
+        }[pooling]
+        expected = model.classifier(pooled)
+        torch.testing.assert_close(model(ids, torch.tensor([T])), expected, rtol=1e-9, atol=1e-9)
+
+
+def test_dropout_keeps_the_expectation_and_is_off_in_eval() -> None:
+    drop = Dropout(0.3)
+    x = torch.ones(200_000)
+    torch.manual_seed(0)
+    y = drop(x)
+    zeros = float((y == 0).float().mean())
+    assert abs(zeros - 0.3) < 0.01
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.7))
+    assert abs(float(y.mean()) - 1.0) < 0.01
+    drop.eval()
+    assert drop(x) is x
+
+
+@pytest.mark.parametrize("max_norm", [1e-3, 1e3])
+def test_clip_gradients_equals_clip_grad_norm(max_norm: float) -> None:
+    """Both branches: a rescale when the norm is over the bound, and no change (not even rounding) under it."""
+    torch.manual_seed(0)
+    model = make()
+    ids = torch.randint(2, 50, (4, 9))
+    model.train()
+    grads = []
+    for clip in (lambda p: torch.nn.utils.clip_grad_norm_(p, max_norm), lambda p: clip_gradients(p, max_norm)):
+        model.zero_grad()
+        torch.manual_seed(1)
+        model(ids, torch.full((4,), 9)).square().sum().backward()
+        params = list(model.parameters())
+        clip(params)
+        grads.append([p.grad.clone() for p in params if p.grad is not None])
+    for a, b in zip(*grads, strict=True):
+        assert torch.equal(a, b)
