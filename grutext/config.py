@@ -109,7 +109,7 @@ INFER_BATCH_SIZE = 128
 
 SINGLE_LABEL_LR = 2e-3
 # Measured on reuters21578 (90 labels, most of them rare), micro/macro-F1: 2e-3 0.797/0.387 (at commit 66d1a10),
-# then at commit 6e01ad8: 4e-3 0.839/0.444, 6e-3 0.845/0.430, 8e-3 0.864/0.447 (validation micro-F1 0.875,
+# then at commit f457a94: 4e-3 0.839/0.444, 6e-3 0.845/0.430, 8e-3 0.864/0.447 (validation micro-F1 0.875,
 # the best). One sigmoid per label learns more slowly than a softmax.
 MULTI_LABEL_LR = 8e-3
 
