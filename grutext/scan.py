@@ -76,9 +76,11 @@ def _scan_backward(
     H = W_hh.shape[1]
     d_out_t = d_out.transpose(0, 1)  # [T, B, H] view
     h_prev = torch.cat([x.new_zeros([1, B, H]), out[:-1]], dim=0)  # [T, B, H]
+    flat_prev = h_prev.reshape(T * B, H)
     G = torch.empty_like(out)  # G[t]: the whole gradient reaching h_t
     G[T - 1] = d_out_t[T - 1]
     d_xp = torch.empty_like(gates)  # gradient of the input projections, [T, B, 3H]
+    flat_d = d_xp.view(T * B, 3 * H)  # the same storage, filled in below
     n = gates[:, :, 2 * H :]
     if reset_after:
         r = gates[:, :, :H]
@@ -95,6 +97,9 @@ def _scan_backward(
                 torch.addmm(torch.addcmul(d_out_t[t - 1], g, z[t]), d_hh, W_hh, out=G[t - 1])
         d_xp[:, :, : 2 * H] = d_hh_all[:, :, : 2 * H]
         torch.mul(G, cn, out=d_xp[:, :, 2 * H :])
+        flat_dhh = d_hh_all.reshape(T * B, 3 * H)
+        d_W_hh = flat_dhh.t().mm(flat_prev)
+        d_b_hh = flat_dhh.sum(0)
     else:
         z = gates[:, :, :H]
         r = gates[:, :, H : 2 * H]
@@ -114,18 +119,10 @@ def _scan_backward(
             if t > 0:
                 carry = torch.addcmul(torch.addcmul(d_out_t[t - 1], g, one_minus_z[t]), d_rh, r[t])
                 torch.addmm(carry, d[:, : 2 * H], W_zr, out=G[t - 1])
-        d_hh_all = d_xp
-    flat_x = x.transpose(0, 1).reshape(T * B, In)
-    flat_d = d_xp.reshape(T * B, 3 * H)
-    flat_prev = h_prev.reshape(T * B, H)
-    if reset_after:
-        flat_dhh = d_hh_all.reshape(T * B, 3 * H)
-        d_W_hh = flat_dhh.t().mm(flat_prev)
-        d_b_hh = flat_dhh.sum(0)
-    else:
         r_h = r.reshape(T * B, H) * flat_prev
         d_W_hh = torch.cat([flat_d[:, : 2 * H].t().mm(flat_prev), flat_d[:, 2 * H :].t().mm(r_h)], dim=0)
         d_b_hh = x.new_zeros([3 * H])
+    flat_x = x.transpose(0, 1).reshape(T * B, In)
     d_x = flat_d.mm(W_ih).view(T, B, In).transpose(0, 1)
     return d_x, flat_d.t().mm(flat_x), flat_d.sum(0), d_W_hh, d_b_hh
 

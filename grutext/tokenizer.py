@@ -220,15 +220,13 @@ def _cap(text: str, cfg: TokenizerConfig) -> str:
 
 
 def _capped(texts: Iterable[str], cfg: TokenizerConfig) -> Iterable[str]:
-    return (_cap(t, cfg) for t in texts)
+    cap = CHARS_PER_TOKEN_CAP * cfg.max_length
+    return (t if len(t) <= cap else _cap(t, cfg) for t in texts)  # the common case without a call
 
 
 def encode(tokenizer: Tokenizer, texts: Sequence[str], cfg: TokenizerConfig) -> list[list[int]]:
     """Token ids per text, at most max_length each; an empty text gives an empty list."""
-    cap = CHARS_PER_TOKEN_CAP * cfg.max_length
-    encodings = tokenizer.encode_batch_fast(
-        [t if len(t) <= cap else _cap(t, cfg) for t in texts], add_special_tokens=False
-    )
+    encodings = tokenizer.encode_batch_fast(list(_capped(texts, cfg)), add_special_tokens=False)
     ids = [e.ids for e in encodings]
     if cfg.truncation == "head_tail":
         head = (cfg.max_length + 1) // 2
