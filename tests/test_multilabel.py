@@ -200,6 +200,6 @@ def test_multilabel_outputs_start_at_each_labels_frequency(ml_data: Path, tmp_pa
 
 
 def test_default_learning_rate_depends_on_the_task() -> None:
-    assert TrainConfig().resolved_lr(multi_label=False) == 2e-3
+    assert TrainConfig().resolved_lr(multi_label=False) == 4e-3
     assert TrainConfig().resolved_lr(multi_label=True) == 8e-3
     assert TrainConfig(lr=0.05).resolved_lr(multi_label=True) == 0.05
