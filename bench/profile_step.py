@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from grutext.batching import bucket_batches, collate
-from grutext.config import ModelConfig, TokenizerConfig
+from grutext.config import SINGLE_LABEL_LR, ModelConfig, TokenizerConfig
 from grutext.data import load_labelled
 from grutext.model import GRUClassifier
 from grutext.scan import use_cpu_threads
@@ -36,7 +36,7 @@ def profile(
     torch.manual_seed(0)
     model = GRUClassifier(cfg).train()
     params = [p for n, p in model.named_parameters() if embedding or not n.startswith("embedding.")]
-    optimizer = torch.optim.AdamW(params, lr=2e-3, fused=True)
+    optimizer = torch.optim.AdamW(params, lr=SINGLE_LABEL_LR, fused=True)
     times: dict[str, list[float]] = {phase: [] for phase in PHASES}
     for index in batches:
         t0 = time.perf_counter()
