@@ -243,7 +243,7 @@ _K = TokenizerConfig()
     type=click.Choice(POOLINGS),
     default=_M.pooling,
     show_default=True,
-    help="How GRU states become one vector: last state, mean or max over time.",
+    help="How GRU states become one vector: last state, mean or max over time, or max and mean side by side.",
 )
 @click.option(
     "--embedding-skip/--no-embedding-skip",

@@ -17,7 +17,7 @@ FORMAT_VERSION = 1
 
 TOKENIZER_KINDS = ("word", "wordpiece", "bpe", "unigram", "char")
 TRUNCATIONS = ("head", "head_tail")
-POOLINGS = ("last", "mean", "max")
+POOLINGS = ("last", "mean", "max", "maxmean")
 CELLS = ("torch", "seed", "lstm")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 EARLY_STOP_METRICS = ("auto", "accuracy", "macro_f1", "micro_f1")

@@ -219,16 +219,18 @@ def _reorder(x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
 
 def pool(states: list[torch.Tensor], lengths: torch.Tensor, mode: str) -> torch.Tensor:
     """One [B, T, H] per direction, each right-padded (the backward one in its own, reversed order) ->
-    [B, sum of H], looking only at real steps."""
+    [B, sum of H] ([B, 2 * sum of H] for "maxmean": max, then mean, per direction), looking only at real steps."""
     B, T, _ = states[0].shape
     mask = (torch.arange(T, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)  # [B,T,1]
     pooled = []
     for s in states:
-        if mode == "max":
+        if mode in ("max", "maxmean"):
             pooled.append(torch.where(mask, s, float("-inf")).amax(dim=1))
-        elif mode == "mean":
+        if mode in ("mean", "maxmean"):
             pooled.append((s * mask).sum(dim=1) / lengths.unsqueeze(1).to(s.dtype))
-        else:  # "last": the state after the last real step; for the backward direction, after the first word
+        if (
+            mode == "last"
+        ):  # "last": the state after the last real step; for the backward direction, after the first word
             pooled.append(s[torch.arange(B, device=s.device), lengths - 1])
     return pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=-1)
 
@@ -254,10 +256,20 @@ def parameter_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
                 shapes[f"{prefix}.rnn.bias_ih_l0"] = (gates * H,)
                 shapes[f"{prefix}.rnn.bias_hh_l0"] = (gates * H,)
         size = H * dirs
-    features = size + (cfg.embed_dim if cfg.embedding_skip else 0)
-    shapes["classifier.weight"] = (cfg.num_labels, features)
+    shapes["classifier.weight"] = (cfg.num_labels, classifier_features(cfg, size))
     shapes["classifier.bias"] = (cfg.num_labels,)
     return shapes
+
+
+def classifier_features(cfg: ModelConfig, encoder_size: int) -> int:
+    """Width of the pooled vector: the encoder's output (twice for "maxmean"), plus the skip path's."""
+    per_vector = 2 if cfg.pooling == "maxmean" else 1
+    return per_vector * (encoder_size + (cfg.embed_dim if cfg.embedding_skip else 0))
+
+
+def skip_pooling(pooling: str) -> str:
+    """The skip path pools embeddings like the encoder's states, except that "last" (one word) means "mean"."""
+    return "mean" if pooling == "last" else pooling
 
 
 class GRUClassifier(nn.Module):
@@ -269,17 +281,15 @@ class GRUClassifier(nn.Module):
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=PAD_ID)
         self.encoder = GRUEncoder(cfg)
         self.dropout = Dropout(cfg.dropout)
-        features = self.encoder.output_size + (cfg.embed_dim if cfg.embedding_skip else 0)
-        self.classifier = nn.Linear(features, cfg.num_labels)
+        self.classifier = nn.Linear(classifier_features(cfg, self.encoder.output_size), cfg.num_labels)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # ids: [B, T] right-padded with PAD_ID; lengths: [B], each >= 1
         x = self.dropout(self.embedding(ids))  # [B, T, E]
         states = self.encoder(x, lengths)  # D x [B, T, H]
-        pooled = pool(states, lengths, self.cfg.pooling)  # [B, D*H]
+        pooled = pool(states, lengths, self.cfg.pooling)  # [B, D*H], twice that for maxmean
         if self.cfg.embedding_skip:  # a bag-of-words path beside the GRU, pooled like RCNN (Lai et al. 2015)
-            mode = "max" if self.cfg.pooling == "max" else "mean"
-            pooled = torch.cat([pooled, pool([x], lengths, mode)], dim=-1)  # [B, D*H + E]
+            pooled = torch.cat([pooled, pool([x], lengths, skip_pooling(self.cfg.pooling))], dim=-1)
         logits: torch.Tensor = self.classifier(self.dropout(pooled))  # [B, C]
         return logits
 

@@ -28,10 +28,11 @@ def test_reversal_index_reverses_within_length_and_is_an_involution() -> None:
 @pytest.mark.parametrize(
     ("cell", "pooling", "bidirectional", "layers"),
     [
-        *itertools.product(["torch"], ["last", "mean", "max"], [True, False], [1, 2]),
+        *itertools.product(["torch"], ["last", "mean", "max", "maxmean"], [True, False], [1, 2]),
         *itertools.product(["seed", "lstm"], ["last", "max"], [True, False], [2]),
         ("torch", "skip-max", True, 1),
         ("torch", "skip-mean", False, 1),
+        ("torch", "skip-maxmean", True, 1),
     ],
 )
 def test_padding_never_changes_logits(cell: str, pooling: str, bidirectional: bool, layers: int) -> None:
@@ -88,6 +89,7 @@ def test_parameter_count_matches_the_architecture() -> None:
         {"cell": "seed", "layers": 2},
         {"cell": "lstm", "bidirectional": False},
         {"embedding_skip": True, "layers": 3},
+        {"pooling": "maxmean", "embedding_skip": True},
     ],
 )
 def test_parameter_shapes_match_the_model(options: dict[str, object]) -> None:
@@ -104,7 +106,7 @@ def test_bidirectional_encoder_pools_what_nn_gru_computes(layers: int) -> None:
     torch.manual_seed(1)
     T = 7
     reference = torch.nn.GRU(8, 6, num_layers=layers, bidirectional=True, batch_first=True).double()
-    for pooling in ("last", "mean", "max"):
+    for pooling in ("last", "mean", "max", "maxmean"):
         model = make(pooling=pooling, bidirectional=True, layers=layers, dropout=0.0).double()
         for depth in range(layers):
             for stack, suffix in ((model.encoder.forward_layers, ""), (model.encoder.backward_layers, "_reverse")):
@@ -118,6 +120,15 @@ def test_bidirectional_encoder_pools_what_nn_gru_computes(layers: int) -> None:
             "max": out.amax(dim=1),
             "mean": out.mean(dim=1),
             "last": torch.cat([h_n[-2], h_n[-1]], dim=-1),
+            "maxmean": torch.cat(
+                [
+                    out[..., :6].amax(dim=1),
+                    out[..., :6].mean(dim=1),
+                    out[..., 6:].amax(dim=1),
+                    out[..., 6:].mean(dim=1),
+                ],
+                dim=-1,
+            ),
         }[pooling]
         expected = model.classifier(pooled)
         torch.testing.assert_close(model(ids, torch.tensor([T])), expected, rtol=1e-9, atol=1e-9)
