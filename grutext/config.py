@@ -84,7 +84,7 @@ class ModelConfig:
     layers: int = 1
     bidirectional: bool = True
     dropout: float = 0.3
-    pooling: str = "max"
+    pooling: str = "maxmean"
     cell: str = "torch"
     multi_label: bool = False
     embedding_skip: bool = False  # also pool the embeddings themselves, beside the GRU states

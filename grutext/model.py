@@ -1,6 +1,6 @@
 """The classifier: token ids + lengths -> logits. No loss, I/O or printing here.
 
-    ids [B, T] -> Embedding [B, T, E] -> GRU encoder [B, T, D*H] -> pooling [B, D*H] -> dropout -> Linear [B, C]
+    ids [B, T] -> Embedding [B, T, E] -> GRU encoder [B, T, D*H] -> max+mean pooling [B, 2*D*H] -> dropout -> Linear
 
 Batches are right-padded and never packed: on CPU, packed sequences make the backward pass grow with T^2.
 Padding cannot change a result because

@@ -78,7 +78,7 @@ def test_empty_text_is_one_pad_token() -> None:
 def test_parameter_count_matches_the_architecture() -> None:
     model = make(bidirectional=True, layers=2)
     gru = lambda i, h: 3 * (i * h + h * h + 2 * h)  # noqa: E731
-    expected = 50 * 8 + 2 * gru(8, 6) + 2 * gru(12, 6) + (12 * 3 + 3)
+    expected = 50 * 8 + 2 * gru(8, 6) + 2 * gru(12, 6) + (2 * 12 * 3 + 3)  # maxmean: 2 x 12 features
     assert model.num_parameters() == expected
 
 
