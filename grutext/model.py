@@ -228,9 +228,7 @@ def pool(states: list[torch.Tensor], lengths: torch.Tensor, mode: str) -> torch.
             pooled.append(torch.where(mask, s, float("-inf")).amax(dim=1))
         if mode in ("mean", "maxmean"):
             pooled.append((s * mask).sum(dim=1) / lengths.unsqueeze(1).to(s.dtype))
-        if (
-            mode == "last"
-        ):  # "last": the state after the last real step; for the backward direction, after the first word
+        if mode == "last":  # the state after the last real step; for the backward direction, after the first word
             pooled.append(s[torch.arange(B, device=s.device), lengths - 1])
     return pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=-1)
 
