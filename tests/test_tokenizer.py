@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from grutext.config import TOKENIZER_KINDS, TokenizerConfig
-from grutext.tokenizer import PAD_ID, UNK_ID, encode, train_tokenizer, truncated_fraction
+from grutext.tokenizer import PAD_ID, UNK_ID, encode, train_tokenizer, truncated_fraction, word_counts
 from tests.conftest import sentiment_rows
 
 TEXTS = [r["text"] for r in sentiment_rows(200)] + [r["text"] for r in sentiment_rows(200, chinese=True)]
@@ -100,3 +100,15 @@ def test_subword_vocabularies_are_repeatable_on_real_sized_data() -> None:
         assert first.to_str() == train_tokenizer(texts, cfg).to_str()
         assert first.get_vocab_size() == 800
         assert UNK_ID not in first.encode("abcdefghij jihgfedcba").ids  # any word decomposes into pieces
+
+
+@pytest.mark.parametrize("kind", ["word", "char"])
+def test_vocabulary_counts_words_per_text_across_training_chunks(kind: str) -> None:
+    """Training joins texts into chunks; a word at the end of one text must never merge with the next."""
+    texts = [f"w{i % 700}" for i in range(2500)] + ["tail", "head", "x tail", "head y", "好", "酒店", "end.", "start"]
+    cfg = TokenizerConfig(kind=kind, vocab_size=10_000)
+    tok = train_tokenizer(texts, cfg)
+    counts = word_counts(tok, texts if kind == "word" else [" ".join(t) for t in texts])
+    expected = {w for w, c in counts.items() if c >= (2 if kind == "word" else 1)}
+    assert set(tok.get_vocab()) - {"[PAD]", "[UNK]"} == expected
+    assert "tailhead" not in tok.get_vocab() and "w699w0" not in tok.get_vocab()
