@@ -123,7 +123,8 @@ class SeedGRULayer(nn.Module):
 class Dropout(nn.Module):
     """Inverted dropout from a uniform draw: the same function as nn.Dropout, but on the CPU torch's
     Bernoulli sampler costs 0.5 ms for a [32, 10, 128] batch against 0.2 ms for rand + compare, and the
-    embedding dropout runs at every training step."""
+    embedding dropout runs at every training step. The mask stays in floats (in-place ge_ writes 1.0 or 0.0):
+    an op mixing in a bool tensor takes the CPU's slow path, forward and backward."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
@@ -132,8 +133,8 @@ class Dropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        keep = torch.rand_like(x) >= self.p
-        return torch.where(keep, x * (1.0 / (1.0 - self.p)), 0.0)
+        mask = torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))  # 0 or 1/(1-p), computed in floats
+        return x * mask
 
 
 LAYERS: dict[str, type[nn.Module]] = {"torch": TorchGRULayer, "seed": SeedGRULayer, "lstm": TorchLSTMLayer}
@@ -221,13 +222,18 @@ def pool(states: list[torch.Tensor], lengths: torch.Tensor, mode: str) -> torch.
     """One [B, T, H] per direction, each right-padded (the backward one in its own, reversed order) ->
     [B, sum of H] ([B, 2 * sum of H] for "maxmean": max, then mean, per direction), looking only at real steps."""
     B, T, _ = states[0].shape
-    mask = (torch.arange(T, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)  # [B,T,1]
+    real = (torch.arange(T, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)  # [B,T,1]
+    # Float masks, not the boolean one: an op mixing a bool tensor into float ones takes torch's slow path on the
+    # CPU (40 us against 8 for a [32, 10, 128] batch, forward and backward alike). Same values either way.
+    dtype = states[0].dtype
+    ones = real.to(dtype)  # 1 at real steps, 0 at padding
+    minus_inf = torch.zeros_like(ones).masked_fill_(~real, float("-inf"))  # 0 at real steps, -inf at padding
     pooled = []
     for s in states:
         if mode in ("max", "maxmean"):
-            pooled.append(torch.where(mask, s, float("-inf")).amax(dim=1))
+            pooled.append((s + minus_inf).amax(dim=1))
         if mode in ("mean", "maxmean"):
-            pooled.append((s * mask).sum(dim=1) / lengths.unsqueeze(1).to(s.dtype))
+            pooled.append((s * ones).sum(dim=1) / lengths.unsqueeze(1).to(s.dtype))
         if mode == "last":  # the state after the last real step; for the backward direction, after the first word
             pooled.append(s[torch.arange(B, device=s.device), lengths - 1])
     return pooled[0] if len(pooled) == 1 else torch.cat(pooled, dim=-1)

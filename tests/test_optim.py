@@ -1,0 +1,131 @@
+"""LazyAdamW against torch's AdamW: the same weights and moments, step for step, however rarely a row is touched."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from grutext.optim import LazyAdamW, TrainingOptimizer
+
+
+def _run(window: int, steps: int = 300, weight_decay: float = 0.01) -> tuple[nn.Parameter, nn.Parameter, LazyAdamW]:
+    gen = torch.Generator().manual_seed(0)
+    init = torch.randn(40, 6, generator=gen)
+    dense, lazy = nn.Parameter(init.clone()), nn.Parameter(init.clone())
+    reference = torch.optim.AdamW([dense], lr=1e-2, weight_decay=weight_decay)
+    rows = LazyAdamW(lazy, weight_decay=weight_decay, window=window)
+    often = torch.linspace(0.9, 0.005, 40)  # row 0 in most steps, row 39 a handful of times
+    for step in range(steps):
+        lr = 1e-2 * min(1.0, (step + 1) / 30) * (1 - step / steps)  # warmup, then linear decay
+        reference.param_groups[0]["lr"] = lr
+        touched = (torch.rand(40, generator=gen) < often).nonzero().squeeze(1)
+        if step % 50 == 7:
+            touched = touched[:0]  # a step with no row at all
+        values = torch.randn(len(touched), 6, generator=gen) * 0.1
+        dense.grad = torch.zeros(40, 6).index_add_(0, touched, values)
+        lazy.grad = torch.sparse_coo_tensor(touched.unsqueeze(0), values, (40, 6), check_invariants=True)
+        reference.step()
+        rows.prepare(touched)
+        rows.step(lr)
+    return dense, lazy, rows
+
+
+@pytest.mark.parametrize("window", [1, 7, 128])
+def test_matches_torch_adamw_after_flush(window: int) -> None:
+    dense, lazy, rows = _run(window)
+    rows.flush()
+    torch.testing.assert_close(lazy.data, dense.data, rtol=1e-5, atol=1e-6)
+    state = rows.state()
+    assert int(state["step"]) == 300
+    # The untouched-in-between rows must really have moved: weight decay and momentum act every step.
+    assert not torch.equal(lazy.data, _run(window, steps=299)[1].data)
+
+
+def test_rows_a_batch_touches_are_current_before_their_update() -> None:
+    """Without the catch-up a rarely touched row would miss the momentum of its earlier updates."""
+    dense, lazy, rows = _run(window=1000, steps=100)  # no flush on the way: only the catch-ups
+    rows.flush()
+    torch.testing.assert_close(lazy.data, dense.data, rtol=1e-5, atol=1e-6)
+
+
+def test_state_round_trip_continues_identically() -> None:
+    _, lazy, rows = _run(window=16, steps=40)
+    saved = rows.state()
+    copy = nn.Parameter(lazy.data.clone())
+    again = LazyAdamW(copy, window=16)
+    again.load_state(saved)
+    for opt, p in ((rows, lazy), (again, copy)):
+        p.grad = torch.sparse_coo_tensor(torch.tensor([[3, 5]]), torch.ones(2, 6), (40, 6), check_invariants=True)
+        opt.prepare(torch.tensor([3, 5]))
+        opt.step(1e-3)
+        opt.flush()
+    torch.testing.assert_close(copy.data, lazy.data)
+
+
+def test_dense_gradient_is_refused() -> None:
+    p = nn.Parameter(torch.zeros(3, 2))
+    p.grad = torch.ones(3, 2)
+    with pytest.raises(TypeError, match="sparse"):
+        LazyAdamW(p).step(1e-3)
+
+
+def test_a_gradient_on_rows_not_prepared_is_refused() -> None:
+    """Rows the forward pass read without prepare() may have been stale: that is a bug, not a result."""
+    p = nn.Parameter(torch.zeros(5, 2))
+    rows = LazyAdamW(p)
+    p.grad = torch.sparse_coo_tensor(torch.tensor([[1]]), torch.ones(1, 2), (5, 2), check_invariants=True)
+    rows.prepare(torch.tensor([1]))
+    rows.step(1e-3)
+    p.grad = torch.sparse_coo_tensor(torch.tensor([[2]]), torch.ones(1, 2), (5, 2), check_invariants=True)
+    with pytest.raises(RuntimeError, match="prepare"):
+        rows.step(1e-3)  # row 2 is current at step 0, one gradient-free step behind
+
+
+def _model_and_batches() -> tuple[nn.Module, list[torch.Tensor]]:
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Embedding(30, 4, padding_idx=0), nn.Flatten(), nn.Linear(12, 2))
+    gen = torch.Generator().manual_seed(4)
+    return model, [torch.randint(0, 30, (5, 3), generator=gen) for _ in range(12)]
+
+
+def _train(model: nn.Module, batches: list[torch.Tensor], opt: TrainingOptimizer) -> None:
+    for ids in batches:
+        opt.zero_grad()
+        opt.prepare(ids)
+        model(ids).square().mean().backward()
+        opt.step()
+    opt.flush()
+
+
+def test_training_optimizer_matches_one_torch_adamw_and_speaks_its_state_format() -> None:
+    model, batches = _model_and_batches()
+    reference = copy.deepcopy(model)
+    lazy = TrainingOptimizer(
+        list(model.parameters()), model[0], lr=0.01, weight_decay=0.01, lazy_rows=True, fused=False
+    )
+    dense = torch.optim.AdamW(reference.parameters(), lr=0.01, weight_decay=0.01)
+    assert model[0].sparse  # the table's gradient is sparse from now on
+    _train(model, batches, lazy)
+    for ids in batches:
+        dense.zero_grad()
+        reference(ids).square().mean().backward()
+        dense.step()
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    ours, theirs = lazy.state_dict(), copy.deepcopy(dense.state_dict())  # torch's holds its live tensors
+    assert ours["param_groups"][0]["params"] == theirs["param_groups"][0]["params"]
+    assert sorted(ours["state"]) == sorted(theirs["state"])
+    # A state written by one torch AdamW (an older grutext) loads and continues like it.
+    lazy.load_state_dict(theirs)
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        a.data.copy_(b.data)
+    _train(model, batches[:4], lazy)
+    for ids in batches[:4]:
+        dense.zero_grad()
+        reference(ids).square().mean().backward()
+        dense.step()
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
