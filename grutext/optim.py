@@ -2,17 +2,21 @@
 
 Why: a sentence batch touches a few hundred of the table's rows, yet torch's AdamW (fused or not) reads and
 writes every row at every step, and the dense gradient behind it is zero-filled, clipped and freed each step:
-on sst2 with the one-direction 128/128 model that was about 1.7 ms of an 8 ms step.
+on sst2 with the one-direction 128/128 model the fused AdamW update alone took 1.5 ms of a 7.8 ms step.
 
 Rows a step does not touch still move under AdamW: their moments decay, weight decay shrinks them and the
 decayed momentum keeps pushing. Those gradient-free steps have a closed form, so a row is brought up to date
-only when a batch touches it, and every row at once every `window` steps and before anyone reads the
-weights (`flush`). Per gradient-free step k, with ρ = β1/√β2, d_k = 1 - lr_k·wd, c_k = lr_k·√(1-β2^k)/(1-β1^k):
+only when a batch reads it, and every row at once every `window` steps and before anyone reads the
+weights (`flush`). Per gradient-free step k after the row's last gradient at step s, with ρ = β1/√β2,
+d_k = 1 - lr_k·wd and c_k = lr_k·√(1-β2^k)/(1-β1^k):
 
-    m_k = β1 m_{k-1},   v_k = β2 v_{k-1},   p_k = d_k p_{k-1} - c_k ρ^(k-s) m_s/√v_s
+    m_k = β1 m_{k-1},   v_k = β2 v_{k-1},   p_k = d_k p_{k-1} - c_k ρ^(k-s) m_s/(√v_s + eps_s)
 
-which is torch's update with eps dropped from the denominator: the updates agree to eps/√v relative
-(about 1e-4 for the gradients seen here), and every step that has a gradient is torch's, eps included.
+torch's denominator is √v_k/√(1-β2^k) + eps; eps_s = eps·√(1-β2^(s+1))/√β2 is it exactly for k = s+1 and
+drifts by √(1-β2^k) and β2^(-(k-s)/2) after that, while ρ^(k-s) discounts every later step. Steps with a
+gradient are torch's own update. tests/test_optim.py holds the weights to torch's AdamW within 1e-5 over
+300 steps of rows touched from 90% to 0.5% of the time; on a real model the two drift apart early in
+training about as a change of float rounding does, only sooner.
 """
 
 from __future__ import annotations
@@ -75,9 +79,13 @@ class LazyAdamW:
         keep = self.table[0, u] / decay
         move = self.table[0, u] * (self.table[1, u] - push) / self.powers[0, j]
         m, v = mv[:, 0], mv[:, 1]
-        # m_s / √v_s, 0 where the row never had a gradient. Clamped before the root: torch's sqrt of 0 takes
-        # a slow path (100 us against 18 for a [250, 128] block), and a fresh table is mostly zeros.
-        ratio = v.clamp_min(1e-30).rsqrt_().mul_(m)
+        # m_s / (√v_s + eps_s), with eps_s = eps·√(1-β2^(s+1))/√β2: exact for the first gradient-free step
+        # (eps / √v rescaled into the row's own units), and it drifts from step to step only by √(1-β2^k)
+        # (early in training) and β2^(-gap/2), while ρ^gap discounts each later step. Clamped before the
+        # root: torch's sqrt of 0 takes a slow path (100 us against 18 for a [250, 128] block).
+        eps_s = self.eps * torch.sqrt(1 - self.beta2 ** (since + 1).to(torch.float64)) / math.sqrt(self.beta2)
+        ratio = v.clamp_min(1e-30).sqrt_().add_(eps_s.to(v.dtype).unsqueeze(1))
+        ratio = torch.div(m, ratio, out=ratio)
         p.mul_(keep.to(p.dtype).unsqueeze(1)).sub_(ratio.mul_(move.to(p.dtype).unsqueeze(1)))
         mv.mul_(torch.stack([beta1_gap, beta2_gap], dim=1).to(mv.dtype).unsqueeze(2))
 
