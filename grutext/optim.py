@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+UNPREPARED = "LazyAdamW: a gradient reached rows that were not prepare()d before the forward"
 WINDOW = 128  # steps between dense catch-ups; keeps ρ^WINDOW (1.6e-6 at the default betas) far from underflow
 
 
@@ -111,7 +112,7 @@ class LazyAdamW:
         prepared, self._prepared = self._prepared, None
         if prepared is None:
             if grad is not None and grad._nnz():
-                raise RuntimeError("LazyAdamW: a gradient reached rows that were not prepare()d before the forward")
+                raise RuntimeError(UNPREPARED)
         else:
             rows, p, mv = prepared
             g = torch.zeros_like(p)
@@ -120,7 +121,7 @@ class LazyAdamW:
                 index, values = grad.indices()[0], grad.values()
                 where = torch.searchsorted(rows, index)
                 if bool((where >= len(rows)).any()) or not torch.equal(rows[where.clamp_max(len(rows) - 1)], index):
-                    raise RuntimeError("LazyAdamW: a gradient reached rows that were not prepare()d before the forward")
+                    raise RuntimeError(UNPREPARED)
                 g.index_copy_(0, where, values)
             m, v = mv[:, 0], mv[:, 1]
             bias1, bias2 = 1 - self.beta1**t, 1 - self.beta2**t
