@@ -38,9 +38,7 @@ def profile(
     torch.manual_seed(0)
     model = GRUClassifier(cfg).train()
     params = list(model.parameters())
-    optimizer = TrainingOptimizer(
-        params, model.embedding, lr=SINGLE_LABEL_LR, weight_decay=0.01, lazy_rows=lazy_rows, fused=True
-    )
+    optimizer = TrainingOptimizer(params, model.embedding, lr=SINGLE_LABEL_LR, weight_decay=0.01, lazy_rows=lazy_rows)
     times: dict[str, list[float]] = {phase: [] for phase in PHASES}
     for index in batches:
         t0 = time.perf_counter()

@@ -7,6 +7,7 @@ torch and datasets are imported inside the commands, so `grutext --help` starts 
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import os
 import sys
@@ -298,7 +299,7 @@ def train(dataset: str, output: Path, as_json: bool, overwrite: bool, resume: bo
       grutext train imdb --output models/imdb --max-length 400
       grutext train data/bbc -o models/bbc --resume     # after Ctrl-C: continue where it stopped
     """
-    from grutext.train import DataSpec
+    from grutext.train import DataSpec, ModelBuilt
     from grutext.train import train as run_train
 
     spec = DataSpec(
@@ -324,10 +325,18 @@ def train(dataset: str, output: Path, as_json: bool, overwrite: bool, resume: bo
     from grutext.errors import Interrupted
 
     reporter = TrainReporter(_stderr_console())
+
+    def on_event(event: Any) -> None:
+        if isinstance(event, ModelBuilt):
+            # The data, the token ids and the model live from here to the end of the run: frozen, they are
+            # skipped by the collector's full passes (one epoch of sst2 ran six, 0.46 s in all).
+            gc.freeze()
+        reporter(event)
+
     try:
         with reporter:
             result = run_train(
-                spec, tok_cfg, model_options, cfg, output, overwrite=overwrite, resume=resume, on_event=reporter
+                spec, tok_cfg, model_options, cfg, output, overwrite=overwrite, resume=resume, on_event=on_event
             )
     except Interrupted as exc:
         click.echo(str(exc), err=True)
@@ -749,4 +758,10 @@ def info(model_dir: Path, as_json: bool) -> None:
 
 
 def main() -> None:
-    cli(prog_name="grutext")
+    try:
+        cli(prog_name="grutext")
+    finally:
+        # Whatever is alive now lives until exit: frozen, it is skipped by the interpreter's last collections,
+        # which otherwise walk torch's object graph for 0.5 s at the end of every command that imported it
+        # (`python -c "import torch"`: 1.81 s, 1.33 s with a freeze; median of 5).
+        gc.freeze()

@@ -5,10 +5,8 @@ Progress is reported through `on_event` callbacks (dataclasses below); this modu
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
-import importlib
 import math
 import random
 import signal
@@ -48,7 +46,7 @@ from grutext.evaluate import (
     tune_decision,
 )
 from grutext.model import GRUClassifier
-from grutext.optim import TrainingOptimizer
+from grutext.optim import Schedule, TrainingOptimizer
 from grutext.scan import use_cpu_threads
 from grutext.tokenizer import encode, train_tokenizer, truncated_fraction
 
@@ -148,24 +146,6 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-
-def _import_in_background(module: str) -> threading.Thread:
-    """Start importing `module` on a second thread; join it before the first use.
-
-    torch's optimizers import torch._dynamo (and sympy) on their first step, only to mark the step as not to
-    be compiled: 1.0-1.3 s here. Imported while the data loads and the tokenizer runs, about half of it is
-    hidden (measured: load + tokenizer + import 4.1 s -> 3.6 s on sst2; the import competes for the GIL with
-    the tokenizer's training). The main thread imports nothing of torch's in the meantime, and an import that
-    fails here fails again, with its message, where it is used."""
-
-    def run() -> None:
-        with contextlib.suppress(Exception):
-            importlib.import_module(module)
-
-    thread = threading.Thread(target=run, name=f"import {module}", daemon=True)
-    thread.start()
-    return thread
 
 
 def seed_everything(seed: int) -> None:
@@ -378,7 +358,6 @@ def train(
     if device.type == "cpu":
         use_cpu_threads()
     seed_everything(cfg.seed)
-    optimizer_imports = _import_in_background("torch._dynamo")
 
     # ---- data
     data = load_labelled(
@@ -432,18 +411,12 @@ def train(
     lr = cfg.resolved_lr(data.multi_label)
     steps_per_epoch = math.ceil(len(ids["train"]) / cfg.batch_size)
     total_steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
-    optimizer_imports.join()
-    # The fused kernel does the whole update in one pass over the weights: measurably faster on CPU. On the
-    # CPU the embedding table gets LazyAdamW instead: the same updates, paid only for the rows a batch touches.
+    # torch's fused AdamW kernel does the whole update in one pass over the weights. On the CPU the embedding
+    # table gets LazyAdamW instead: the same updates, paid only for the rows a batch touches.
     optimizer = TrainingOptimizer(
-        list(model.parameters()),
-        model.embedding,
-        lr=lr,
-        weight_decay=cfg.weight_decay,
-        lazy_rows=device.type == "cpu",
-        fused=device.type in ("cpu", "cuda"),
+        list(model.parameters()), model.embedding, lr=lr, weight_decay=cfg.weight_decay, lazy_rows=device.type == "cpu"
     )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer.dense, lr_lambda(int(total_steps), cfg.warmup))
+    scheduler = Schedule(optimizer.dense, lr_lambda(int(total_steps), cfg.warmup))
     loop = LoopState(data_fingerprint=fingerprint(data))
     best_state = _clone(model.state_dict())
     if trainer_state is not None:
@@ -586,7 +559,7 @@ def clip_gradients(params: list[nn.Parameter], max_norm: float) -> None:
 def fit(
     model: GRUClassifier,
     optimizer: TrainingOptimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scheduler: Schedule,
     loop: LoopState,
     best_state: dict[str, torch.Tensor],
     ids: dict[str, list[list[int]]],
@@ -620,7 +593,7 @@ def fit(
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss.item()} at epoch {epoch}, step {step + 1}; lower --lr "
-                    f"(now {optimizer.param_groups[0]['initial_lr']:g}) or --grad-clip, and check the data"
+                    f"(now {optimizer.dense.initial_lr:g}) or --grad-clip, and check the data"
                 )
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from grutext.optim import LazyAdamW, TrainingOptimizer
+from grutext.optim import FusedAdamW, LazyAdamW, Schedule, TrainingOptimizer
 
 
 def _run(
@@ -116,9 +116,7 @@ def _train(model: nn.Module, batches: list[torch.Tensor], opt: TrainingOptimizer
 def test_training_optimizer_matches_one_torch_adamw_and_speaks_its_state_format() -> None:
     model, batches = _model_and_batches()
     reference = copy.deepcopy(model)
-    lazy = TrainingOptimizer(
-        list(model.parameters()), model[0], lr=0.01, weight_decay=0.01, lazy_rows=True, fused=False
-    )
+    lazy = TrainingOptimizer(list(model.parameters()), model[0], lr=0.01, weight_decay=0.01, lazy_rows=True)
     dense = torch.optim.AdamW(reference.parameters(), lr=0.01, weight_decay=0.01)
     assert model[0].sparse  # the table's gradient is sparse from now on
     _train(model, batches, lazy)
@@ -142,3 +140,53 @@ def test_training_optimizer_matches_one_torch_adamw_and_speaks_its_state_format(
         dense.step()
     for a, b in zip(model.parameters(), reference.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_adamw_and_schedule_are_torchs_adamw_and_lambdalr() -> None:
+    """Same weights, moments and learning rates step for step, and each reads the other's state_dict."""
+    torch.manual_seed(5)
+    ours_model = nn.Sequential(nn.Linear(7, 5), nn.Tanh(), nn.Linear(5, 3))
+    torch_model = copy.deepcopy(ours_model)
+    factor = lambda step: min(1.0, (step + 1) / 4) * max(0.0, (20 - step) / 20)  # noqa: E731
+    ours = FusedAdamW(list(ours_model.parameters()), lr=0.02, weight_decay=0.05)
+    ours_schedule = Schedule(ours, factor)
+    theirs = torch.optim.AdamW(torch_model.parameters(), lr=0.02, weight_decay=0.05, fused=True)
+    theirs_schedule = torch.optim.lr_scheduler.LambdaLR(theirs, factor)
+
+    def steps(count: int) -> None:
+        for _ in range(count):
+            x = torch.randn(6, 7)
+            for model, opt, schedule in ((ours_model, ours, ours_schedule), (torch_model, theirs, theirs_schedule)):
+                opt.zero_grad()
+                model(x).square().mean().backward()
+                opt.step()
+                schedule.step()
+            assert ours_schedule.get_last_lr() == theirs_schedule.get_last_lr()
+            for a, b in zip(ours_model.parameters(), torch_model.parameters(), strict=True):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    steps(8)
+    mine, torchs = ours.state_dict(), theirs.state_dict()
+    assert {k: v for k, v in mine["param_groups"][0].items() if k != "betas"} == {
+        k: v for k, v in torchs["param_groups"][0].items() if k != "betas"
+    }
+    for i, entry in torchs["state"].items():
+        for key, value in entry.items():
+            torch.testing.assert_close(mine["state"][i][key], value, rtol=0, atol=0)
+    assert {k: ours_schedule.state_dict()[k] for k in ("last_epoch", "base_lrs", "_last_lr")} == {
+        k: theirs_schedule.state_dict()[k] for k in ("last_epoch", "base_lrs", "_last_lr")
+    }
+    # Each loads the other's state (copies: the live tensors keep moving) and they go on together.
+    ours_state, torch_state = copy.deepcopy(mine), copy.deepcopy(torchs)
+    ours.load_state_dict(torch_state)
+    theirs.load_state_dict(ours_state)
+    ours_schedule.load_state_dict(theirs_schedule.state_dict())
+    theirs_schedule.load_state_dict(ours_schedule.state_dict())
+    steps(8)
+
+
+def test_fused_adamw_refuses_a_state_for_another_model() -> None:
+    opt = FusedAdamW([nn.Parameter(torch.zeros(2))], lr=0.1, weight_decay=0.0)
+    other = FusedAdamW([nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(1))], lr=0.1, weight_decay=0.0)
+    with pytest.raises(ValueError, match="holds 2 weights, the model 1"):
+        opt.load_state_dict(other.state_dict())
