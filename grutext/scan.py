@@ -31,7 +31,9 @@ def _scan_forward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """x [B, T, I] -> outputs [T, B, H], gates [T, B, 3H] and (reset-after) W_h h + b_h [T, B, 3H].
 
-    Buffers are time-major so that each step reads and writes contiguous slices in place (out=)."""
+    Buffers are time-major so that each step reads and writes contiguous slices in place (out=). Every slice
+    a step uses is cut before the loop (unbind: one op for all steps), so a step runs its four to six
+    arithmetic ops and no indexing ops, each of which costs as much dispatch as a small arithmetic op."""
     B, T, In = x.shape
     H = W_hh.shape[1]
     xp = torch.addmm(b_ih, x.transpose(0, 1).reshape(T * B, In), W_ih.t()).view(T, B, 3 * H)
@@ -39,20 +41,26 @@ def _scan_forward(
     gates = x.new_empty([T, B, 3 * H])
     hh_all = x.new_empty([T, B, 3 * H]) if reset_after else x.new_empty([0])
     h = x.new_zeros([B, H])
-    W_hhT = W_hh.t()
-    W_zrT = W_hh[: 2 * H].t()
-    W_nT = W_hh[2 * H :].t()
-    for t in range(T):
-        g = gates[t]
-        if reset_after:
-            hh = torch.addmm(b_hh, h, W_hhT, out=hh_all[t])  # [B, 3H]
-            rz = torch.add(xp[t, :, : 2 * H], hh[:, : 2 * H], out=g[:, : 2 * H]).sigmoid_()
-            n = torch.addcmul(xp[t, :, 2 * H :], rz[:, :H], hh[:, 2 * H :], out=g[:, 2 * H :]).tanh_()
-            h = torch.lerp(n, h, rz[:, H:], out=out[t])  # n + z * (h - n)
-        else:
-            zr = torch.addmm(xp[t, :, : 2 * H], h, W_zrT, out=g[:, : 2 * H]).sigmoid_()
-            n = torch.addmm(xp[t, :, 2 * H :], zr[:, H:] * h, W_nT, out=g[:, 2 * H :]).tanh_()
-            h = torch.lerp(h, n, zr[:, :H], out=out[t])  # h + z * (n - h)
+    out_s = out.unbind(0)
+    xp_gates, xp_n = xp[:, :, : 2 * H].unbind(0), xp[:, :, 2 * H :].unbind(0)
+    g_gates, g_n = gates[:, :, : 2 * H].unbind(0), gates[:, :, 2 * H :].unbind(0)
+    first, second = gates[:, :, :H].unbind(0), gates[:, :, H : 2 * H].unbind(0)  # (r, z) or (z, r)
+    if reset_after:
+        W_hhT = W_hh.t()
+        hh_s = hh_all.unbind(0)
+        hh_gates, hh_n = hh_all[:, :, : 2 * H].unbind(0), hh_all[:, :, 2 * H :].unbind(0)
+        for t in range(T):
+            torch.addmm(b_hh, h, W_hhT, out=hh_s[t])  # [B, 3H]
+            torch.add(xp_gates[t], hh_gates[t], out=g_gates[t]).sigmoid_()  # r, z
+            n = torch.addcmul(xp_n[t], first[t], hh_n[t], out=g_n[t]).tanh_()
+            h = torch.lerp(n, h, second[t], out=out_s[t])  # n + z * (h - n)
+    else:
+        W_zrT = W_hh[: 2 * H].t()
+        W_nT = W_hh[2 * H :].t()
+        for t in range(T):
+            torch.addmm(xp_gates[t], h, W_zrT, out=g_gates[t]).sigmoid_()  # z, r
+            n = torch.addmm(xp_n[t], second[t] * h, W_nT, out=g_n[t]).tanh_()
+            h = torch.lerp(h, n, first[t], out=out_s[t])  # h + z * (n - h)
     return out, gates, hh_all
 
 
@@ -79,6 +87,7 @@ def _scan_backward(
     flat_prev = h_prev.reshape(T * B, H)
     G = torch.empty_like(out)  # G[t]: the whole gradient reaching h_t
     G[T - 1] = d_out_t[T - 1]
+    G_s, d_out_s = G.unbind(0), d_out_t.unbind(0)  # per-step views, cut once (see _scan_forward)
     d_xp = torch.empty_like(gates)  # gradient of the input projections, [T, B, 3H]
     flat_d = d_xp.view(T * B, 3 * H)  # the same storage, filled in below
     n = gates[:, :, 2 * H :]
@@ -88,13 +97,13 @@ def _scan_backward(
         cn = (1 - z) * (1 - n * n)  # d n_pre / d h_t
         # d(W_hh h + b_hh) = G * K, per gate (r, z, n)
         K = torch.cat([cn * hh_all[:, :, 2 * H :] * r * (1 - r), (h_prev - n) * z * (1 - z), cn * r], dim=2)
-        K3 = K.view(T, B, 3, H)
         d_hh_all = torch.empty_like(gates)
+        K3_s, d_hh3_s, d_hh_s = K.view(T, B, 3, H).unbind(0), d_hh_all.view(T, B, 3, H).unbind(0), d_hh_all.unbind(0)
+        G_wide, z_s = G.unsqueeze(2).unbind(0), z.unbind(0)  # G_wide[t]: G[t] as [B, 1, H]
         for t in range(T - 1, -1, -1):
-            g = G[t]
-            d_hh = torch.mul(g.unsqueeze(1), K3[t], out=d_hh_all[t].view(B, 3, H)).view(B, 3 * H)
+            torch.mul(G_wide[t], K3_s[t], out=d_hh3_s[t])
             if t > 0:
-                torch.addmm(torch.addcmul(d_out_t[t - 1], g, z[t]), d_hh, W_hh, out=G[t - 1])
+                torch.addmm(torch.addcmul(d_out_s[t - 1], G_s[t], z_s[t]), d_hh_s[t], W_hh, out=G_s[t - 1])
         d_xp[:, :, : 2 * H] = d_hh_all[:, :, : 2 * H]
         torch.mul(G, cn, out=d_xp[:, :, 2 * H :])
         flat_dhh = d_hh_all.reshape(T * B, 3 * H)
@@ -109,16 +118,24 @@ def _scan_backward(
         one_minus_z = 1 - z
         W_zr = W_hh[: 2 * H]
         W_n = W_hh[2 * H :]
+        cn_s, cz_s, cr_s, one_minus_z_s, r_s = (
+            cn.unbind(0),
+            cz.unbind(0),
+            cr.unbind(0),
+            one_minus_z.unbind(0),
+            r.unbind(0),
+        )
+        d_z_s, d_r_s, d_n_s = d_xp[:, :, :H].unbind(0), d_xp[:, :, H : 2 * H].unbind(0), d_xp[:, :, 2 * H :].unbind(0)
+        d_zr_s = d_xp[:, :, : 2 * H].unbind(0)
         for t in range(T - 1, -1, -1):
-            g = G[t]
-            d = d_xp[t]
-            d_n = torch.mul(g, cn[t], out=d[:, 2 * H :])
-            torch.mul(g, cz[t], out=d[:, :H])
+            g = G_s[t]
+            d_n = torch.mul(g, cn_s[t], out=d_n_s[t])
+            torch.mul(g, cz_s[t], out=d_z_s[t])
             d_rh = torch.mm(d_n, W_n)
-            torch.mul(d_rh, cr[t], out=d[:, H : 2 * H])
+            torch.mul(d_rh, cr_s[t], out=d_r_s[t])
             if t > 0:
-                carry = torch.addcmul(torch.addcmul(d_out_t[t - 1], g, one_minus_z[t]), d_rh, r[t])
-                torch.addmm(carry, d[:, : 2 * H], W_zr, out=G[t - 1])
+                carry = torch.addcmul(torch.addcmul(d_out_s[t - 1], g, one_minus_z_s[t]), d_rh, r_s[t])
+                torch.addmm(carry, d_zr_s[t], W_zr, out=G_s[t - 1])
         r_h = r.reshape(T * B, H) * flat_prev
         d_W_hh = torch.cat([flat_d[:, : 2 * H].t().mm(flat_prev), flat_d[:, 2 * H :].t().mm(r_h)], dim=0)
         d_b_hh = x.new_zeros([3 * H])
