@@ -49,7 +49,7 @@ def profile(
         optimizer.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
         t2 = time.perf_counter()
-        clip_gradients(params, 1.0)
+        clip_gradients(optimizer.gradients(), 1.0)
         t3 = time.perf_counter()
         optimizer.step()
         loss.item()

@@ -37,9 +37,9 @@ class LazyAdamW:
     sparse COO tensor of touched rows, as nn.Embedding(sparse=True) produces.
 
     Each training step: `prepare(ids)` before the forward pass (the rows it reads are brought up to date),
-    then `step(lr)` after the backward pass, with the learning rate the other weights use. The rows prepared
-    get a full AdamW step, with a zero gradient where the batch left one (the padding row): exactly what
-    torch's AdamW does to them."""
+    optionally `gradient()` to clip it, then `step(lr)` after the backward pass, with the learning rate the
+    other weights use. The rows prepared get torch's fused AdamW update, with a zero gradient where the batch
+    left one (the padding row): exactly what torch's AdamW does to them."""
 
     def __init__(
         self,
@@ -55,41 +55,51 @@ class LazyAdamW:
         self.weight_decay = weight_decay
         self.window = window
         self.rho = self.beta1 / math.sqrt(self.beta2)
-        # exp_avg and exp_avg_sq side by side, so one gather and one scatter move both: [V, 2, E]
-        self.moments = weight.new_zeros((weight.size(0), 2, weight.size(1)))
+        self.exp_avg = torch.zeros_like(weight)
+        self.exp_avg_sq = torch.zeros_like(weight)
         self.last = torch.zeros(weight.size(0), dtype=torch.int64)  # the step each row is current at
         self.steps = 0
         gaps = torch.arange(window + 1, dtype=torch.float64)
         self.powers = torch.stack([self.rho**gaps, self.beta1**gaps, self.beta2**gaps])  # [3, window + 1]
-        self.table = torch.zeros(2, window + 1, dtype=torch.float64)
+        self.table = torch.zeros(3, window + 1, dtype=torch.float64)
         self._restart_window()
-        self._prepared: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._prepared: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._gradient: torch.Tensor | None = None
+
+    def _eps_at(self, step: int) -> float:
+        """eps in the units of m / √v of a row whose last gradient came at `step` (see the module docstring)."""
+        return self.eps * math.sqrt(1 - self.beta2 ** (step + 1)) / math.sqrt(self.beta2)
 
     def _restart_window(self) -> None:
         """Tables over the gradient-free steps since `base`, for k = base+1 .. base+j: table[0, j] = Π d_k,
-        table[1, j] = Σ c_k ρ^(k-base) / table[0, k-base] (float64: differences of sums lose nothing)."""
+        table[1, j] = Σ c_k ρ^(k-base) / table[0, k-base] (float64: differences of sums lose nothing), and
+        table[2, j] = eps_s of a row current at step base+j."""
         self.base = self.steps
-        self.table[0, 0], self.table[1, 0] = 1.0, 0.0
+        self.table[:, 0] = torch.tensor([1.0, 0.0, self._eps_at(self.base)], dtype=torch.float64)
+        self._column = (1.0, 0.0)  # table[:2, steps - base] as floats
 
-    def _catch_up(self, p: torch.Tensor, mv: torch.Tensor, since: torch.Tensor, until: int) -> None:
-        """In place: rows p [n, E] and their moments mv [n, 2, E], each current at step since[i] (>= base),
+    def _catch_up(self, p: torch.Tensor, m: torch.Tensor, v: torch.Tensor, since: torch.Tensor, until: int) -> None:
+        """In place: rows p [n, E] and their moments m, v [n, E], each current at step since[i] (>= base),
         taken through the gradient-free steps since[i]+1 .. until."""
         j = since - self.base  # [n]
         u = until - self.base
-        decay, push = self.table[:, j]  # [n] each
+        decay, push, eps_s = self.table[:, j]  # [n] each
         beta1_gap, beta2_gap = self.powers[1:, u - j]  # [n] each
         keep = self.table[0, u] / decay
         move = self.table[0, u] * (self.table[1, u] - push) / self.powers[0, j]
-        m, v = mv[:, 0], mv[:, 1]
-        # m_s / (√v_s + eps_s), with eps_s = eps·√(1-β2^(s+1))/√β2: exact for the first gradient-free step
-        # (eps / √v rescaled into the row's own units), and it drifts from step to step only by √(1-β2^k)
-        # (early in training) and β2^(-gap/2), while ρ^gap discounts each later step. Clamped before the
-        # root: torch's sqrt of 0 takes a slow path (100 us against 18 for a [250, 128] block).
-        eps_s = self.eps * torch.sqrt(1 - self.beta2 ** (since + 1).to(torch.float64)) / math.sqrt(self.beta2)
-        ratio = v.clamp_min(1e-30).sqrt_().add_(eps_s.to(v.dtype).unsqueeze(1))
+        # Every per-row factor in one float64 -> float32 conversion, [5, n, 1]
+        keep, move, eps_s, beta1_gap, beta2_gap = (
+            torch.stack([keep, move, eps_s, beta1_gap, beta2_gap]).to(p.dtype).unsqueeze(2).unbind(0)
+        )
+        # m_s / (√v_s + eps_s): eps_s = eps·√(1-β2^(s+1))/√β2 is exact for the first gradient-free step (eps / √v
+        # rescaled into the row's own units), and drifts from step to step only by √(1-β2^k) (early in training)
+        # and β2^(-gap/2), while ρ^gap discounts each later step. Clamped before the root: torch's sqrt of 0
+        # takes a slow path (100 us against 18 for a [250, 128] block).
+        ratio = v.clamp_min(1e-30).sqrt_().add_(eps_s)
         ratio = torch.div(m, ratio, out=ratio)
-        p.mul_(keep.to(p.dtype).unsqueeze(1)).sub_(ratio.mul_(move.to(p.dtype).unsqueeze(1)))
-        mv.mul_(torch.stack([beta1_gap, beta2_gap], dim=1).to(mv.dtype).unsqueeze(2))
+        p.mul_(keep).sub_(ratio.mul_(move))
+        m.mul_(beta1_gap)
+        v.mul_(beta2_gap)
 
     @torch.no_grad()
     def prepare(self, ids: torch.Tensor) -> None:
@@ -97,55 +107,76 @@ class LazyAdamW:
         reads the table: a lagging row would give the forward pass (and so the gradient) stale weights."""
         rows = torch.unique(ids)
         p = self.weight.data.index_select(0, rows)
-        mv = self.moments.index_select(0, rows)
-        self._catch_up(p, mv, self.last.index_select(0, rows), self.steps)
+        m, v = self.exp_avg.index_select(0, rows), self.exp_avg_sq.index_select(0, rows)
+        self._catch_up(p, m, v, self.last.index_select(0, rows), self.steps)
         self.weight.data.index_copy_(0, rows, p)
-        self._prepared = (rows, p, mv)
+        self._prepared, self._gradient = (rows, p, m, v), None
+
+    @torch.no_grad()
+    def gradient(self) -> torch.Tensor | None:
+        """The table's gradient as a dense block over the prepared rows, [rows, E], duplicates summed (so its
+        norm is the whole table's); None before prepare(). Clipping may scale it in place: step() uses it."""
+        grad = self.weight.grad
+        if grad is not None and not grad.is_sparse:
+            raise TypeError("LazyAdamW needs a sparse gradient: build the embedding with sparse=True")
+        if self._prepared is None:
+            if grad is not None and grad._nnz():
+                raise RuntimeError(UNPREPARED)
+            return None
+        if self._gradient is None:
+            rows, p = self._prepared[0], self._prepared[1]
+            block = torch.zeros_like(p)
+            if grad is not None:
+                # Not coalesced: searchsorted finds each entry's row and index_add_ sums the repeats.
+                index, values = grad._indices()[0], grad._values()
+                where = torch.searchsorted(rows, index)
+                if not torch.equal(rows[where.clamp_max(len(rows) - 1)], index):
+                    raise RuntimeError(UNPREPARED)
+                block.index_add_(0, where, values)
+            self._gradient = block
+        return self._gradient
 
     @torch.no_grad()
     def step(self, lr: float) -> None:
         """One AdamW step at learning rate `lr`: the prepared rows now, every other row in closed form later."""
+        block = self.gradient()
+        prepared, self._prepared, self._gradient = self._prepared, None, None
         self.steps += 1
         t = self.steps
-        grad = self.weight.grad
-        if grad is not None and not grad.is_sparse:
-            raise TypeError("LazyAdamW needs a sparse gradient: build the embedding with sparse=True")
-        prepared, self._prepared = self._prepared, None
-        if prepared is None:
-            if grad is not None and grad._nnz():
-                raise RuntimeError(UNPREPARED)
-        else:
-            rows, p, mv = prepared
-            g = torch.zeros_like(p)
-            if grad is not None:
-                grad = grad.coalesce()
-                index, values = grad.indices()[0], grad.values()
-                where = torch.searchsorted(rows, index)
-                if bool((where >= len(rows)).any()) or not torch.equal(rows[where.clamp_max(len(rows) - 1)], index):
-                    raise RuntimeError(UNPREPARED)
-                g.index_copy_(0, where, values)
-            m, v = mv[:, 0], mv[:, 1]
-            bias1, bias2 = 1 - self.beta1**t, 1 - self.beta2**t
-            p.mul_(1 - lr * self.weight_decay)
-            m.mul_(self.beta1).add_(g, alpha=1 - self.beta1)
-            v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
-            p.addcdiv_(m, (v.sqrt() / math.sqrt(bias2)).add_(self.eps), value=-lr / bias1)
+        if prepared is not None and block is not None:
+            rows, p, m, v = prepared
+            torch._fused_adamw_(
+                [p],
+                [block],
+                [m],
+                [v],
+                [],
+                [torch.tensor(float(t))],
+                amsgrad=False,
+                lr=lr,
+                beta1=self.beta1,
+                beta2=self.beta2,
+                weight_decay=self.weight_decay,
+                eps=self.eps,
+                maximize=False,
+            )
             self.weight.data.index_copy_(0, rows, p)
-            self.moments.index_copy_(0, rows, mv)
+            self.exp_avg.index_copy_(0, rows, m)
+            self.exp_avg_sq.index_copy_(0, rows, v)
             self.last.index_fill_(0, rows, t)
         # step t, as a gradient-free step for every row it did not touch
         j = t - self.base
-        decay = float(self.table[0, j - 1]) * (1 - lr * self.weight_decay)
-        c = lr * math.sqrt(1 - self.beta2**t) / (1 - self.beta1**t)
-        self.table[0, j] = decay
-        self.table[1, j] = float(self.table[1, j - 1]) + c * self.rho**j / decay
+        decay = self._column[0] * (1 - lr * self.weight_decay)
+        push = self._column[1] + lr * math.sqrt(1 - self.beta2**t) / (1 - self.beta1**t) * self.rho**j / decay
+        self.table[:, j] = torch.tensor([decay, push, self._eps_at(t)], dtype=torch.float64)
+        self._column = (decay, push)
         if j >= self.window:
             self.flush()
 
     @torch.no_grad()
     def flush(self) -> None:
         """Bring every row up to the current step (before the weights are read, and every `window` steps)."""
-        self._catch_up(self.weight.data, self.moments, self.last, self.steps)
+        self._catch_up(self.weight.data, self.exp_avg, self.exp_avg_sq, self.last, self.steps)
         self.last.fill_(self.steps)
         self._restart_window()
 
@@ -153,7 +184,7 @@ class LazyAdamW:
     def current(self) -> torch.Tensor:
         """The table as it stands at the current step, without changing this optimizer's state."""
         p = self.weight.data.clone()
-        self._catch_up(p, self.moments.clone(), self.last, self.steps)
+        self._catch_up(p, self.exp_avg.clone(), self.exp_avg_sq.clone(), self.last, self.steps)
         return p
 
     def zero_grad(self) -> None:
@@ -164,23 +195,26 @@ class LazyAdamW:
         from it takes exactly the steps an uninterrupted run takes."""
         return {
             "step": torch.tensor(float(self.steps)),
-            "exp_avg": self.moments[:, 0].clone(),
-            "exp_avg_sq": self.moments[:, 1].clone(),
+            "exp_avg": self.exp_avg.clone(),
+            "exp_avg_sq": self.exp_avg_sq.clone(),
             "last": self.last.clone(),
-            "window": self.table[:, : self.steps - self.base + 1].clone(),
+            "window": self.table[:2, : self.steps - self.base + 1].clone(),
             "window_base": self.base,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
         """The inverse of `state()`; also takes a plain torch AdamW entry (every row current at its step)."""
         self.steps = int(state["step"])
-        self.moments[:, 0].copy_(state["exp_avg"])
-        self.moments[:, 1].copy_(state["exp_avg_sq"])
+        self.exp_avg.copy_(state["exp_avg"])
+        self.exp_avg_sq.copy_(state["exp_avg_sq"])
         if "last" in state:
             self.last.copy_(state["last"])
             self.base = int(state["window_base"])
             window = state["window"]
-            self.table[:, : window.size(1)] = window
+            width = window.size(1)
+            self.table[:2, :width] = window
+            self.table[2, :width] = torch.tensor([self._eps_at(self.base + j) for j in range(width)])
+            self._column = (float(window[0, -1]), float(window[1, -1]))
         else:
             self.last.fill_(self.steps)
             self._restart_window()
@@ -336,6 +370,13 @@ class TrainingOptimizer:
         """Call with a batch's token ids before its forward pass (see LazyAdamW.prepare)."""
         if self.rows is not None:
             self.rows.prepare(ids)
+
+    def gradients(self) -> list[torch.Tensor]:
+        """Every weight's gradient, for clipping in place; the embedding table's as its dense block of rows."""
+        grads = [p.grad for p in self.dense.params if p.grad is not None]
+        if self.rows is not None and (block := self.rows.gradient()) is not None:
+            grads.append(block)
+        return grads
 
     def zero_grad(self) -> None:
         self.dense.zero_grad()

@@ -539,17 +539,10 @@ def _data_section(spec: DataSpec, data: LabelledData, sizes: dict[str, int]) -> 
     }
 
 
-def clip_gradients(params: list[nn.Parameter], max_norm: float) -> None:
-    """clip_grad_norm_, without its multiply when the norm is already within bounds (the scale would be
-    exactly 1.0): on sentence-sized batches that pass over every gradient is 5% of a step. A sparse gradient
-    (the embedding table's on the CPU) is coalesced, so its norm is that of the dense gradient."""
-    grads = []
-    for p in params:
-        if p.grad is not None and p.grad.is_sparse:
-            p.grad = p.grad.coalesce()
-            grads.append(p.grad.values())
-        elif p.grad is not None:
-            grads.append(p.grad)
+def clip_gradients(grads: list[torch.Tensor], max_norm: float) -> None:
+    """clip_grad_norm_ over these gradients, in place, without its multiply when the norm is already within
+    bounds (the scale would be exactly 1.0): on sentence-sized batches that pass is 5% of a step. The
+    embedding table's comes from the optimizer as its block of rows (TrainingOptimizer.gradients)."""
     total = nn.utils.get_total_norm(grads)
     scale = max_norm / (total + 1e-6)
     if not float(scale) >= 1.0:  # also when the norm is not finite, as torch does
@@ -573,7 +566,6 @@ def fit(
     """The loop: clipped AdamW steps, a validation pass per epoch, early stopping on the task's metric.
     Updates `loop` and `best_state` in place; returns why it stopped (or "interrupted")."""
     train_ids, train_y = ids["train"], y["train"]
-    params = [p for p in model.parameters() if p.requires_grad]
     lengths = [len(r) for r in train_ids]
     for epoch in range(loop.epoch, cfg.epochs + 1):
         loop.epoch = epoch
@@ -597,7 +589,7 @@ def fit(
                 )
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
-            clip_gradients(params, cfg.grad_clip)
+            clip_gradients(optimizer.gradients(), cfg.grad_clip)
             optimizer.step()
             scheduler.step()
             loop.step, loop.global_step = step + 1, loop.global_step + 1

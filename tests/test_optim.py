@@ -190,3 +190,30 @@ def test_fused_adamw_refuses_a_state_for_another_model() -> None:
     other = FusedAdamW([nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(1))], lr=0.1, weight_decay=0.0)
     with pytest.raises(ValueError, match="holds 2 weights, the model 1"):
         opt.load_state_dict(other.state_dict())
+
+
+def test_clipping_the_row_block_clips_the_table_as_torch_does() -> None:
+    """gradients() hands clipping the table's rows with repeats summed: the same norm, scale and update as
+    torch's clip_grad_norm_ and AdamW over the dense table."""
+    from grutext.train import clip_gradients
+
+    model, batches = _model_and_batches()
+    reference = copy.deepcopy(model)
+    lazy = TrainingOptimizer(list(model.parameters()), model[0], lr=0.01, weight_decay=0.01, lazy_rows=True)
+    dense = torch.optim.AdamW(reference.parameters(), lr=0.01, weight_decay=0.01)
+    for ids in batches:  # repeated ids in a batch: their rows' gradients must add up before the norm
+        lazy.zero_grad()
+        lazy.prepare(ids)
+        model(ids).square().mean().backward()
+        grads = lazy.gradients()
+        dense.zero_grad()
+        reference(ids).square().mean().backward()
+        norm = torch.nn.utils.clip_grad_norm_(reference.parameters(), 0.05)
+        torch.testing.assert_close(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])), norm)
+        assert float(norm) > 0.05  # clipping really scales
+        clip_gradients(grads, 0.05)
+        lazy.step()
+        dense.step()
+    lazy.flush()
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
