@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from grutext.config import TokenizerConfig
 
@@ -236,10 +236,58 @@ def _capped(texts: Iterable[str], cfg: TokenizerConfig) -> Iterable[str]:
     return (t if len(t) <= cap else _cap(t, cfg) for t in texts)  # the common case without a call
 
 
+JOIN_CHUNK = 256  # texts per joined string in encode
+JOIN_MIN = 4096  # fewer texts than this are encoded one string each
+SEPARATOR = "\ue000grutext:separator\ue000"  # private-use characters around a name: no real text holds it
+_SEPARATED: list[tuple[Tokenizer, Tokenizer, int]] = []  # (tokenizer, its copy that knows SEPARATOR, its id)
+
+
+def _separated(tokenizer: Tokenizer) -> tuple[Tokenizer, int]:
+    """A copy of `tokenizer` without truncation and with SEPARATOR as a special token (kept for the last
+    tokenizer asked for: building it takes 10-30 ms)."""
+    for original, copy, separator in _SEPARATED:
+        if original is tokenizer:
+            return copy, separator
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.no_truncation()
+    copy.add_special_tokens([AddedToken(SEPARATOR, special=True, normalized=False)])
+    added = copy.token_to_id(SEPARATOR)
+    if added is None:
+        raise AssertionError("the separator token was not added")
+    _SEPARATED[:] = [(tokenizer, copy, added)]
+    return copy, added
+
+
+def _encode_joined(tokenizer: Tokenizer, texts: list[str], cfg: TokenizerConfig) -> list[list[int]] | None:
+    """Token ids of many texts, JOIN_CHUNK texts per string, joined by a special token that splits the string
+    before normalization, so every text is normalized and pre-tokenized on its own exactly as when encoded
+    alone (a test compares both for every tokenizer kind). Why: `tokenizers` builds a Python Encoding object
+    per input string; sst2's 67k sentences encode in 0.65 s instead of 1.0 s. None if a text holds SEPARATOR."""
+    copy, separator = _separated(tokenizer)
+    chunks = [texts[k : k + JOIN_CHUNK] for k in range(0, len(texts), JOIN_CHUNK)]
+    encodings = copy.encode_batch_fast([SEPARATOR.join(chunk) for chunk in chunks], add_special_tokens=False)
+    out: list[list[int]] = []
+    for chunk, encoding in zip(chunks, encodings, strict=True):
+        ids = encoding.ids
+        if ids.count(separator) != len(chunk) - 1:
+            return None
+        start = 0
+        for _ in range(len(chunk) - 1):
+            end = ids.index(separator, start)
+            out.append(ids[start:end])
+            start = end + 1
+        out.append(ids[start:])
+    if cfg.truncation == "head":
+        out = [row if len(row) <= cfg.max_length else row[: cfg.max_length] for row in out]
+    return out
+
+
 def encode(tokenizer: Tokenizer, texts: Sequence[str], cfg: TokenizerConfig) -> list[list[int]]:
     """Token ids per text, at most max_length each; an empty text gives an empty list."""
-    encodings = tokenizer.encode_batch_fast(list(_capped(texts, cfg)), add_special_tokens=False)
-    ids = [e.ids for e in encodings]
+    capped = list(_capped(texts, cfg))
+    ids = _encode_joined(tokenizer, capped, cfg) if len(capped) >= JOIN_MIN else None
+    if ids is None:
+        ids = [e.ids for e in tokenizer.encode_batch_fast(capped, add_special_tokens=False)]
     if cfg.truncation == "head_tail":
         head = (cfg.max_length + 1) // 2
         tail = cfg.max_length - head

@@ -112,3 +112,25 @@ def test_vocabulary_counts_words_per_text_across_training_chunks(kind: str) -> N
     expected = {w for w, c in counts.items() if c >= (2 if kind == "word" else 1)}
     assert set(tok.get_vocab()) - {"[PAD]", "[UNK]"} == expected
     assert "tailhead" not in tok.get_vocab() and "w699w0" not in tok.get_vocab()
+
+
+@pytest.mark.parametrize("kind", TOKENIZER_KINDS)
+@pytest.mark.parametrize("truncation", ["head", "head_tail"])
+def test_joined_encoding_equals_one_text_at_a_time(kind: str, truncation: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """encode() joins many texts around a special token; every text must come out as if encoded alone, at the
+    chunk edges too, with empty, blank, CJK, full-width, truncated and separator-holding texts."""
+    import grutext.tokenizer as tokenizer_module
+
+    rows = sentiment_rows(300) + sentiment_rows(100, seed=1, chinese=True)
+    texts = [r["text"] for r in rows] + ["", "   ", "ＡＢＣ！ fullwidth", "long " * 40, "end.", "好酒店"]
+    cfg = TokenizerConfig(kind=kind, vocab_size=300, max_length=12, truncation=truncation)
+    tok = train_tokenizer(texts, cfg)
+    alone = [encode(tok, [text], cfg)[0] for text in texts]
+    monkeypatch.setattr(tokenizer_module, "JOIN_MIN", 2)
+    monkeypatch.setattr(tokenizer_module, "JOIN_CHUNK", 7)  # many chunk edges; 406 texts leave a short last chunk
+    assert encode(tok, texts, cfg) == alone
+    assert encode(tok, [*texts[:10], f"a {tokenizer_module.SEPARATOR} b", *texts[10:20]], cfg) == [
+        *alone[:10],
+        encode(tok, [f"a {tokenizer_module.SEPARATOR} b"], cfg)[0],
+        *alone[10:20],
+    ]
