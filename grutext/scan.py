@@ -29,39 +29,40 @@ import torch
 def _scan_forward(
     x: torch.Tensor, W_ih: torch.Tensor, b_ih: torch.Tensor, W_hh: torch.Tensor, b_hh: torch.Tensor, reset_after: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """x [B, T, I] -> outputs [T, B, H], gates [T, B, 3H] and (reset-after) W_h h + b_h [T, B, 3H].
+    """x [B, T, I] -> outputs [T, B, H], gates [T, B, 3H] and (reset-after) W_hn h + b_hn [T, B, H].
 
-    Buffers are time-major so that each step reads and writes contiguous slices in place (out=). Every slice
-    a step uses is cut before the loop (unbind: one op for all steps), so a step runs its four to six
-    arithmetic ops and no indexing ops, each of which costs as much dispatch as a small arithmetic op."""
+    Buffers are time-major, so each step works on contiguous slices in place. The gates buffer first holds
+    every gate's input half (one large matmul); each step adds the recurrent half onto it in place
+    (addmm_: no copy, no separate add) and applies the nonlinearity there. Every slice a step uses is cut
+    before the loop (unbind: one op for all steps), so a step runs its four to six arithmetic ops and no
+    indexing ops, each of which costs as much dispatch as a small arithmetic op."""
     B, T, In = x.shape
     H = W_hh.shape[1]
-    xp = torch.addmm(b_ih, x.transpose(0, 1).reshape(T * B, In), W_ih.t()).view(T, B, 3 * H)
+    if reset_after:  # b_hh's r and z parts join the input bias; its n part stays inside r ⊙ (W_hn h + b_hn)
+        b_ih = torch.cat([b_ih[: 2 * H] + b_hh[: 2 * H], b_ih[2 * H :]])
+    gates = torch.addmm(b_ih, x.transpose(0, 1).reshape(T * B, In), W_ih.t()).view(T, B, 3 * H)
     out = x.new_empty([T, B, H])
-    gates = x.new_empty([T, B, 3 * H])
-    hh_all = x.new_empty([T, B, 3 * H]) if reset_after else x.new_empty([0])
     h = x.new_zeros([B, H])
     out_s = out.unbind(0)
-    xp_gates, xp_n = xp[:, :, : 2 * H].unbind(0), xp[:, :, 2 * H :].unbind(0)
     g_gates, g_n = gates[:, :, : 2 * H].unbind(0), gates[:, :, 2 * H :].unbind(0)
     first, second = gates[:, :, :H].unbind(0), gates[:, :, H : 2 * H].unbind(0)  # (r, z) or (z, r)
+    W_gatesT = W_hh[: 2 * H].t()
+    W_nT = W_hh[2 * H :].t()
     if reset_after:
-        W_hhT = W_hh.t()
-        hh_s = hh_all.unbind(0)
-        hh_gates, hh_n = hh_all[:, :, : 2 * H].unbind(0), hh_all[:, :, 2 * H :].unbind(0)
+        hh_n = b_hh[2 * H :].expand(T, B, H).contiguous()  # W_hn h + b_hn, its bias filled in for every step
+        hh_s = hh_n.unbind(0)
         for t in range(T):
-            torch.addmm(b_hh, h, W_hhT, out=hh_s[t])  # [B, 3H]
-            torch.add(xp_gates[t], hh_gates[t], out=g_gates[t]).sigmoid_()  # r, z
-            n = torch.addcmul(xp_n[t], first[t], hh_n[t], out=g_n[t]).tanh_()
+            g_gates[t].addmm_(h, W_gatesT).sigmoid_()  # r, z
+            hh_s[t].addmm_(h, W_nT)
+            n = g_n[t].addcmul_(first[t], hh_s[t]).tanh_()
             h = torch.lerp(n, h, second[t], out=out_s[t])  # n + z * (h - n)
     else:
-        W_zrT = W_hh[: 2 * H].t()
-        W_nT = W_hh[2 * H :].t()
+        hh_n = x.new_empty([0])
         for t in range(T):
-            torch.addmm(xp_gates[t], h, W_zrT, out=g_gates[t]).sigmoid_()  # z, r
-            n = torch.addmm(xp_n[t], second[t] * h, W_nT, out=g_n[t]).tanh_()
+            g_gates[t].addmm_(h, W_gatesT).sigmoid_()  # z, r
+            n = g_n[t].addmm_(second[t] * h, W_nT).tanh_()
             h = torch.lerp(h, n, first[t], out=out_s[t])  # h + z * (n - h)
-    return out, gates, hh_all
+    return out, gates, hh_n
 
 
 def _scan_backward(
@@ -69,13 +70,13 @@ def _scan_backward(
     x: torch.Tensor,
     out: torch.Tensor,
     gates: torch.Tensor,
-    hh_all: torch.Tensor,
+    hh_n: torch.Tensor,
     W_ih: torch.Tensor,
     W_hh: torch.Tensor,
     reset_after: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients (d_x, d_W_ih, d_b_ih, d_W_hh, d_b_hh) of one scan, walking time backwards once.
-    d_out is [B, T, H]; out, gates and hh_all are time-major as _scan_forward returns them.
+    d_out is [B, T, H]; out, gates and hh_n are time-major as _scan_forward returns them.
 
     Every factor that does not depend on the incoming gradient (gate derivatives, h_prev - n, ...) is
     computed for all steps at once before the loop, so each step is three or seven small ops, not twenty:
@@ -96,7 +97,7 @@ def _scan_backward(
         z = gates[:, :, H : 2 * H]
         cn = (1 - z) * (1 - n * n)  # d n_pre / d h_t
         # d(W_hh h + b_hh) = G * K, per gate (r, z, n)
-        K = torch.cat([cn * hh_all[:, :, 2 * H :] * r * (1 - r), (h_prev - n) * z * (1 - z), cn * r], dim=2)
+        K = torch.cat([cn * hh_n * r * (1 - r), (h_prev - n) * z * (1 - z), cn * r], dim=2)
         d_hh_all = torch.empty_like(gates)
         K3_s, d_hh3_s, d_hh_s = K.view(T, B, 3, H).unbind(0), d_hh_all.view(T, B, 3, H).unbind(0), d_hh_all.unbind(0)
         G_wide, z_s = G.unsqueeze(2).unbind(0), z.unbind(0)  # G_wide[t]: G[t] as [B, 1, H]
