@@ -1,6 +1,8 @@
-"""AdamW for the embedding table, paying only for the rows a batch touches.
+"""The training optimizer: AdamW for the embedding table paying only for the rows a batch touches
+(LazyAdamW), and torch's fused AdamW kernel and LambdaLR schedule for the rest without torch.optim (FusedAdamW,
+Schedule: torch.optim imports torch._dynamo), together as TrainingOptimizer.
 
-Why: a sentence batch touches a few hundred of the table's rows, yet torch's AdamW (fused or not) reads and
+Why lazy rows: a sentence batch touches a few hundred of the table's rows, yet torch's AdamW (fused or not) reads and
 writes every row at every step, and the dense gradient behind it is zero-filled, clipped and freed each step:
 on sst2 with the one-direction 128/128 model the fused AdamW update alone took 1.5 ms of a 7.8 ms step.
 
