@@ -185,7 +185,7 @@ def fasttext_run(train: list[dict[str, Any]], test: list[dict[str, Any]], tmp: P
 
 def reference_run(train: list[dict[str, Any]], test: list[dict[str, Any]]) -> dict[str, Any]:
     code = (
-        "import json,sys;sys.path.insert(0,'bench');from reference import run_reference;"
+        f"import json,sys;sys.path.insert(0,{str(Path(__file__).parent)!r});from reference import run_reference;"
         "d=json.load(sys.stdin);print(json.dumps(run_reference(d['train'],d['test'])))"
     )
     payload = json.dumps(
