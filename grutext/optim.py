@@ -78,7 +78,6 @@ class LazyAdamW:
         table[2, j] = eps_s of a row current at step base+j."""
         self.base = self.steps
         self.table[:, 0] = torch.tensor([1.0, 0.0, self._eps_at(self.base)], dtype=torch.float64)
-        self._column = (1.0, 0.0)  # table[:2, steps - base] as floats
 
     def _catch_up(self, p: torch.Tensor, m: torch.Tensor, v: torch.Tensor, since: torch.Tensor, until: int) -> None:
         """In place: rows p [n, E] and their moments m, v [n, E], each current at step since[i] (>= base),
@@ -168,10 +167,10 @@ class LazyAdamW:
             self.last.index_fill_(0, rows, t)
         # step t, as a gradient-free step for every row it did not touch
         j = t - self.base
-        decay = self._column[0] * (1 - lr * self.weight_decay)
-        push = self._column[1] + lr * math.sqrt(1 - self.beta2**t) / (1 - self.beta1**t) * self.rho**j / decay
+        decay, push = self.table[:2, j - 1].tolist()
+        decay *= 1 - lr * self.weight_decay
+        push += lr * math.sqrt(1 - self.beta2**t) / (1 - self.beta1**t) * self.rho**j / decay
         self.table[:, j] = torch.tensor([decay, push, self._eps_at(t)], dtype=torch.float64)
-        self._column = (decay, push)
         if j >= self.window:
             self.flush()
 
@@ -216,7 +215,6 @@ class LazyAdamW:
             width = window.size(1)
             self.table[:2, :width] = window
             self.table[2, :width] = torch.tensor([self._eps_at(self.base + j) for j in range(width)])
-            self._column = (float(window[0, -1]), float(window[1, -1]))
         else:
             self.last.fill_(self.steps)
             self._restart_window()
