@@ -73,6 +73,11 @@ def check_output_dir(path: Path, overwrite: bool) -> None:
     if path.exists() and not path.is_dir():
         raise CheckpointError(f"--output {path} is a file; choose a directory path")
     if _is_nonempty_dir(path) and not overwrite:
+        if (path / TRAINER_STATE_DIR / STATE_JSON).is_file():
+            raise CheckpointError(
+                f"--output {path} holds an interrupted run that can be resumed: add --resume to continue it, or "
+                "--overwrite to discard it and start over"
+            )
         raise CheckpointError(f"--output {path} exists and is not empty; pass --overwrite or choose another path")
     parent = path.absolute().parent
     try:
@@ -168,6 +173,10 @@ def load(path: str | Path, device: torch.device | None = None) -> Checkpoint:
         raise CheckpointError(f"no checkpoint at {root}; train one with `grutext train DATA --output {root}`")
     if not root.is_dir():
         raise CheckpointError(f"{root} is a file; --model takes a checkpoint directory")
+    if not (root / CONFIG_FILE).is_file():
+        raise CheckpointError(
+            f"{root} is not a grutext checkpoint (no {CONFIG_FILE}); pass the directory `grutext train` wrote"
+        )
     missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
     if missing:
         raise CheckpointError(
@@ -319,6 +328,18 @@ def write_trainer_state(root: Path, state: TrainerState) -> None:
         "scheduler": state.scheduler,
     }
     _write_json(folder / STATE_JSON, meta)
+
+
+def resumable_position(root: Path) -> tuple[int, int] | None:
+    """(epoch, step) of the interrupted run saved in `root`, or None when it holds no resumable state."""
+    path = root / TRAINER_STATE_DIR / STATE_JSON
+    if not path.is_file():
+        return None
+    try:
+        loop = read_json(path, "trainer state")["loop"]
+        return int(loop["epoch"]), int(loop["step"])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return (0, 0)  # damaged, but still a state that --overwrite throws away
 
 
 def read_trainer_state(root: Path) -> TrainerState:

@@ -6,15 +6,17 @@ torch and datasets are imported inside the commands, so `grutext --help` starts 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import json
 import os
+import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -24,6 +26,7 @@ from grutext.config import (
     DEVICES,
     EARLY_STOP_METRICS,
     INFER_BATCH_SIZE,
+    INPUT_FORMATS,
     MULTI_LABEL_LR,
     POOLINGS,
     SINGLE_LABEL_LR,
@@ -34,7 +37,7 @@ from grutext.config import (
     TokenizerConfig,
     TrainConfig,
 )
-from grutext.errors import GrutextError
+from grutext.errors import GrutextError, interrupt_code
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,7 +49,8 @@ def _stderr_console() -> Any:
 
 
 def handle_errors(func: F) -> F:
-    """Expected failures become one `Error:` line and exit 1; a bug keeps its traceback."""
+    """Expected failures become one `Error:` line and exit 1; a signal ends the command with one line and
+    128 + its number (click would print `Aborted!` and exit 1); a bug keeps its traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -54,6 +58,10 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except GrutextError as exc:
             raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt as exc:
+            code = interrupt_code(exc)
+            click.echo(f"{func.__name__}: interrupted by {signal.Signals(code - 128).name}", err=True)
+            sys.exit(code)
 
     return wrapper  # type: ignore[return-value]
 
@@ -341,9 +349,9 @@ def train(dataset: str, output: Path, as_json: bool, overwrite: bool, resume: bo
     except Interrupted as exc:
         click.echo(str(exc), err=True)
         sys.exit(128 + exc.signum)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         click.echo("interrupted before training started; nothing was written", err=True)
-        sys.exit(130)
+        sys.exit(interrupt_code(exc))
     if as_json:
         click.echo(json.dumps({"path": str(result.path), **result.metrics}, ensure_ascii=False))
 
@@ -396,7 +404,12 @@ class TrainReporter:
     def __call__(self, event: Any) -> None:
         from grutext import train as t
 
-        if isinstance(event, t.DataLoaded):
+        if isinstance(event, t.DiscardingResumable):
+            self.log(
+                f"--overwrite: discarding the interrupted run saved in {event.path} (stopped at epoch {event.epoch}, "
+                f"step {event.step}; --resume would have continued it)"
+            )
+        elif isinstance(event, t.DataLoaded):
             sizes = ", ".join(f"{k} {v}" for k, v in event.sizes.items())
             self.log(
                 f"data: {event.source} ({sizes}); text column {event.text_column!r}, label column "
@@ -443,9 +456,10 @@ class TrainReporter:
         elif isinstance(event, t.EpochDone):
             self.val_score = f"{event.metric} {event.val_score:.4f}"
             mark = " *" if event.improved else ""
+            macro = f"val macro-F1 {event.val_macro_f1:.4f}, " if event.metric != "macro_f1" else ""
             self.log(
                 f"epoch {event.epoch}: train loss {event.train_loss:.4f}, val loss {event.val_loss:.4f}, "
-                f"val {event.metric} {event.val_score:.4f}, val macro-F1 {event.val_macro_f1:.4f}, "
+                f"val {event.metric.replace('_f1', '-F1')} {event.val_score:.4f}, {macro}"
                 f"{event.seconds:.1f}s, {event.examples_per_s:,.0f} ex/s, {event.tokens_per_s:,.0f} tok/s{mark}"
             )
         elif isinstance(event, t.Finished):
@@ -496,17 +510,21 @@ def evaluate(
       grutext evaluate -m models/sst2 ../shared/data/sst2 --split validation --json
     """
     from grutext.checkpoint import load
-    from grutext.data import load_labelled, pick_split
+    from grutext.data import load_labelled, pick_split, split_of
     from grutext.evaluate import evaluate as run_evaluate
 
     checkpoint = load(model_dir)
     data = load_labelled(dataset, **opts)
     name, chosen = pick_split(data, split)
+    title = f"{dataset} [{name}]"
+    if Path(dataset).is_file():  # a single file is scored whole, whatever split its name implies
+        name = split_of(Path(dataset)) or "all"
+        title = dataset
     metrics = run_evaluate(checkpoint, chosen, batch_size, threshold)
     if as_json:
         click.echo(json.dumps({"split": name, **metrics}, ensure_ascii=False))
     else:
-        render_metrics(_stderr_console(), metrics, f"{dataset} [{name}]")
+        render_metrics(_stderr_console(), metrics, title)
 
 
 def render_metrics(console: Any, metrics: dict[str, Any], title: str) -> None:
@@ -539,59 +557,6 @@ def render_metrics(console: Any, metrics: dict[str, Any], title: str) -> None:
 # ------------------------------------------------------------------------------------------- predict
 
 
-def _input_format(path: str, given: str) -> str:
-    if given != "auto":
-        return given
-    if path == "-":
-        return "text"
-    from grutext.data import file_format
-
-    fmt = file_format(Path(path))
-    return {"csv": "csv", "tsv": "tsv", "jsonl": "jsonl", "json": "jsonl"}.get(fmt or "", "text")
-
-
-def _open_input(path: str) -> IO[bytes]:
-    if path == "-":
-        return sys.stdin.buffer
-    p = Path(path)
-    if p.is_dir():
-        raise click.ClickException(f"{path} is a directory; predict takes files of texts (or - for stdin)")
-    if not p.exists():
-        raise click.ClickException(f"no such file: {path}")
-    try:
-        if p.suffix.lower() == ".gz":
-            import gzip
-
-            return gzip.open(p, "rb")  # type: ignore[return-value]
-        return open(p, "rb")
-    except OSError as exc:
-        raise click.ClickException(f"cannot read {path}: {exc.strerror}") from None
-
-
-def _texts(files: tuple[str, ...], input_format: str, text_column: str | None) -> Iterator[str]:
-    from grutext.data import iter_records
-
-    for path in files or ("-",):
-        stream = _open_input(path)
-        try:
-            yield from iter_records(
-                stream, _input_format(path, input_format), text_column, "stdin" if path == "-" else path
-            )
-        finally:
-            if stream is not sys.stdin.buffer:
-                stream.close()
-
-
-def _quiet_exit(code: int) -> NoReturn:
-    """Leave without flushing into a closed pipe (which would print a BrokenPipeError)."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-    sys.exit(code)
-
-
 @cli.command()
 @click.option(
     "--model", "-m", "model_dir", required=True, type=click.Path(path_type=Path), help="Checkpoint directory."
@@ -614,10 +579,15 @@ def _quiet_exit(code: int) -> NoReturn:
 @click.option("--text-column", help="Column (csv/tsv) or key (jsonl) holding the texts.")
 @click.option(
     "--input-format",
-    type=click.Choice(["auto", "text", "csv", "tsv", "jsonl"]),
+    type=click.Choice(INPUT_FORMATS),
     default="auto",
     show_default=True,
     help="How to read inputs; auto goes by file extension, stdin is text.",
+)
+@click.option(
+    "--binary-ok",
+    is_flag=True,
+    help="Label input that holds NUL bytes (refused by default: it is most likely a binary file, not text).",
 )
 @click.option(
     "--batch-size", type=click.IntRange(min=1), default=INFER_BATCH_SIZE, show_default=True, help="Texts per batch."
@@ -632,6 +602,7 @@ def predict(
     threshold: float | None,
     text_column: str | None,
     input_format: str,
+    binary_ok: bool,
     batch_size: int,
     device: str,
 ) -> None:
@@ -646,20 +617,33 @@ def predict(
       grutext predict -m models/bbc reviews.csv --text-column body --format tsv
     """
     from grutext.checkpoint import resolve_device
+    from grutext.data import iter_texts
     from grutext.predict import Predictor, format_prediction
 
     predictor = Predictor.load(model_dir, str(resolve_device(device)), batch_size, threshold)
     if top_k is not None:
         top_k = min(top_k, len(predictor.labels))
+    trained_column = predictor.checkpoint.config.get("data", {}).get("text_column")
+    texts = iter_texts(files, input_format, text_column, trained_column, binary_ok)
     out = sys.stdout
     try:
-        for chunk in predictor.stream(_texts(files, input_format, text_column)):
+        for chunk in predictor.stream(texts):
             out.write("".join(format_prediction(p, fmt, top_k) + "\n" for p in chunk))
             out.flush()
     except BrokenPipeError:
         _quiet_exit(0)
-    except KeyboardInterrupt:
-        _quiet_exit(130)
+    except KeyboardInterrupt as exc:
+        _quiet_exit(interrupt_code(exc))
+
+
+def _quiet_exit(code: int) -> NoReturn:
+    """Leave without flushing into a closed pipe (which would print a BrokenPipeError)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(code)
 
 
 # ---------------------------------------------------------------------------------------------- info
@@ -758,10 +742,32 @@ def info(model_dir: Path, as_json: bool) -> None:
 
 
 def main() -> None:
+    """The console entry point: run one command, flush its output, and end the process with os._exit.
+
+    Why os._exit: interpreter finalization races whatever threads are still alive, and some cannot be stopped.
+    predict's reader thread may be blocked for good in a read of an idle pipe (`tail -f`), and native pools
+    (torch's inter-op threads that run the scans, the tokenizers' and pyarrow's threads) may be mid-task;
+    finalizing around them aborted the process (SIGABRT, exit 134) after every line had been printed.
+    Everything a command writes is flushed or fsynced before this point, so there is nothing left to
+    finalize; it also skips torch's teardown (0.5 s). (grutext.__main__ has installed the SIGTERM handler.)"""
+    code = 0
     try:
-        cli(prog_name="grutext")
-    finally:
-        # Whatever is alive now lives until exit: frozen, it is skipped by the interpreter's last collections,
-        # which otherwise walk torch's object graph for 0.5 s at the end of every command that imported it
-        # (`python -c "import torch"`: 1.81 s, 1.33 s with a freeze; median of 5).
-        gc.freeze()
+        cli.main(prog_name="grutext")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+    except KeyboardInterrupt as exc:  # while click parses, before any command runs
+        code = interrupt_code(exc)
+    _leave(code)
+
+
+def _leave(code: int) -> NoReturn:
+    # From here a signal takes its default action (the shell then reports 128 + its number) instead of
+    # raising inside a flush.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: what could be written was written
+            stream.flush()
+    os._exit(code)

@@ -22,6 +22,7 @@ CELLS = ("torch", "seed", "lstm")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 EARLY_STOP_METRICS = ("auto", "accuracy", "macro_f1", "micro_f1")
 THRESHOLD_MODES = ("global", "per-label")
+INPUT_FORMATS = ("auto", "text", "csv", "tsv", "jsonl", "parquet")  # how predict reads its inputs
 
 # Upper bounds on sizes read from files, checked before anything is allocated.
 MAX_VOCAB = 2_000_000

@@ -19,11 +19,12 @@ import os
 import random
 import re
 import socket
+import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 from urllib.parse import urlparse
 
 from grutext.errors import DataError
@@ -85,6 +86,7 @@ class Table:
     origin: str  # a file or dataset split, for messages
     locations: list[str] | None = None  # per row, e.g. "line 7" or "neg/001.txt"
     class_names: dict[str, list[str]] = field(default_factory=dict)  # ClassLabel names per column
+    problems: dict[int, str] = field(default_factory=dict)  # why a row is unreadable (a ragged CSV row)
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0
@@ -174,12 +176,13 @@ def file_format(path: Path) -> str | None:
     return FORMATS.get(suffixes[-1]) if suffixes else None
 
 
-def _split_of(path: Path) -> str | None:
-    """Which split a file name stands for: train.csv, dev.jsonl.gz, test-00000-of-00001.parquet ..."""
-    stem = path.name.split(".")[0].lower()
-    for alias, split in SPLIT_ALIASES.items():
-        if stem == alias or stem.startswith(alias + "-"):
-            return split
+def split_of(path: Path) -> str | None:
+    """Which split a file name stands for: train.csv, dev.jsonl.gz, test-00000-of-00001.parquet, sms_test.csv,
+    imdb-train.jsonl ... (the split's name first, or last after a _ or -)."""
+    words = re.split(r"[_-]", path.name.split(".")[0].lower())
+    for word in (words[0], words[-1]):
+        if word in SPLIT_ALIASES:
+            return SPLIT_ALIASES[word]
     return None
 
 
@@ -214,41 +217,51 @@ def _raise_csv_limit() -> None:
             limit //= 2
 
 
-def _read_csv(text: str, origin: str, delimiter: str) -> Table:
+def iter_csv(lines: Iterable[str], delimiter: str, origin: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of every CSV/TSV record, the header first; a quoting error names its line.
+    Shared by the training reader and predict's streaming reader."""
     _raise_csv_limit()
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    try:
-        header = next(reader)
-    except csv.Error as exc:
-        raise DataError(f"{origin}, line {reader.line_num}: malformed header ({exc})") from None
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    kind = "TSV" if delimiter == "\t" else "CSV"
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise DataError(
+                f"{origin}, line {reader.line_num}: malformed {kind} ({exc}); check the quoting on that line"
+            ) from None
+        yield reader.line_num, row
+
+
+def _read_csv(text: str, origin: str, delimiter: str) -> Table:
+    rows = iter_csv(io.StringIO(text, newline=""), delimiter, origin)
+    _, header = next(rows)
     if len(set(header)) != len(header):
         dupes = sorted({h for h in header if header.count(h) > 1})
         raise DataError(f"{origin}: the header repeats column names {dupes}; give each column its own name")
     columns: dict[str, list[Any]] = {name: [] for name in header}
     locations: list[str] = []
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise DataError(
-                f"{origin}, line {reader.line_num}: malformed {'TSV' if delimiter == chr(9) else 'CSV'} ({exc}); "
-                "check the quoting on that line"
-            ) from None
+    problems: dict[int, str] = {}
+    for line, row in rows:
         if not row:
             continue  # a blank line
         if len(row) != len(header):
-            raise DataError(
-                f"{origin}, line {reader.line_num}: {len(row)} fields where the header has {len(header)}; "
-                "quote fields that contain the delimiter"
+            # A bad row, dropped or reported by the --on-bad-row policy like a row with a missing label.
+            hint = (
+                "a value is missing (an empty label?)"
+                if len(row) < len(header)
+                else "quote fields that contain the delimiter"
             )
-        for name, value in zip(header, row, strict=True):
+            problems[len(locations)] = f"{len(row)} fields where the header has {len(header)}: {hint}"
+        values: list[str | None] = list(row) if len(row) == len(header) else [None] * len(header)
+        for name, value in zip(header, values, strict=True):
             columns[name].append(value)
-        locations.append(f"line {reader.line_num}")
+        locations.append(f"line {line}")
     if not locations:
         raise DataError(f"{origin} has a header ({', '.join(header)}) but no rows")
-    return Table(columns, origin, locations)
+    return Table(columns, origin, locations, problems=problems)
 
 
 def _rows_to_table(rows: list[dict[str, Any]], locations: list[str], origin: str) -> Table:
@@ -259,16 +272,25 @@ def _rows_to_table(rows: list[dict[str, Any]], locations: list[str], origin: str
     return Table(columns, origin, locations)
 
 
+def iter_json_lines(lines: Iterable[str], origin: str) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) of every JSON Lines line; a blank line gives None. Shared by the training
+    reader and predict's streaming reader."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            yield number, None
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{origin}, line {number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+
+
 def _read_jsonl(text: str, origin: str) -> Table:
     rows: list[dict[str, Any]] = []
     locations: list[str] = []
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
+    for number, row in iter_json_lines(text.split("\n"), origin):
+        if row is None:
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{origin}, line {number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
         if not isinstance(row, dict):
             raise DataError(f"{origin}, line {number}: expected a JSON object, got {type(row).__name__}")
         rows.append(row)
@@ -370,7 +392,7 @@ def _is_save_to_disk(path: Path) -> bool:
 def _split_files(path: Path) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
     for child in sorted(path.iterdir()):
-        if child.is_file() and file_format(child) is not None and (split := _split_of(child)) is not None:
+        if child.is_file() and file_format(child) is not None and (split := split_of(child)) is not None:
             found.setdefault(split, []).append(child)
     for split, files in found.items():
         formats = {file_format(f) for f in files}
@@ -429,12 +451,14 @@ def _concat(parts: list[Table], origin: str) -> Table:
         names.update(dict.fromkeys(part.columns))
     columns: dict[str, list[Any]] = {name: [] for name in names}
     locations: list[str] = []
+    problems: dict[int, str] = {}
     for part in parts:
         n = len(part)
+        problems.update({len(locations) + i: why for i, why in part.problems.items()})
         for name in names:
             columns[name].extend(part.columns.get(name, [None] * n))
         locations.extend(f"{part.origin}, {part.where(i).split(', ')[-1]}" for i in range(n))
-    return Table(columns, origin, locations, parts[0].class_names)
+    return Table(columns, origin, locations, parts[0].class_names, problems)
 
 
 def _read_save_to_disk(path: Path) -> dict[str, Table]:
@@ -507,13 +531,13 @@ def _read_hub(name: str, config_name: str | None, revision: str | None) -> dict[
     except ConnectionError:
         why = "HF_HUB_OFFLINE is set" if offline_env else "the Hugging Face Hub cannot be reached"
         raise DataError(
-            f"cannot load {name!r}: {why} and it is not in the local cache; connect to the internet, "
-            "or pass a local file or directory (csv, jsonl, parquet, save_to_disk ...)"
+            f"no file or folder {name!r} here, and no hub dataset by that name in the local cache ({why}); "
+            "check the path, or connect to the internet to download it from the Hub"
         ) from None
     except FileNotFoundError:
         raise DataError(
-            f"no dataset {name!r} on the Hugging Face Hub (nor a local path of that name); check the spelling, "
-            "or log in with `hf auth login` if it is private or gated"
+            f"no file or folder {name!r} here, and no dataset {name!r} on the Hugging Face Hub; check the "
+            "spelling (log in with `hf auth login` if it is a private or gated hub dataset)"
         ) from None
     except ValueError as exc:
         raise DataError(f"cannot load {name!r} from the Hub: {exc}") from None
@@ -539,7 +563,7 @@ def open_tables(
         order = ["train", "validation", "test"]
         return dict(sorted(tables.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 3, kv[0])))
     if path.exists():
-        return {_split_of(path) or "train": read_file(path, encoding)}
+        return {split_of(path) or "train": read_file(path, encoding)}
     if _looks_like_path(source):
         raise DataError(f"no such file or directory: {source}")
     return _read_hub(source, config_name, revision)
@@ -587,11 +611,9 @@ def choose_columns(table: Table, text_column: str | None, label_column: str | No
             label_column = (strong or by_name)[0]
     if text_column is None:
         strings = [c for c in cols if c != label_column and _kind(table.columns[c]) == "str"]
-        named = [c for c in strings if c.lower() in TEXT_NAMES]
-        if "text" in strings:
-            text_column = "text"
-        elif len(named) == 1:
-            text_column = named[0]
+        named = text_column_by_name(strings)
+        if named is not None:
+            text_column = named
         elif len(strings) == 1 and label_column is not None:
             text_column = strings[0]
         else:
@@ -703,9 +725,15 @@ def to_split(
         texts.append(text)
         labels.append(row)
     if bad and on_bad_row == "fail":
+        at = table.where(bad[0]).split(", ")[-1]
+        if bad[0] in table.problems:
+            raise DataError(
+                f"{table.origin}, {at}: {table.problems[bad[0]]} ({len(bad)} bad row(s) in all); fix them, "
+                "or pass --on-bad-row skip to drop them"
+            )
         raise DataError(
             f"{table.origin}: {len(bad)} row(s) with an empty or missing text or label (first at "
-            f"{table.where(bad[0]).split(', ')[-1]}); fix them, or pass --on-bad-row skip to drop them"
+            f"{at}); fix them, or pass --on-bad-row skip to drop them"
         )
     if not texts:
         raise DataError(f"{table.origin}: no usable rows (all {len(table)} have an empty text or label)")
@@ -814,6 +842,116 @@ def pick_split(tables_or_data: LabelledData, split: str | None) -> tuple[str, Sp
 # Streaming texts for predict: constant memory, one record per output line, no `datasets` import.
 
 
+def text_column_by_name(columns: Sequence[str]) -> str | None:
+    """The one text-column rule by name, for training and predict: `text`, else the only column with a
+    usual text name (sentence, content, review, ...)."""
+    if "text" in columns:
+        return "text"
+    named = [c for c in columns if c.lower() in TEXT_NAMES]
+    return named[0] if len(named) == 1 else None
+
+
+def predict_text_column(columns: Sequence[str], given: str | None, trained: str | None, origin: str) -> str:
+    """Which column predict reads: --text-column, else the column the model was trained on, else the rule by
+    name, else the only column there is."""
+    if given is not None:
+        if given not in columns:
+            raise DataError(
+                f"column {given!r} not in {origin} (columns: {', '.join(columns)}); "
+                "pass --text-column with one of those"
+            )
+        return given
+    if trained is not None and trained in columns:
+        return trained
+    chosen = text_column_by_name(columns) or (columns[0] if len(columns) == 1 else None)
+    if chosen is None:
+        raise DataError(
+            f"cannot tell which column of {origin} holds the texts (columns: {', '.join(columns)}); pass --text-column"
+        )
+    return chosen
+
+
+class _NoNul(io.RawIOBase):
+    """A binary stream that refuses NUL bytes, which no text holds: without it predict would label chunks of a
+    binary file (an executable, a .safetensors file) and exit 0. Reads return what the source has, so lines
+    still stream from a pipe as they arrive."""
+
+    def __init__(self, source: IO[bytes], origin: str) -> None:
+        self._read = getattr(source, "read1", source.read)
+        self.origin = origin
+        self.offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._read(len(buffer))
+        if b"\x00" in data:
+            at = self.offset + data.index(b"\x00")
+            raise DataError(
+                f"{self.origin} holds a NUL byte (at byte {at}): it looks like a binary file, not text; check the "
+                "path, or pass --binary-ok to label it anyway"
+            )
+        n = len(data)
+        buffer[:n] = data
+        self.offset += n
+        return n
+
+
+def _open_input(path: str) -> IO[bytes]:
+    """A file (gzip detected from its first bytes), or stdin for '-'. Stdin is read through a file object of
+    its own over a duplicate descriptor, never sys.stdin.buffer: a reader thread blocked in a read of an idle
+    pipe must not hold the lock that the interpreter takes on sys.stdin at exit."""
+    if path == "-":
+        try:
+            return open(os.dup(sys.stdin.fileno()), "rb", buffering=0)
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            return sys.stdin.buffer  # a stdin without a descriptor (an in-process test runner)
+    p = Path(path)
+    if p.is_dir():
+        raise DataError(f"{path} is a directory; predict takes files of texts (or - for stdin)")
+    if not p.exists():
+        raise DataError(f"no such file: {path}")
+    try:
+        raw: IO[bytes] = open(p, "rb")  # noqa: SIM115 - handed to the caller, which closes it
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+    if raw.peek(2)[:2] == b"\x1f\x8b":  # type: ignore[attr-defined]
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return raw
+
+
+def input_format(path: str, given: str) -> str:
+    """How to read one predict input: as asked, else by its name (stdin and unknown names are plain text)."""
+    if given != "auto":
+        return given
+    fmt = None if path == "-" else file_format(Path(path))
+    return {"csv": "csv", "tsv": "tsv", "jsonl": "jsonl", "json": "jsonl", "parquet": "parquet"}.get(fmt or "", "text")
+
+
+def iter_texts(
+    paths: Sequence[str],
+    fmt: str = "auto",
+    text_column: str | None = None,
+    trained_column: str | None = None,
+    binary_ok: bool = False,
+) -> Iterator[str]:
+    """Texts from files (or stdin for '-', or no paths), one per record, in order, with flat memory."""
+    for path in paths or ("-",):
+        origin = "stdin" if path == "-" else path
+        kind = input_format(path, fmt)
+        if kind == "parquet":
+            yield from _parquet_texts(path, text_column, trained_column)
+            continue
+        stream = _open_input(path)
+        try:
+            source: IO[bytes] = stream if binary_ok else io.BufferedReader(_NoNul(stream, origin))
+            yield from iter_records(source, kind, text_column, origin, trained_column)
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+
+
 def iter_lines(stream: Any) -> Iterator[str]:
     """Lines of a binary stream, split on \\n only (as `wc -l` counts), invalid UTF-8 replaced."""
     text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="\n")
@@ -821,54 +959,55 @@ def iter_lines(stream: Any) -> Iterator[str]:
         yield line.removesuffix("\n").removesuffix("\r")
 
 
-def iter_records(stream: Any, fmt: str, text_column: str | None, origin: str) -> Iterator[str]:
-    """Texts from a plain, csv, tsv or jsonl stream, one per record."""
+def iter_records(
+    stream: Any, fmt: str, text_column: str | None, origin: str, trained_column: str | None = None
+) -> Iterator[str]:
+    """Texts from a plain, csv, tsv or jsonl binary stream, one per record (a blank record gives "")."""
     if fmt == "text":
         yield from iter_lines(stream)
         return
     text: TextIO = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
     if fmt in ("csv", "tsv"):
-        _raise_csv_limit()
-        reader = csv.reader(text, delimiter="\t" if fmt == "tsv" else ",")
-        try:
-            header = next(reader, None)
-            if header is None:
-                return
-            column = text_column or _pick_text_name(header, origin)
-            if column not in header:
-                raise DataError(f"column {column!r} not in {origin} (columns: {', '.join(header)}); pass --text-column")
-            index = header.index(column)
-            for row in reader:
-                yield row[index] if index < len(row) else ""
-        except csv.Error as exc:
-            raise DataError(f"{origin}, line {reader.line_num}: malformed CSV ({exc})") from None
+        rows = iter_csv(text, "\t" if fmt == "tsv" else ",", origin)
+        first = next(rows, None)
+        if first is None:
+            return
+        index = first[1].index(predict_text_column(first[1], text_column, trained_column, origin))
+        for _, row in rows:
+            yield row[index] if index < len(row) else ""
         return
-    for number, line in enumerate(text, start=1):
-        if not line.strip():
+    column: str | None = None
+    for number, record in iter_json_lines(text, origin):
+        if record is None:
             yield ""
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{origin}, line {number}: invalid JSON ({exc.msg}); each line must be an object") from None
-        if isinstance(record, str):
+        elif isinstance(record, str):
             yield record
-            continue
-        if not isinstance(record, dict):
+        elif isinstance(record, dict):
+            if column is None:
+                column = predict_text_column(list(record), text_column, trained_column, f"{origin}, line {number}")
+            if column not in record:
+                raise DataError(
+                    f"{origin}, line {number}: no {column!r} key (keys: {', '.join(record)}); pass --text-column"
+                )
+            value = record[column]
+            yield "" if value is None else str(value)
+        else:
             raise DataError(f"{origin}, line {number}: expected a JSON object or string")
-        column = text_column or _pick_text_name(list(record), origin)
-        value = record.get(column)
-        if value is None and column not in record:
-            raise DataError(
-                f"{origin}, line {number}: no {column!r} key (keys: {', '.join(record)}); pass --text-column"
-            )
-        yield "" if value is None else str(value)
 
 
-def _pick_text_name(columns: list[str], origin: str) -> str:
-    for name in TEXT_NAMES:
-        if name in columns:
-            return name
-    raise DataError(
-        f"cannot tell which column of {origin} holds the texts (columns: {', '.join(columns)}); pass --text-column"
-    )
+def _parquet_texts(path: str, text_column: str | None, trained_column: str | None) -> Iterator[str]:
+    """One parquet column, a record batch at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if path == "-":
+        raise DataError("parquet cannot be read from stdin; pass the file's path")
+    if not Path(path).is_file():
+        raise DataError(f"no such file: {path}")
+    try:
+        reader = pq.ParquetFile(path)
+        column = predict_text_column(reader.schema_arrow.names, text_column, trained_column, path)
+        for batch in reader.iter_batches(columns=[column], batch_size=4096):
+            yield from ("" if v is None else str(v) for v in batch.column(0).to_pylist())
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path} is not a readable parquet file ({exc})") from None

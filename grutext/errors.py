@@ -29,3 +29,17 @@ class Interrupted(GrutextError):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.signum = signum
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so every command stops the same way (exit 143)."""
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """The SIGTERM handler the command line installs first thing."""
+    raise Terminated
+
+
+def interrupt_code(exc: BaseException) -> int:
+    """The exit status for a stop by signal: 128 + its number, 143 for SIGTERM and 130 for SIGINT."""
+    return 143 if isinstance(exc, Terminated) else 130

@@ -31,6 +31,7 @@ from grutext.checkpoint import (
     read_json,
     read_trainer_state,
     resolve_device,
+    resumable_position,
     save,
     write_trainer_state,
 )
@@ -66,6 +67,15 @@ class DataSpec:
 
 
 # ---------------------------------------------------------------------------------------------- events
+
+
+@dataclass
+class DiscardingResumable:
+    """--overwrite replaces an interrupted run that --resume could have continued."""
+
+    path: Path
+    epoch: int
+    step: int
 
 
 @dataclass
@@ -135,7 +145,9 @@ class Finished:
     metrics: dict[str, Any]
 
 
-Event = DataLoaded | TokenizerTrained | ModelBuilt | EpochStarted | StepDone | EpochDone | Finished
+Event = (
+    DiscardingResumable | DataLoaded | TokenizerTrained | ModelBuilt | EpochStarted | StepDone | EpochDone | Finished
+)
 
 
 @dataclass
@@ -320,6 +332,16 @@ def _config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[
     return [f"{key}: {saved.get(key)!r} -> {value!r}" for key, value in current.items() if saved.get(key) != value]
 
 
+def _train_differences(saved: dict[str, Any], multi_label: bool, cfg: TrainConfig) -> list[str]:
+    """Changed training settings, with the learning rate as resolved (not the `None` that means "default")."""
+    current = to_dict(cfg)
+    saved = {**saved, "device": cfg.device}  # the device may change between runs
+    if "resolved_lr" in saved:
+        current["lr"] = cfg.resolved_lr(multi_label)
+        saved["lr"] = saved["resolved_lr"]
+    return _config_differences(saved, current)
+
+
 # ---------------------------------------------------------------------------------------------- train
 
 
@@ -345,15 +367,17 @@ def train(
         differences = [
             *_config_differences(saved.get("tokenizer", {}), to_dict(tok_cfg)),
             *_config_differences(saved.get("model", {}), dict(model_options)),
-            *_config_differences({**saved.get("train", {}), "device": cfg.device}, to_dict(cfg)),
+            *_train_differences(saved.get("train", {}), bool(saved.get("model", {}).get("multi_label")), cfg),
         ]
         if differences:
             raise ConfigError(
                 f"cannot resume {output}: settings differ from the interrupted run ({'; '.join(differences)}); "
-                "run the same command again with --resume"
+                "resume with the original settings, or start a new run (another --output, or --overwrite)"
             )
     else:
         check_output_dir(output, overwrite)
+        if overwrite and (position := resumable_position(output)) is not None:
+            emit(DiscardingResumable(output, *position))
     device = resolve_device(cfg.device)
     if device.type == "cpu":
         use_cpu_threads()
@@ -421,7 +445,10 @@ def train(
     best_state = _clone(model.state_dict())
     if trainer_state is not None:
         if trainer_state.loop.get("data_fingerprint") != loop.data_fingerprint:
-            raise ConfigError(f"cannot resume {output}: the training or validation data changed since it was saved")
+            raise ConfigError(
+                f"cannot resume {output}: the training or validation data changed since it was saved; restore the "
+                "data to resume, or start a new run (another --output, or --overwrite to discard the saved state)"
+            )
         loop = LoopState(**trainer_state.loop)
         model.load_state_dict(trainer_state.model)
         best_state = {k: v.to(device) for k, v in trainer_state.best.items()}
@@ -638,8 +665,8 @@ def fit(
         loop.epoch, loop.step, loop.loss_sum, loop.seen, loop.tokens, loop.seconds = epoch + 1, 0, 0.0, 0, 0, 0.0
         if cfg.max_steps is not None and loop.global_step >= cfg.max_steps:
             return f"reached --max-steps {cfg.max_steps}"
-        if loop.bad_epochs > cfg.patience:
-            return f"early stop: no better validation {task.metric} for {loop.bad_epochs} epochs"
+        if loop.bad_epochs and loop.bad_epochs >= cfg.patience:  # patience 0: stop at the first worse epoch
+            return f"early stop: no better validation {task.metric} for {loop.bad_epochs} epoch(s)"
         if stop.signum is not None:
             return "interrupted"
     return f"ran all {cfg.epochs} epochs"

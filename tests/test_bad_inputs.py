@@ -127,12 +127,77 @@ def test_bad_rows_skip_reports_the_count(tmp_path: Path) -> None:
     assert "skipped 2 bad row(s) in train" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (b"just a text with no label\n", "line 42: 1 fields where the header has 2: a value is missing"),
+        (b"a,text,with,commas,pos\n", "line 42: 5 fields where the header has 2: quote fields that contain"),
+    ],
+)
+def test_ragged_csv_rows_are_bad_rows(tmp_path: Path, row: bytes, message: str) -> None:
+    """A row with too few or too many fields says which, and --on-bad-row skip drops it with the count."""
+    csv = b"text,label\n" + b"".join(f"{r['text']},{r['label']}\n".encode() for r in GOOD) + row
+    path = tmp_path / "d.csv"
+    path.write_bytes(csv)
+    failed = CliRunner().invoke(cli, ["train", str(path), "-o", str(tmp_path / "m"), *TINY])
+    assert failed.exit_code == 1 and message in failed.output and "--on-bad-row skip" in failed.output
+    skipped = CliRunner().invoke(
+        cli, ["train", str(path), "-o", str(tmp_path / "m"), *TINY, "--max-steps", "1", "--on-bad-row", "skip"]
+    )
+    assert skipped.exit_code == 0, skipped.output
+    assert "skipped 1 bad row(s) in train" in skipped.stderr
+
+
+def test_a_mistyped_local_path_names_both_readings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["train", "mydata", "-o", "m"])
+    assert result.exit_code == 1
+    assert "no file or folder 'mydata' here, and no hub dataset by that name in the local cache" in result.output
+
+
+def test_interrupted_output_suggests_resume_and_overwrite_says_what_it_discards(
+    split_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "m"
+    (out / "trainer_state").mkdir(parents=True)
+    (out / "trainer_state" / "state.json").write_text(json.dumps({"loop": {"epoch": 3, "step": 41}}))
+    refused = CliRunner().invoke(cli, ["train", str(split_dir), "-o", str(out), *TINY])
+    assert refused.exit_code == 1
+    assert "holds an interrupted run that can be resumed: add --resume to continue it" in refused.output
+    replaced = CliRunner().invoke(
+        cli, ["train", str(split_dir), "-o", str(out), *TINY, "--max-steps", "1", "--overwrite"]
+    )
+    assert replaced.exit_code == 0, replaced.output
+    assert "--overwrite: discarding the interrupted run saved in" in replaced.stderr
+    assert "stopped at epoch 3, step 41" in replaced.stderr
+    assert not (out / "trainer_state").exists()
+
+
+def test_a_folder_that_is_not_a_checkpoint(tmp_path: Path) -> None:
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("hello")
+    result = CliRunner().invoke(cli, ["info", "-m", str(tmp_path / "notes")])
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'notes'} is not a grutext checkpoint (no config.json)" in result.output
+
+
+@pytest.mark.parametrize("target", ["/bin/ls", "model.safetensors"])
+def test_predict_refuses_binary_input_unless_asked(trained: Path, target: str) -> None:
+    path = target if target.startswith("/") else str(trained / target)
+    refused = CliRunner().invoke(cli, ["predict", "-m", str(trained), path])
+    assert refused.exit_code == 1 and refused.stdout == ""
+    assert "holds a NUL byte" in refused.output and "--binary-ok" in refused.output
+    forced = CliRunner().invoke(cli, ["predict", "-m", str(trained), path, "--binary-ok"])
+    assert forced.exit_code == 0 and forced.stdout.count("\n") >= 1
+
+
 def test_offline_hub_id_fails_in_about_two_seconds(tmp_path: Path) -> None:
     start = time.perf_counter()
     result = CliRunner().invoke(cli, ["train", "stanfordnlp/imdb", "-o", str(tmp_path / "m")])
     assert time.perf_counter() - start < 5
     assert result.exit_code == 1
-    assert "not in the local cache" in result.output and "pass a local file" in result.output
+    assert "no file or folder 'stanfordnlp/imdb' here" in result.output
+    assert "no hub dataset by that name in the local cache" in result.output
 
 
 def test_hub_probe_without_offline_flag_is_fast(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

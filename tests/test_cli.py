@@ -191,3 +191,61 @@ def test_chinese_end_to_end(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["validation"]["accuracy"] >= 0.9
     pred = run("predict", "-m", str(out), input="房间很好，服务满意\n早餐难吃，很差\n")
     assert pred.stdout.splitlines() == ["pos", "neg"]
+
+
+def test_predict_reads_parquet_and_the_column_the_model_was_trained_on(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"review": r["text"], "label": r["label"]} for r in sentiment_rows(200, seed=7)]
+    data = write_jsonl(tmp_path / "train.jsonl", [{**r, "note": "x"} for r in rows])
+    out = tmp_path / "m"
+    trained = run("train", str(data), "-o", str(out), *TINY, "--epochs", "10", "--text-column", "review")
+    assert trained.exit_code == 0, trained.output
+    # Two string columns, neither named `text`: predict reads `review`, the column recorded at training.
+    csv_file = tmp_path / "in.csv"
+    csv_file.write_text("note,review\nx,superb and wonderful\ny,dreadful and dull\n", encoding="utf-8")
+    assert run("predict", "-m", str(out), str(csv_file)).stdout.splitlines() == ["pos", "neg"]
+    table = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": [1, 2], "review": ["superb and wonderful", "dreadful and dull"]}), table)
+    assert run("predict", "-m", str(out), str(table)).stdout.splitlines() == ["pos", "neg"]
+
+
+def test_patience_counts_the_epochs_without_improvement(
+    split_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--patience N stops after N worse epochs, not N + 1 (scripted validation scores)."""
+    from grutext import train as t
+
+    scores = iter([0.5, 0.7, 0.6, 0.65, 0.9, 0.9, 0.9, 0.9])
+
+    def scripted(self: t.Task, logits: object, target: object, per_label: bool = False) -> tuple[object, ...]:
+        score = next(scores, 0.9)
+        metrics = {"accuracy": score, "macro_f1": score, "weighted_f1": score, "n": 1}
+        return metrics, 1.0, score, None
+
+    monkeypatch.setattr(t.Task, "score", scripted)
+    result = run("train", str(split_dir), "-o", str(tmp_path / "m"), *TINY, "--epochs", "8", "--patience", "2")
+    assert result.exit_code == 0, result.output
+    assert "no better validation accuracy for 2 epoch(s); kept epoch 2" in result.stderr
+    assert "epoch 4:" in result.stderr and "epoch 5:" not in result.stderr
+
+
+def test_epoch_lines_show_macro_f1_once(tmp_path: Path) -> None:
+    rows = sentiment_rows(160, seed=3)
+    rows += [{"text": "a neutral plot summary", "label": "meh"}] * 10  # imbalanced: the epoch is picked by macro-F1
+    data = write_jsonl(tmp_path / "d.jsonl", rows)
+    result = run("train", str(data), "-o", str(tmp_path / "m"), *TINY, "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    epoch = next(line for line in result.stderr.splitlines() if line.startswith("epoch 1:"))
+    assert epoch.count("macro-F1") == 1 and "macro_f1" not in epoch
+
+
+@pytest.mark.parametrize(("name", "split"), [("sms_test.csv", "test"), ("reviews.csv", "all")])
+def test_evaluate_names_what_a_single_file_serves_as(trained: Path, tmp_path: Path, name: str, split: str) -> None:
+    path = tmp_path / name
+    path.write_text("text,label\nsuperb film,pos\ndreadful film,neg\n", encoding="utf-8")
+    shown = run("evaluate", "-m", str(trained), str(path))
+    assert shown.exit_code == 0, shown.output
+    assert shown.stderr.startswith(f"{path}: 2 texts") and "[train]" not in shown.stderr
+    assert json.loads(run("evaluate", "-m", str(trained), str(path), "--json").stdout)["split"] == split

@@ -60,6 +60,33 @@ def test_resume_refuses_changed_settings_and_missing_state(split_dir: Path, tmp_
         train(spec, TOK, MODEL, CFG, tmp_path / "never", resume=True)
 
 
+def test_resume_error_shows_the_resolved_learning_rate(split_dir: Path, tmp_path: Path) -> None:
+    """An interrupted run at the default lr shows that lr (0.004), not the `None` standing for it."""
+    spec = DataSpec(str(split_dir))
+    out = tmp_path / "cut"
+    default_lr = TrainConfig(**{**CFG.__dict__, "lr": None})
+    with pytest.raises(Interrupted):
+        train(spec, TOK, MODEL, default_lr, out, on_event=signal_at(3))
+    with pytest.raises(ConfigError, match=r"settings differ from the interrupted run \(lr: 0.004 -> 0.02\)"):
+        train(spec, TOK, MODEL, TrainConfig(**{**CFG.__dict__, "lr": 0.02}), out, resume=True)
+    resumed = train(spec, TOK, MODEL, TrainConfig(**{**CFG.__dict__, "lr": 0.004}), out, resume=True)
+    assert resumed.metrics["best_epoch"] >= 1  # the same lr, given explicitly, resumes
+
+
+def test_resume_refuses_changed_data_and_says_what_to_do(split_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(split_dir, data)
+    out = tmp_path / "cut"
+    with pytest.raises(Interrupted):
+        train(DataSpec(str(data)), TOK, MODEL, CFG, out, on_event=signal_at(3))
+    with (data / "train.jsonl").open("a") as fh:
+        fh.write('{"text": "one more wonderful film", "label": "pos"}\n')
+    with pytest.raises(ConfigError, match=r"data changed since it was saved; restore the data to resume, or start"):
+        train(DataSpec(str(data)), TOK, MODEL, CFG, out, resume=True)
+
+
 def test_nan_loss_names_the_step_and_keeps_the_best_epoch(split_dir: Path, tmp_path: Path) -> None:
     from grutext.train import EpochStarted
 
