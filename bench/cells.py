@@ -1,4 +1,4 @@
-"""Compare the recurrent cells (--cell seed|torch|lstm): accuracy over seeds, size, epoch time, predict speed.
+"""Compare the recurrent cells (--cell gru|cho2014|lstm): accuracy over seeds, size, epoch time, predict speed.
 
     python bench/cells.py --data ../shared/data --datasets sst2,mr,chnsenticorp --seeds 13,14,15
 
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from grutext.predict import Predictor
-from grutext.train import DataSpec, train
+from grutext.training import DataSpec, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from results import read_split
@@ -55,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--datasets", default="sst2,mr,chnsenticorp")
-    parser.add_argument("--cells", default="seed,torch,lstm")
+    parser.add_argument("--cells", default="gru,cho2014,lstm")
     parser.add_argument("--seeds", default="13,14,15")
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE for every run")
     parser.add_argument("--out", type=Path, default=Path("bench/results/cells.jsonl"))

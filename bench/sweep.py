@@ -17,22 +17,12 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from grutext.config import ModelConfig, TokenizerConfig, TrainConfig
-from grutext.train import DataSpec, train
-
-TOKENIZER_KEYS = {
-    "tokenizer": "kind",
-    "vocab_size": "vocab_size",
-    "lowercase": "lowercase",
-    "max_length": "max_length",
-    "truncation": "truncation",
-}
-MODEL_KEYS = {f.name for f in fields(ModelConfig)} - {"vocab_size", "num_labels"}
-TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
+from grutext.errors import GrutextError
+from grutext.training import DataSpec, configs_from_options, train
 
 
 def parse_value(text: str) -> Any:
@@ -44,13 +34,12 @@ def parse_value(text: str) -> Any:
     return {"true": True, "false": False, "null": None}.get(text.lower(), text)
 
 
-def configs(settings: dict[str, Any]) -> tuple[TokenizerConfig, dict[str, Any], TrainConfig]:
-    tok = replace(TokenizerConfig(), **{TOKENIZER_KEYS[k]: v for k, v in settings.items() if k in TOKENIZER_KEYS})
-    model = {k: v for k, v in settings.items() if k in MODEL_KEYS}
-    trn = replace(TrainConfig(), **{k: v for k, v in settings.items() if k in TRAIN_KEYS})
-    unknown = set(settings) - set(TOKENIZER_KEYS) - MODEL_KEYS - TRAIN_KEYS
-    if unknown:
-        raise SystemExit(f"unknown settings: {', '.join(sorted(unknown))}")
+def configs(settings: dict[str, Any]) -> tuple[TokenizerConfig, ModelConfig, TrainConfig]:
+    """Settings named like grutext train's flags, through the library's own mapping."""
+    try:
+        _, tok, model, trn = configs_from_options("", settings)
+    except GrutextError as exc:
+        raise SystemExit(str(exc)) from None
     return tok, model, trn
 
 

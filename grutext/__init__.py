@@ -1,27 +1,38 @@
-"""grutext: a command-line text classifier built on a GRU.
+"""grutext: a command-line text classifier built on a GRU, and its Python API.
 
     import grutext
-    clf = grutext.load("models/bbc")
-    clf.predict(["Shares rose sharply after the results."])  # -> [Prediction(label=..., score=..., probs=...)]
+    model = grutext.train("data/bbc", "models/bbc", epochs=5)   # any `grutext train` option, as a keyword
+    model = grutext.load("models/bbc")
+    model.predict(["Shares rose sharply after the results."])  # -> [Prediction(label=..., score=..., probs=...)]
+    model.evaluate("data/bbc")                                 # -> the metrics `grutext evaluate --json` prints
 
-Importing this package is cheap: torch is imported only when a model is loaded.
+Importing this package is cheap: torch is imported only when a model is trained or loaded.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from grutext.predict import Predictor
+    from grutext.api import Classifier
 
 
-def load(path: str, device: str = "cpu") -> Predictor:
-    """Load a checkpoint directory for prediction."""
-    from grutext.predict import Predictor
+def load(path: str | Path, device: str = "cpu", threshold: float | None = None) -> Classifier:
+    """Load a checkpoint directory for prediction and evaluation."""
+    from grutext.api import load_model
 
-    return Predictor.load(path, device=device)
+    return load_model(path, device, threshold=threshold)
 
 
-__all__ = ["__version__", "load"]
+def train(data: str | Path, output: str | Path, **options: Any) -> Classifier:
+    """Train on `data` (any DATASET form of `grutext train`) into `output`; options as keywords, named like
+    the command line's flags (`epochs=5`, `embed_dim=64`, `overwrite=True`)."""
+    from grutext.api import train_model
+
+    return train_model(data, output, **options)
+
+
+__all__ = ["__version__", "load", "train"]

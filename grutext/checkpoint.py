@@ -28,11 +28,12 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
 from grutext import __version__
-from grutext.config import FORMAT_VERSION, ModelConfig, TokenizerConfig, from_dict, to_dict
+from grutext.backend import choose, prepare
+from grutext.config import FORMAT_VERSION, LEGACY_CELLS, DataShape, ModelConfig, TokenizerConfig, from_dict, to_dict
 from grutext.decision import Decision
 from grutext.errors import CheckpointError, ConfigError
+from grutext.head import Head, make_head
 from grutext.model import GRUClassifier, parameter_shapes
-from grutext.scan import use_cpu_threads
 
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -54,14 +55,19 @@ class Checkpoint:
     tokenizer: Tokenizer
     tokenizer_config: TokenizerConfig
     model_config: ModelConfig
-    labels: list[str]
+    shape: DataShape
+    head: Head  # the labels, and for a multi-label model its tuned decision thresholds
     config: dict[str, Any]
     metrics: dict[str, Any]
-    decision: Decision  # multi-label only: thresholds tuned on validation data
+    backend: str  # how the model runs here: "fast" (CPU) or "reference"
+
+    @property
+    def labels(self) -> list[str]:
+        return self.head.labels
 
     @property
     def multi_label(self) -> bool:
-        return self.model_config.multi_label
+        return self.shape.multi_label
 
 
 def _is_nonempty_dir(path: Path) -> bool:
@@ -136,6 +142,7 @@ def save(
         "format_version": FORMAT_VERSION,
         "grutext_version": __version__,
         "model": to_dict(model.cfg),
+        "shape": to_dict(model.shape),
         "tokenizer": to_dict(tokenizer_config),
         **sections,
     }
@@ -153,6 +160,35 @@ def save(
     return write_atomically(path, overwrite, fill)
 
 
+SCORE_KEYS = ("accuracy", "micro_f1", "macro_f1", "weighted_f1", "samples_f1", "subset_accuracy", "n")
+
+
+def describe(ckpt: Checkpoint) -> dict[str, Any]:
+    """What a checkpoint is, as `grutext info --json` prints it: labels, size, settings, data and scores."""
+    scores = {
+        split: {k: ckpt.metrics[split][k] for k in SCORE_KEYS if k in ckpt.metrics[split]}
+        for split in ("validation", "test")
+        if ckpt.metrics.get(split)
+    }
+    return {
+        "path": str(ckpt.path),
+        "grutext_version": ckpt.config.get("grutext_version"),
+        "format_version": ckpt.config.get("format_version"),
+        "labels": ckpt.labels,
+        "parameters": ckpt.model.num_parameters(),
+        "model": to_dict(ckpt.model_config),
+        "shape": to_dict(ckpt.shape),
+        "tokenizer": to_dict(ckpt.tokenizer_config),
+        "train": ckpt.config.get("train", {}),
+        "data": ckpt.config.get("data", {}),
+        "scores": scores,
+        "multi_label": ckpt.multi_label,
+        "decision": ckpt.config.get("decision"),
+        "best_epoch": ckpt.metrics.get("best_epoch"),
+        "train_seconds": ckpt.metrics.get("train_seconds"),
+    }
+
+
 def read_json(path: Path, what: str) -> Any:
     """Parse a bounded JSON file; any failure is a CheckpointError naming the file."""
     try:
@@ -166,8 +202,9 @@ def read_json(path: Path, what: str) -> Any:
         raise CheckpointError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def load(path: str | Path, device: torch.device | None = None) -> Checkpoint:
-    """Load and check a checkpoint directory; every problem is a CheckpointError saying what to do."""
+def load(path: str | Path, device: torch.device | None = None, backend: str = "auto") -> Checkpoint:
+    """Load and check a checkpoint directory; every problem is a CheckpointError saying what to do. The model
+    runs on `device` (the CPU by default) with `backend` (see grutext.backend)."""
     root = Path(path)
     if not root.exists():
         raise CheckpointError(f"no checkpoint at {root}; train one with `grutext train DATA --output {root}`")
@@ -194,7 +231,7 @@ def load(path: str | Path, device: torch.device | None = None) -> Checkpoint:
             "upgrade grutext (pip install -U grutext)"
         )
     try:
-        model_cfg = from_dict(ModelConfig, config.get("model"), f"{root / CONFIG_FILE} [model]")
+        model_cfg, shape = _model_sections(config, f"{root / CONFIG_FILE}")
         tok_cfg = from_dict(TokenizerConfig, config.get("tokenizer"), f"{root / CONFIG_FILE} [tokenizer]")
     except ConfigError as exc:
         raise CheckpointError(f"{exc}; the checkpoint is damaged or was edited by hand") from None
@@ -206,14 +243,14 @@ def load(path: str | Path, device: torch.device | None = None) -> Checkpoint:
         or len(set(labels)) != len(labels)
     ):
         raise CheckpointError(f"{root / LABELS_FILE} must be a list of distinct, non-empty label names")
-    if len(labels) != model_cfg.num_labels:
+    if len(labels) != shape.num_labels:
         raise CheckpointError(
             f"{root / LABELS_FILE} lists {len(labels)} labels but config.json says num_labels="
-            f"{model_cfg.num_labels}; the checkpoint is inconsistent, retrain it"
+            f"{shape.num_labels}; the checkpoint is inconsistent, retrain it"
         )
 
-    decision = Decision((0.5,) * len(labels), False)
-    if model_cfg.multi_label:
+    decision = None
+    if shape.multi_label:
         try:
             decision = Decision.from_dict(config["decision"], labels)
         except (KeyError, TypeError, ValueError) as exc:
@@ -221,17 +258,30 @@ def load(path: str | Path, device: torch.device | None = None) -> Checkpoint:
                 f"{root / CONFIG_FILE}: a multi-label model needs a valid 'decision' section ({exc}); "
                 "the checkpoint is damaged, retrain it"
             ) from None
-    tokenizer = _load_tokenizer(root / TOKENIZER_FILE, model_cfg, tok_cfg)
+    tokenizer = _load_tokenizer(root / TOKENIZER_FILE, shape, tok_cfg)
     device = device or torch.device("cpu")
-    if device.type == "cpu":
-        use_cpu_threads()
-    model = _load_weights(root / WEIGHTS_FILE, model_cfg, device)
+    runs_on = choose(device, backend)
+    model = prepare(_load_weights(root / WEIGHTS_FILE, model_cfg, shape), device, runs_on).eval()
     metrics_path = root / METRICS_FILE
     metrics = read_json(metrics_path, "metrics file") if metrics_path.is_file() else {}
-    return Checkpoint(root, model, tokenizer, tok_cfg, model_cfg, labels, config, metrics, decision)
+    head = make_head(labels, shape.multi_label, decision)
+    return Checkpoint(root, model, tokenizer, tok_cfg, model_cfg, shape, head, config, metrics, runs_on)
 
 
-def _load_tokenizer(path: Path, model_cfg: ModelConfig, tok_cfg: TokenizerConfig) -> Tokenizer:
+def _model_sections(config: dict[str, Any], where: str) -> tuple[ModelConfig, DataShape]:
+    """The architecture and the data's shape; format 1 kept both in "model" and named the cells torch/seed."""
+    model = config.get("model")
+    if not isinstance(model, dict):
+        raise ConfigError(f"{where} [model]: expected a JSON object")
+    shape = config.get("shape")
+    if shape is None:  # format 1
+        shape = {k: model[k] for k in ("vocab_size", "num_labels", "multi_label") if k in model}
+        model = {k: v for k, v in model.items() if k not in shape}
+    model = {**model, "cell": LEGACY_CELLS.get(model.get("cell"), model.get("cell"))}  # type: ignore[arg-type]
+    return from_dict(ModelConfig, model, f"{where} [model]"), from_dict(DataShape, shape, f"{where} [shape]")
+
+
+def _load_tokenizer(path: Path, shape: DataShape, tok_cfg: TokenizerConfig) -> Tokenizer:
     from grutext.tokenizer import configure_truncation
 
     size = path.stat().st_size
@@ -241,17 +291,17 @@ def _load_tokenizer(path: Path, model_cfg: ModelConfig, tok_cfg: TokenizerConfig
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises a bare Exception on malformed files
         raise CheckpointError(f"{path} is not a valid tokenizer ({exc}); the checkpoint is damaged") from None
-    if tokenizer.get_vocab_size() != model_cfg.vocab_size:
+    if tokenizer.get_vocab_size() != shape.vocab_size:
         raise CheckpointError(
             f"{path} has {tokenizer.get_vocab_size()} tokens but config.json says vocab_size="
-            f"{model_cfg.vocab_size}; the checkpoint is inconsistent, retrain it"
+            f"{shape.vocab_size}; the checkpoint is inconsistent, retrain it"
         )
     configure_truncation(tokenizer, tok_cfg)  # config.json is the authority on max_length
     return tokenizer
 
 
-def _load_weights(path: Path, cfg: ModelConfig, device: torch.device) -> GRUClassifier:
-    expected = parameter_shapes(cfg)
+def _load_weights(path: Path, cfg: ModelConfig, shape: DataShape) -> GRUClassifier:
+    expected = parameter_shapes(cfg, shape)
     try:
         with safe_open(str(path), framework="pt") as fh:
             found = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
@@ -275,9 +325,9 @@ def _load_weights(path: Path, cfg: ModelConfig, device: torch.device) -> GRUClas
         state = load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path} cannot be read ({exc}); the checkpoint is damaged") from None
-    model = GRUClassifier(cfg)
+    model = GRUClassifier(cfg, shape)
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    return model.to(device).eval()
+    return model
 
 
 # ---------------------------------------------------------------------------------------------- trainer state
@@ -376,18 +426,3 @@ def read_trainer_state(root: Path) -> TrainerState:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{folder / STATE_JSON} is damaged ({exc}); resume is not possible, retrain") from None
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto picks CUDA, then Apple's MPS, then the CPU; asking for a missing accelerator is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but no CUDA GPU is available; use --device cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("--device mps was asked for, but Apple's MPS is not available; use --device cpu")
-    return torch.device(name)

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -108,7 +109,7 @@ def cli() -> None:
 # --------------------------------------------------------------------------------------------- train
 
 _T = TrainConfig()
-_M = ModelConfig(vocab_size=2, num_labels=2)
+_M = ModelConfig()
 _K = TokenizerConfig()
 
 
@@ -185,7 +186,6 @@ _K = TokenizerConfig()
 )
 @click.option(
     "--tokenizer",
-    "tokenizer_kind",
     type=click.Choice(TOKENIZER_KINDS),
     default=_K.kind,
     show_default=True,
@@ -265,8 +265,8 @@ _K = TokenizerConfig()
     type=click.Choice(CELLS),
     default=_M.cell,
     show_default=True,
-    help="Recurrent cell: torch (fused nn.GRU, reset gate after the matmul), seed (the seed document's "
-    "equations, reset gate before it), lstm (for comparison).",
+    help="Recurrent cell: gru (PyTorch's GRU, cuDNN on a GPU: reset gate after the recurrent matmul), cho2014 "
+    "(the GRU as Cho et al. 2014 write it: reset gate before it), lstm (for comparison).",
 )
 @click.option(
     "--class-weight",
@@ -307,29 +307,10 @@ def train(dataset: str, output: Path, as_json: bool, overwrite: bool, resume: bo
       grutext train imdb --output models/imdb --max-length 400
       grutext train data/bbc -o models/bbc --resume     # after Ctrl-C: continue where it stopped
     """
-    from grutext.train import DataSpec, ModelBuilt
-    from grutext.train import train as run_train
+    from grutext.training import ModelBuilt, configs_from_options
+    from grutext.training import train as run_train
 
-    spec = DataSpec(
-        source=dataset,
-        text_column=opts.pop("text_column"),
-        label_column=opts.pop("label_column"),
-        config_name=opts.pop("config_name"),
-        revision=opts.pop("revision"),
-        encoding=opts.pop("encoding"),
-        on_bad_row=opts.pop("on_bad_row"),
-        label_sep=opts.pop("label_sep"),
-    )
-    tok_cfg = TokenizerConfig(
-        kind=opts.pop("tokenizer_kind"),
-        vocab_size=opts.pop("vocab_size"),
-        lowercase=opts.pop("lowercase"),
-        max_length=opts.pop("max_length"),
-        truncation=opts.pop("truncation"),
-    )
-    model_keys = ("embed_dim", "hidden_size", "layers", "bidirectional", "dropout", "pooling", "cell", "embedding_skip")
-    model_options = {k: opts.pop(k) for k in model_keys}
-    cfg = TrainConfig(**opts)
+    spec, tok_cfg, model_cfg, cfg = configs_from_options(dataset, opts)
     from grutext.errors import Interrupted
 
     reporter = TrainReporter(_stderr_console())
@@ -344,7 +325,7 @@ def train(dataset: str, output: Path, as_json: bool, overwrite: bool, resume: bo
     try:
         with reporter:
             result = run_train(
-                spec, tok_cfg, model_options, cfg, output, overwrite=overwrite, resume=resume, on_event=on_event
+                spec, tok_cfg, model_cfg, cfg, output, overwrite=overwrite, resume=resume, on_event=on_event
             )
     except Interrupted as exc:
         click.echo(str(exc), err=True)
@@ -354,9 +335,6 @@ def train(dataset: str, output: Path, as_json: bool, overwrite: bool, resume: bo
         sys.exit(interrupt_code(exc))
     if as_json:
         click.echo(json.dumps({"path": str(result.path), **result.metrics}, ensure_ascii=False))
-
-
-SCORE_KEYS = ("accuracy", "micro_f1", "macro_f1", "weighted_f1", "samples_f1", "subset_accuracy", "n")
 
 
 def headline(metrics: dict[str, Any]) -> str:
@@ -402,7 +380,7 @@ class TrainReporter:
         self.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def __call__(self, event: Any) -> None:
-        from grutext import train as t
+        from grutext import training as t
 
         if isinstance(event, t.DiscardingResumable):
             self.log(
@@ -424,7 +402,7 @@ class TrainReporter:
                 f"{event.truncated:.1%} truncated ({event.seconds:.1f}s)"
             )
         elif isinstance(event, t.ModelBuilt):
-            self.log(f"model: {event.parameters:,} parameters on {event.device}")
+            self.log(f"model: {event.parameters:,} parameters on {event.device} ({event.backend} backend)")
             if event.resumed_at is not None:
                 self.log(f"resuming at epoch {event.resumed_at[0]}, after step {event.resumed_at[1]}")
         elif isinstance(event, t.EpochStarted):
@@ -514,6 +492,7 @@ def evaluate(
     from grutext.evaluate import evaluate as run_evaluate
 
     checkpoint = load(model_dir)
+    _use_threads(checkpoint)
     data = load_labelled(dataset, **opts)
     name, chosen = pick_split(data, split)
     title = f"{dataset} [{name}]"
@@ -616,11 +595,12 @@ def predict(
       grutext predict -m models/bbc news.txt --format jsonl --top-k 2
       grutext predict -m models/bbc reviews.csv --text-column body --format tsv
     """
-    from grutext.checkpoint import resolve_device
+    from grutext.backend import resolve_device
     from grutext.data import iter_texts
     from grutext.predict import Predictor, format_prediction
 
     predictor = Predictor.load(model_dir, str(resolve_device(device)), batch_size, threshold)
+    _use_threads(predictor.checkpoint)
     if top_k is not None:
         top_k = min(top_k, len(predictor.labels))
     trained_column = predictor.checkpoint.config.get("data", {}).get("text_column")
@@ -634,6 +614,17 @@ def predict(
         _quiet_exit(0)
     except KeyboardInterrupt as exc:
         _quiet_exit(interrupt_code(exc))
+
+
+def _use_threads(checkpoint: Any) -> None:
+    """The thread count that suits the backend the model runs on: a process-wide setting, so the CLI's call."""
+    import torch
+
+    from grutext.backend import cpu_threads
+
+    threads = cpu_threads(next(checkpoint.model.parameters()).device, checkpoint.backend)
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 def _quiet_exit(code: int) -> NoReturn:
@@ -663,31 +654,10 @@ def info(model_dir: Path, as_json: bool) -> None:
       grutext info --model models/bbc
       grutext info -m models/bbc --json | jq .test
     """
-    from grutext.checkpoint import load
+    from grutext.checkpoint import describe, load
 
     ckpt = load(model_dir)
-    test = ckpt.metrics.get("test", {})
-    validation = ckpt.metrics.get("validation", {})
-    described = {
-        "path": str(ckpt.path),
-        "grutext_version": ckpt.config.get("grutext_version"),
-        "format_version": ckpt.config.get("format_version"),
-        "labels": ckpt.labels,
-        "parameters": ckpt.model.num_parameters(),
-        "model": ckpt.config["model"],
-        "tokenizer": ckpt.config["tokenizer"],
-        "train": ckpt.config.get("train", {}),
-        "data": ckpt.config.get("data", {}),
-        "scores": {
-            split: {k: m[k] for k in SCORE_KEYS if k in m}
-            for split, m in (("validation", validation), ("test", test))
-            if m
-        },
-        "multi_label": ckpt.multi_label,
-        "decision": ckpt.config.get("decision"),
-        "best_epoch": ckpt.metrics.get("best_epoch"),
-        "train_seconds": ckpt.metrics.get("train_seconds"),
-    }
+    described = describe(ckpt)
     if as_json:
         click.echo(json.dumps(described, ensure_ascii=False))
         return
@@ -696,7 +666,7 @@ def info(model_dir: Path, as_json: bool) -> None:
 
     table = Table(title=escape(str(ckpt.path)), show_header=False)
     m = described["model"]
-    cell = {"torch": "torch GRU", "seed": "seed GRU", "lstm": "LSTM"}.get(m["cell"], m["cell"])
+    cell = {"gru": "GRU", "cho2014": "GRU (Cho et al. 2014)", "lstm": "LSTM"}.get(m["cell"], m["cell"])
     arch = (
         f"embedding {m['embed_dim']} -> {'bi' if m['bidirectional'] else 'uni'}directional {cell} "
         f"{m['layers']}x{m['hidden_size']} -> {m['pooling']} pooling"
@@ -710,7 +680,7 @@ def info(model_dir: Path, as_json: bool) -> None:
         ("dropout", str(m["dropout"])),
         (
             "tokenizer",
-            f"{t['kind']}, {m['vocab_size']} tokens, max {t['max_length']} ({t['truncation']}), "
+            f"{t['kind']}, {described['shape']['vocab_size']} tokens, max {t['max_length']} ({t['truncation']}), "
             f"{'lowercased' if t['lowercase'] else 'cased'}",
         ),
         ("training data", f"{described['data'].get('source', '?')} {described['data'].get('sizes', '')}"),
@@ -750,6 +720,7 @@ def main() -> None:
     finalizing around them aborted the process (SIGABRT, exit 134) after every line had been printed.
     Everything a command writes is flushed or fsynced before this point, so there is nothing left to
     finalize; it also skips torch's teardown (0.5 s). (grutext.__main__ has installed the SIGTERM handler.)"""
+    warnings.showwarning = _show_warning
     code = 0
     try:
         cli.main(prog_name="grutext")
@@ -760,6 +731,11 @@ def main() -> None:
     except KeyboardInterrupt as exc:  # while click parses, before any command runs
         code = interrupt_code(exc)
     _leave(code)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """A library warning (the fast path falling back, say) as one line on stderr."""
+    print(f"Warning: {message}", file=sys.stderr)
 
 
 def _leave(code: int) -> NoReturn:

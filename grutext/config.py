@@ -13,12 +13,13 @@ from typing import Any, TypeVar
 
 from grutext.errors import ConfigError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: config.json's `shape` section split from `model`; cells named gru/cho2014
 
 TOKENIZER_KINDS = ("word", "wordpiece", "bpe", "unigram", "char")
 TRUNCATIONS = ("head", "head_tail")
 POOLINGS = ("last", "mean", "max", "maxmean")
-CELLS = ("torch", "seed", "lstm")
+CELLS = ("gru", "cho2014", "lstm")
+LEGACY_CELLS = {"torch": "gru", "seed": "cho2014"}  # the names checkpoints of format 1 used
 DEVICES = ("auto", "cpu", "cuda", "mps")
 EARLY_STOP_METRICS = ("auto", "accuracy", "macro_f1", "micro_f1")
 THRESHOLD_MODES = ("global", "per-label")
@@ -76,23 +77,18 @@ class TokenizerConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape of the network: embedding -> GRU encoder -> pooling -> dropout -> linear."""
+    """The architecture the user chooses: embedding -> recurrent encoder -> pooling -> dropout -> linear."""
 
-    vocab_size: int
-    num_labels: int
     embed_dim: int = 128
     hidden_size: int = 128
     layers: int = 1
     bidirectional: bool = True
     dropout: float = 0.3
     pooling: str = "maxmean"
-    cell: str = "torch"
-    multi_label: bool = False
-    embedding_skip: bool = False  # also pool the embeddings themselves, beside the GRU states
+    cell: str = "gru"
+    embedding_skip: bool = False  # also pool the embeddings themselves, beside the recurrent states
 
     def __post_init__(self) -> None:
-        _check_int("model.vocab_size", self.vocab_size, 2, MAX_VOCAB)
-        _check_int("model.num_labels", self.num_labels, 1, MAX_LABELS)
         _check_int("model.embed_dim", self.embed_dim, 1, MAX_DIM)
         _check_int("model.hidden_size", self.hidden_size, 1, MAX_DIM)
         _check_int("model.layers", self.layers, 1, MAX_LAYERS)
@@ -100,8 +96,21 @@ class ModelConfig:
         _check_float("model.dropout", self.dropout, 0.0, 0.95)
         _check_choice("model.pooling", self.pooling, POOLINGS)
         _check_choice("model.cell", self.cell, CELLS)
-        _check_bool("model.multi_label", self.multi_label)
         _check_bool("model.embedding_skip", self.embedding_skip)
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What the data decides: the vocabulary the tokenizer learned and the label set."""
+
+    vocab_size: int
+    num_labels: int
+    multi_label: bool = False
+
+    def __post_init__(self) -> None:
+        _check_int("shape.vocab_size", self.vocab_size, 2, MAX_VOCAB)
+        _check_int("shape.num_labels", self.num_labels, 1, MAX_LABELS)
+        _check_bool("shape.multi_label", self.multi_label)
 
 
 # Texts per inference batch on the CPU. Smaller batches keep a step's buffers in cache: predict over sst2

@@ -6,7 +6,6 @@ import json
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -14,24 +13,12 @@ import torch
 from grutext.batching import infer
 from grutext.checkpoint import Checkpoint, load
 from grutext.config import INFER_BATCH_SIZE
-from grutext.decision import Decision
+from grutext.head import Prediction
 from grutext.tokenizer import encode
 
+__all__ = ["Prediction", "Predictor", "format_prediction"]
+
 _END = object()
-
-
-@dataclass
-class Prediction:
-    """The most likely label, its probability, and the probability of every label. For a multi-label
-    model, `labels` holds every label above its threshold (`label` is then those names joined by ",")."""
-
-    label: str
-    score: float
-    probs: dict[str, float]
-    labels: list[str] | None = None
-
-    def top_k(self, k: int) -> list[tuple[str, float]]:
-        return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]
 
 
 class Predictor:
@@ -43,9 +30,7 @@ class Predictor:
         self.checkpoint = checkpoint
         self.batch_size = batch_size
         self.device = next(checkpoint.model.parameters()).device
-        self.decision = checkpoint.decision
-        if threshold is not None:
-            self.decision = Decision((threshold,) * len(checkpoint.labels), checkpoint.decision.at_least_one)
+        self.head = checkpoint.head.with_threshold(threshold)
 
     @classmethod
     def load(
@@ -67,25 +52,13 @@ class Predictor:
         if not texts:
             return torch.empty(0, len(self.labels))
         ids = encode(self.checkpoint.tokenizer, texts, self.checkpoint.tokenizer_config)
-        logits = infer(self.checkpoint.model, ids, self.device, self.batch_size)
-        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=1)
+        return self.head.probabilities(infer(self.checkpoint.model, ids, self.device, self.batch_size))
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """One Prediction per text, in input order."""
         if isinstance(texts, str):
             raise TypeError("predict() takes a list of texts; wrap a single text in a list")
-        probs = self.predict_proba(list(texts))
-        chosen = self.decision.apply(probs).tolist() if self.multi_label else None
-        out = []
-        for i, row in enumerate(probs.tolist()):
-            best = max(range(len(row)), key=row.__getitem__)
-            pred = Prediction(self.labels[best], row[best], dict(zip(self.labels, row, strict=True)))
-            if chosen is not None:
-                picked = sorted((c for c, on in enumerate(chosen[i]) if on), key=lambda c: -row[c])
-                pred.labels = [self.labels[c] for c in picked]
-                pred.label = ",".join(pred.labels)
-            out.append(pred)
-        return out
+        return self.head.predictions(self.predict_proba(list(texts)))
 
     def stream(self, texts: Iterable[str], chunk_size: int = 4096, wait: float = 0.05) -> Iterator[list[Prediction]]:
         """Predictions chunk by chunk. A chunk closes when full, or when the input pauses for `wait` seconds,

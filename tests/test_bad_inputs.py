@@ -243,7 +243,7 @@ def _damage_cases() -> list[tuple[str, Callable[[Path], None], str]]:
         ("truncated weights", lambda p: (p / "model.safetensors").write_bytes(b"\x10\x00"), "not a valid safetensors"),
         ("tampered sizes", edit("model", {"embed_dim": 17}), "does not match config.json"),
         ("huge sizes", edit("model", {"hidden_size": 10**7}), "hidden_size must be an integer"),
-        ("future format", edit(None, {"format_version": 2}), "newer than this grutext reads"),
+        ("future format", edit(None, {"format_version": 3}), "newer than this grutext reads"),
         ("invalid config", lambda p: (p / "config.json").write_text("[]"), "must hold a JSON object"),
     ]
 

@@ -73,7 +73,7 @@ def _edit_config(path: Path, change: dict[str, object], section: str | None = "m
         (lambda p: (p / WEIGHTS_FILE).write_bytes((p / WEIGHTS_FILE).read_bytes()[:1000]), r"not a valid safetensors"),
         (lambda p: (p / CONFIG_FILE).write_text("{not json"), r"config.json is not valid JSON"),
         (lambda p: _edit_config(p, {"hidden_size": 32}), r"does not match config.json .*is \(48, 16\) not \(96, 16\)"),
-        (lambda p: _edit_config(p, {"vocab_size": 10**9}), r"vocab_size must be an integer from 2 to"),
+        (lambda p: _edit_config(p, {"vocab_size": 10**9}, "shape"), r"vocab_size must be an integer from 2 to"),
         (lambda p: _edit_config(p, {"format_version": 99}, None), r"format_version 99, newer than .*upgrade grutext"),
         (lambda p: _edit_config(p, {"surprise": 1}), r"unknown keys surprise"),
         (lambda p: (p / "labels.json").write_text('["neg", "pos", "extra"]'), r"lists 3 labels but .*num_labels=2"),
@@ -104,3 +104,21 @@ def test_overwrite_replaces_and_refusal_keeps(ckpt: Path) -> None:
         write_atomically(ckpt, overwrite=False, fill=lambda tmp: None)
     write_atomically(ckpt, overwrite=True, fill=lambda tmp: (tmp / "new.txt").write_text("x"))
     assert [p.name for p in ckpt.iterdir()] == ["new.txt"]
+
+
+def test_format_1_checkpoints_still_load(ckpt: Path) -> None:
+    """Format 1 kept the data's shape inside "model" and named the cells torch/seed."""
+    from grutext.config import DataShape
+
+    before = load(ckpt)
+    config = json.loads((ckpt / CONFIG_FILE).read_text())
+    config["model"].update(config.pop("shape"))
+    config["model"]["cell"] = "torch"
+    config["format_version"] = 1
+    (ckpt / CONFIG_FILE).write_text(json.dumps(config))
+    after = load(ckpt)
+    assert after.model_config == before.model_config and after.model_config.cell == "gru"
+    assert after.shape == before.shape == DataShape(before.shape.vocab_size, 2, False)
+    ids, lengths = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]]), torch.tensor([4, 2])
+    with torch.no_grad():
+        assert torch.equal(before.model(ids, lengths), after.model(ids, lengths))

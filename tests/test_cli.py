@@ -215,14 +215,14 @@ def test_patience_counts_the_epochs_without_improvement(
     split_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--patience N stops after N worse epochs, not N + 1 (scripted validation scores)."""
-    from grutext import train as t
+    from grutext import training as t
 
     scores = iter([0.5, 0.7, 0.6, 0.65, 0.9, 0.9, 0.9, 0.9])
 
     def scripted(self: t.Task, logits: object, target: object, per_label: bool = False) -> tuple[object, ...]:
         score = next(scores, 0.9)
         metrics = {"accuracy": score, "macro_f1": score, "weighted_f1": score, "n": 1}
-        return metrics, 1.0, score, None
+        return metrics, 1.0, score
 
     monkeypatch.setattr(t.Task, "score", scripted)
     result = run("train", str(split_dir), "-o", str(tmp_path / "m"), *TINY, "--epochs", "8", "--patience", "2")

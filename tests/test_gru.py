@@ -1,13 +1,14 @@
-"""The seed's GRU, exactly: the cell against the four equations, the fast layer against the cell,
-gradients, and torch's GRU against our own reading of its (reset-after) layout."""
+"""The GRU of Cho et al. (2014), exactly: the cell against the four equations, the fast scan against the
+cell, gradients, and PyTorch's GRU against our own reading of its (reset-after) layout."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from grutext.model import SeedGRUCell, SeedGRULayer, TorchGRULayer
-from grutext.scan import PairScan, pair_scan
+from grutext.fast import scan_layer, scan_weights
+from grutext.fast.scan import PairScan, pair_scan
+from grutext.model import Cho2014Cell, Cho2014Layer, GRULayer
 
 IN, H, B = 5, 4, 3
 
@@ -16,18 +17,18 @@ def sigma(v: torch.Tensor) -> torch.Tensor:
     return 1 / (1 + torch.exp(-v))
 
 
-def seed_cell() -> SeedGRUCell:
+def cho_cell() -> Cho2014Cell:
     torch.manual_seed(0)
-    return SeedGRUCell(IN, H).double()
+    return Cho2014Cell(IN, H).double()
 
 
-def test_parameters_are_named_and_shaped_as_in_the_seed() -> None:
-    shapes = {name: tuple(p.shape) for name, p in seed_cell().named_parameters()}
+def test_parameters_are_named_and_shaped_as_in_the_paper() -> None:
+    shapes = {name: tuple(p.shape) for name, p in cho_cell().named_parameters()}
     assert shapes == {"W_z": (H, H + IN), "W_r": (H, H + IN), "W": (H, H + IN), "b_z": (H,), "b_r": (H,), "b": (H,)}
 
 
 def test_one_step_equals_the_four_equations_by_hand() -> None:
-    cell = seed_cell()
+    cell = cho_cell()
     x, h = torch.randn(B, IN, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
     expected = torch.empty(B, H, dtype=torch.float64)
     for b in range(B):  # one example at a time, one output unit at a time
@@ -42,7 +43,7 @@ def test_one_step_equals_the_four_equations_by_hand() -> None:
         torch.testing.assert_close(cell(x, h), expected, rtol=1e-12, atol=1e-12)
 
 
-def reset_after_step(cell: SeedGRUCell, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+def reset_after_step(cell: Cho2014Cell, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     """torch/cuDNN's form with the same weights: r applied after the recurrent matmul, z weights the old state."""
     hx = torch.cat([h, x], 1)
     z = sigma(hx @ cell.W_z.T + cell.b_z)
@@ -52,14 +53,14 @@ def reset_after_step(cell: SeedGRUCell, x: torch.Tensor, h: torch.Tensor) -> tor
 
 
 def test_the_reset_after_form_is_a_different_function() -> None:
-    cell = seed_cell()
+    cell = cho_cell()
     x, h = torch.randn(B, IN, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
     with torch.no_grad():
         assert (cell(x, h) - reset_after_step(cell, x, h)).abs().max() > 1e-3
 
 
-def test_fast_layer_equals_stepping_the_cell() -> None:
-    layer = SeedGRULayer(IN, H).double()
+def test_layer_and_fast_scan_equal_stepping_the_cell() -> None:
+    layer = Cho2014Layer(IN, H).double()
     x = torch.randn(B, 7, IN, dtype=torch.float64)
     h = torch.zeros(B, H, dtype=torch.float64)
     steps = []
@@ -68,6 +69,7 @@ def test_fast_layer_equals_stepping_the_cell() -> None:
             h = layer.cell(x[:, t], h)
             steps.append(h)
         torch.testing.assert_close(layer(x), torch.stack(steps, 1), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(scan_layer(layer, None, x, None)[0], torch.stack(steps, 1), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("reset_after", [True, False])
@@ -91,14 +93,14 @@ def test_gradcheck_of_the_hand_written_backward(reset_after: bool) -> None:
 def test_scan_equals_torch_gru_forward_and_backward() -> None:
     """On the CPU the encoder runs nn.GRU's weights through grutext's scan: same outputs, same gradients."""
     torch.manual_seed(3)
-    layer = TorchGRULayer(IN, H).double()
+    layer = GRULayer(IN, H).double()
     x = torch.randn(B, 6, IN, dtype=torch.float64, requires_grad=True)
     reference = layer(x)
     (reference * torch.arange(6.0, dtype=torch.float64).view(1, 6, 1)).sum().backward()
     expected = [x.grad.clone(), *(p.grad.clone() for p in layer.parameters())]  # type: ignore[union-attr]
     layer.zero_grad()
     x.grad = None
-    w = layer.scan_weights()
+    w = scan_weights(layer)
     out = pair_scan(True, (x[:1], *w), (x[1:], *w))
     ours = torch.cat(out)
     (ours * torch.arange(6.0, dtype=torch.float64).view(1, 6, 1)).sum().backward()
@@ -108,9 +110,20 @@ def test_scan_equals_torch_gru_forward_and_backward() -> None:
         torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12)
 
 
-def test_gradcheck_of_the_whole_layer_through_the_seed_parameters() -> None:
+class _Scanned(torch.nn.Module):
+    """A layer run by the fast scan instead of its own forward."""
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return scan_layer(self.layer, None, x, None)[0]
+
+
+def test_gradcheck_of_the_whole_layer_through_the_papers_parameters() -> None:
     """Gradients reach W_z, W_r, W, b_z, b_r, b and the input through the regrouped fast path."""
-    layer = SeedGRULayer(IN, H).double()
+    layer = _Scanned(Cho2014Layer(IN, H).double())
     names = [name for name, _ in layer.named_parameters()]
     x = torch.randn(B, 4, IN, dtype=torch.float64, requires_grad=True)
     weights = tuple(p.detach().clone().requires_grad_(True) for p in layer.parameters())
@@ -126,7 +139,7 @@ def test_own_reset_after_loop_equals_torch_gru() -> None:
     """Reading nn.GRU's weights as [W_ir|W_iz|W_in] and [W_hr|W_hz|W_hn] and running the reset-after
     equations by hand reproduces nn.GRU: this pins down torch's gate order and layout."""
     torch.manual_seed(2)
-    layer = TorchGRULayer(IN, H).double()
+    layer = GRULayer(IN, H).double()
     rnn = layer.rnn
     x = torch.randn(B, 6, IN, dtype=torch.float64)
     W_ir, W_iz, W_in = rnn.weight_ih_l0.chunk(3)
@@ -146,12 +159,12 @@ def test_own_reset_after_loop_equals_torch_gru() -> None:
         torch.testing.assert_close(layer(x), torch.stack(outs, 1), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("cell", ["seed", "lstm"])
+@pytest.mark.parametrize("cell", ["cho2014", "lstm"])
 def test_other_cells_train_a_step(cell: str) -> None:
-    from grutext.config import ModelConfig
+    from grutext.config import DataShape, ModelConfig
     from grutext.model import GRUClassifier
 
-    model = GRUClassifier(ModelConfig(vocab_size=20, num_labels=2, embed_dim=6, hidden_size=5, cell=cell))
+    model = GRUClassifier(ModelConfig(embed_dim=6, hidden_size=5, cell=cell), DataShape(20, 2))
     ids, lengths = torch.tensor([[3, 4, 5], [6, 7, 0]]), torch.tensor([3, 2])
     loss = torch.nn.functional.cross_entropy(model(ids, lengths), torch.tensor([0, 1]))
     loss.backward()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grutext.evaluate import classification_metrics
+from grutext.metrics import classification_metrics
 
 
 def test_metrics_match_hand_computed_values() -> None:

@@ -14,8 +14,8 @@ from grutext.cli import cli
 from grutext.config import TrainConfig
 from grutext.data import load_labelled, training_splits
 from grutext.decision import Decision
-from grutext.evaluate import multilabel_metrics, tune_decision
-from grutext.train import make_task
+from grutext.metrics import multilabel_metrics, tune_decision
+from grutext.training import make_task
 from tests.conftest import TINY, write_jsonl
 
 TOPICS = {
@@ -71,7 +71,7 @@ def ml_model(ml_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_multilabel_trains_and_records_thresholds(ml_model: Path) -> None:
     config = json.loads((ml_model / "config.json").read_text())
-    assert config["model"]["multi_label"] is True and config["data"]["label_column"] == "labels"
+    assert config["shape"]["multi_label"] is True and config["data"]["label_column"] == "labels"
     decision = config["decision"]
     assert set(decision["per_label"]) == {"money", "sport", "tech"} and decision["at_least_one"] is True
     assert all(0 < t < 1 for t in decision["per_label"].values())
@@ -173,7 +173,7 @@ def test_multilabel_positive_weights(tmp_path: Path) -> None:
     data = training_splits(load_labelled(str(write_jsonl(tmp_path / "a.jsonl", multilabel_rows(100, 5)))), 0.1, 0)
     labels = data.label_names()
     task = make_task(data, labels, TrainConfig(class_weight="balanced"))
-    assert task.multi_label and task.metric == "macro_f1" and task.weight is not None
+    assert task.head.multi_label and task.metric == "macro_f1" and task.weight is not None
     positives = torch.tensor([sum(label in row for row in data.splits["train"].labels) for label in labels])
     negatives = len(data.splits["train"].labels) - positives
     assert task.weight.tolist() == pytest.approx((negatives / positives).clamp(1, 100).tolist())

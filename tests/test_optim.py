@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from grutext.optim import FusedAdamW, LazyAdamW, Schedule, TrainingOptimizer
+from grutext.fast.optim import FusedAdamW, LazyAdamW, Schedule, TrainingOptimizer
 
 
 def _run(
@@ -104,42 +104,62 @@ def _model_and_batches() -> tuple[nn.Module, list[torch.Tensor]]:
     return model, [torch.randint(0, 30, (5, 3), generator=gen) for _ in range(12)]
 
 
-def _train(model: nn.Module, batches: list[torch.Tensor], opt: TrainingOptimizer) -> None:
+def _lazy(model: nn.Module, grad_clip: float = 1e9) -> TrainingOptimizer:
+    return TrainingOptimizer(model, model[0], lr=0.01, weight_decay=0.01, grad_clip=grad_clip, factor=lambda s: 1.0)
+
+
+def _train(model: nn.Module, batches: list[torch.Tensor], opt: TrainingOptimizer | torch.optim.Optimizer) -> None:
+    """A plain loop: the rows are prepared by the optimizer's hook on the embedding, not by the loop."""
     for ids in batches:
         opt.zero_grad()
-        opt.prepare(ids)
         model(ids).square().mean().backward()
         opt.step()
-    opt.flush()
+
+
+def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights as they stand now (the state_dict hook catches lagging rows up)."""
+    return model.state_dict()
 
 
 def test_training_optimizer_matches_one_torch_adamw_and_speaks_its_state_format() -> None:
     model, batches = _model_and_batches()
     reference = copy.deepcopy(model)
-    lazy = TrainingOptimizer(list(model.parameters()), model[0], lr=0.01, weight_decay=0.01, lazy_rows=True)
+    lazy = _lazy(model)
     dense = torch.optim.AdamW(reference.parameters(), lr=0.01, weight_decay=0.01)
     assert model[0].sparse  # the table's gradient is sparse from now on
     _train(model, batches, lazy)
-    for ids in batches:
-        dense.zero_grad()
-        reference(ids).square().mean().backward()
-        dense.step()
-    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    ours, theirs = lazy.state_dict(), copy.deepcopy(dense.state_dict())  # torch's holds its live tensors
+    _train(reference, batches, dense)
+    for (name, a), b in zip(_weights(model).items(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    ours, theirs = lazy.state_dict()["optimizer"], copy.deepcopy(dense.state_dict())  # torch's holds live tensors
     assert ours["param_groups"][0]["params"] == theirs["param_groups"][0]["params"]
     assert sorted(ours["state"]) == sorted(theirs["state"])
     # A state written by one torch AdamW (an older grutext) loads and continues like it.
-    lazy.load_state_dict(theirs)
+    lazy.load_state_dict({"optimizer": theirs, "scheduler": {"last_epoch": len(batches)}})
     for a, b in zip(model.parameters(), reference.parameters(), strict=True):
         a.data.copy_(b.data)
     _train(model, batches[:4], lazy)
-    for ids in batches[:4]:
-        dense.zero_grad()
-        reference(ids).square().mean().backward()
-        dense.step()
-    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+    _train(reference, batches[:4], dense)
+    for a, b in zip(_weights(model).values(), reference.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_state_dict_shows_the_table_caught_up_and_resume_continues_bitwise() -> None:
+    """Mid-window the model's state_dict holds the caught-up table, while the optimizer's state keeps the
+    lagging one: a run restored from both continues exactly as the uninterrupted run."""
+    model, batches = _model_and_batches()
+    twin = copy.deepcopy(model)
+    lazy = _lazy(model)
+    _train(model, batches[:5], lazy)
+    saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(lazy.state_dict())
+    assert not torch.equal(saved_model["0.weight"], model[0].weight)  # rows still lag in place
+    _train(model, batches[5:], lazy)
+    restored = _lazy(twin)
+    twin.load_state_dict(saved_model)
+    restored.load_state_dict(saved_opt)
+    _train(twin, batches[5:], restored)
+    for a, b in zip(_weights(model).values(), _weights(twin).values(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_fused_adamw_and_schedule_are_torchs_adamw_and_lambdalr() -> None:
@@ -161,7 +181,7 @@ def test_fused_adamw_and_schedule_are_torchs_adamw_and_lambdalr() -> None:
                 model(x).square().mean().backward()
                 opt.step()
                 schedule.step()
-            assert ours_schedule.get_last_lr() == theirs_schedule.get_last_lr()
+            assert [ours.lr] == theirs_schedule.get_last_lr()
             for a, b in zip(ours_model.parameters(), torch_model.parameters(), strict=True):
                 torch.testing.assert_close(a, b, rtol=0, atol=0)
 
@@ -173,15 +193,13 @@ def test_fused_adamw_and_schedule_are_torchs_adamw_and_lambdalr() -> None:
     for i, entry in torchs["state"].items():
         for key, value in entry.items():
             torch.testing.assert_close(mine["state"][i][key], value, rtol=0, atol=0)
-    assert {k: ours_schedule.state_dict()[k] for k in ("last_epoch", "base_lrs", "_last_lr")} == {
-        k: theirs_schedule.state_dict()[k] for k in ("last_epoch", "base_lrs", "_last_lr")
-    }
-    # Each loads the other's state (copies: the live tensors keep moving) and they go on together.
+    assert ours_schedule.state_dict() == {"step": theirs_schedule.state_dict()["last_epoch"]}
+    # Each optimizer loads the other's state (copies: the live tensors keep moving), our schedule loads
+    # LambdaLR's (as older resumable states hold it), and they go on together.
     ours_state, torch_state = copy.deepcopy(mine), copy.deepcopy(torchs)
     ours.load_state_dict(torch_state)
     theirs.load_state_dict(ours_state)
     ours_schedule.load_state_dict(theirs_schedule.state_dict())
-    theirs_schedule.load_state_dict(ours_schedule.state_dict())
     steps(8)
 
 
@@ -193,27 +211,19 @@ def test_fused_adamw_refuses_a_state_for_another_model() -> None:
 
 
 def test_clipping_the_row_block_clips_the_table_as_torch_does() -> None:
-    """gradients() hands clipping the table's rows with repeats summed: the same norm, scale and update as
-    torch's clip_grad_norm_ and AdamW over the dense table."""
-    from grutext.train import clip_gradients
-
+    """step() clips the table's rows with repeats summed: the same norm, scale and update as torch's
+    clip_grad_norm_ and AdamW over the dense table."""
     model, batches = _model_and_batches()
     reference = copy.deepcopy(model)
-    lazy = TrainingOptimizer(list(model.parameters()), model[0], lr=0.01, weight_decay=0.01, lazy_rows=True)
+    lazy = _lazy(model, grad_clip=0.05)
     dense = torch.optim.AdamW(reference.parameters(), lr=0.01, weight_decay=0.01)
     for ids in batches:  # repeated ids in a batch: their rows' gradients must add up before the norm
         lazy.zero_grad()
-        lazy.prepare(ids)
         model(ids).square().mean().backward()
-        grads = lazy.gradients()
+        lazy.step()
         dense.zero_grad()
         reference(ids).square().mean().backward()
-        norm = torch.nn.utils.clip_grad_norm_(reference.parameters(), 0.05)
-        torch.testing.assert_close(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])), norm)
-        assert float(norm) > 0.05  # clipping really scales
-        clip_gradients(grads, 0.05)
-        lazy.step()
+        assert float(torch.nn.utils.clip_grad_norm_(reference.parameters(), 0.05)) > 0.05  # clipping really scales
         dense.step()
-    lazy.flush()
-    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+    for a, b in zip(_weights(model).values(), reference.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -10,12 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from grutext.config import TokenizerConfig, TrainConfig
+from grutext.config import ModelConfig, TokenizerConfig, TrainConfig
 from grutext.errors import ConfigError, Interrupted, TrainingError
-from grutext.train import DataSpec, StepDone, train
+from grutext.training import DataSpec, StepDone, train
 
 TOK = TokenizerConfig(kind="word", vocab_size=200)
-MODEL = {"embed_dim": 16, "hidden_size": 16}
+MODEL = ModelConfig(embed_dim=16, hidden_size=16)
 CFG = TrainConfig(epochs=3, batch_size=16, lr=0.01, patience=5, device="cpu")
 
 
@@ -88,7 +88,7 @@ def test_resume_refuses_changed_data_and_says_what_to_do(split_dir: Path, tmp_pa
 
 
 def test_nan_loss_names_the_step_and_keeps_the_best_epoch(split_dir: Path, tmp_path: Path) -> None:
-    from grutext.train import EpochStarted
+    from grutext.training import EpochStarted
 
     out = tmp_path / "nan"
 

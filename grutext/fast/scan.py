@@ -1,19 +1,20 @@
 """Fast GRU recurrences for the CPU: hand-written backward passes, two sequences at a time on two cores.
+Part of grutext.fast (the CPU backend); grutext.model holds the reference it is tested against.
 
 Why: on a 2-core CPU a GRU step is a [B, H] x [H, 3H] matmul, too small for two intra-op threads to help
 (measured: 1 -> 2 threads gave nothing), while torch's autograd records a dozen nodes per step. Here
 
   * the input half of every gate is one large matmul over all steps, before the loop;
-  * each step is one matmul (reset-after form) or two (the seed's reset-before form) plus pointwise ops;
+  * each step is one matmul (reset-after form) or two (Cho et al.'s reset-before form) plus pointwise ops;
   * backward walks time once by hand, then forms weight gradients with one large matmul;
   * the loops are TorchScript, which releases the GIL, so `torch.jit.fork` runs two scans truly in
     parallel: the two directions of a bidirectional layer, or the two halves of a batch.
 
 Both forms use one weight layout, [3H, I] input weights and [3H, H] recurrent weights with biases:
-  * reset-after (torch / cuDNN), rows (r, z, n), exactly nn.GRU's parameters:
+  * reset-after (PyTorch / cuDNN, `--cell gru`), rows (r, z, n), exactly nn.GRU's parameters:
         r, z = σ(W_ir x + b_ir + W_hr h + b_hr), σ(W_iz x + b_iz + W_hz h + b_hz)
         n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn));   h' = (1 − z) ⊙ n + z ⊙ h
-  * reset-before (the seed document), rows (z, r, n), the h- and x-columns of W_z, W_r and W; b_hh = 0:
+  * reset-before (Cho et al. 2014, `--cell cho2014`), rows (z, r, n), the h- and x-columns of W_z, W_r and W; b_hh = 0:
         z, r = σ(W_z·[h, x] + b_z), σ(W_r·[h, x] + b_r)
         h̃ = tanh(W·[r ⊙ h, x] + b);                      h' = (1 − z) ⊙ h + z ⊙ h̃
 """
@@ -188,25 +189,15 @@ def _pair_backward(
     return a, torch.jit.wait(future)  # type: ignore[no-untyped-call]
 
 
-def use_cpu_threads() -> None:
-    """One intra-op thread on the CPU: the scans parallelise themselves (two forked tasks), and intra-op
-    threads on top only oversubscribe the cores (measured: 27k vs 36k tokens/s training on 2 cores)."""
-    torch.set_num_threads(1)
-
-
 def _script(fn: Any) -> Any:
-    """TorchScript `fn` (deprecated in torch 2.x, yet the only way to run a Python-level loop without the GIL);
-    fall back to plain Python, sequential but correct, where scripting is unavailable."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return torch.jit.script(fn)
-    except Exception:  # pragma: no cover - depends on the torch build
-        return fn
+    """TorchScript `fn`: deprecated in torch 2.x, yet the only way to run a Python-level loop without the GIL,
+    so that torch.jit.fork runs two scans truly in parallel. grutext.fast.unavailable() turns a failure here
+    into one warning and the reference backend."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(fn)
 
 
-scan_forward = _script(_scan_forward)
-scan_backward = _script(_scan_backward)
 pair_forward = _script(_pair_forward)
 pair_backward = _script(_pair_backward)
 

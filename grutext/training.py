@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
+from grutext.backend import Optimizer, choose, make_optimizer, prepare, resolve_device, torch_threads
 from grutext.batching import bucket_batches, collate, infer
 from grutext.checkpoint import (
     TrainerState,
@@ -30,25 +30,16 @@ from grutext.checkpoint import (
     load,
     read_json,
     read_trainer_state,
-    resolve_device,
     resumable_position,
     save,
     write_trainer_state,
 )
-from grutext.config import ModelConfig, TokenizerConfig, TrainConfig, to_dict
-from grutext.data import LabelledData, Split, load_labelled, training_splits
+from grutext.config import DataShape, ModelConfig, TokenizerConfig, TrainConfig, to_dict
+from grutext.data import LabelledData, load_labelled, training_splits
 from grutext.decision import Decision
 from grutext.errors import ConfigError, Interrupted, TrainingError
-from grutext.evaluate import (
-    classification_metrics,
-    label_indices,
-    label_matrix,
-    multilabel_metrics,
-    tune_decision,
-)
+from grutext.head import Head, make_head
 from grutext.model import GRUClassifier
-from grutext.optim import Schedule, TrainingOptimizer
-from grutext.scan import use_cpu_threads
 from grutext.tokenizer import encode, train_tokenizer, truncated_fraction
 
 
@@ -64,6 +55,43 @@ class DataSpec:
     encoding: str = "utf-8"
     on_bad_row: str = "fail"
     label_sep: str | None = None  # split string labels on this separator (multi-label)
+
+
+DATA_OPTIONS = ("text_column", "label_column", "config_name", "revision", "encoding", "on_bad_row", "label_sep")
+TOKENIZER_OPTIONS = {"tokenizer": "kind", "vocab_size": "vocab_size", "lowercase": "lowercase"}
+TOKENIZER_OPTIONS |= {"max_length": "max_length", "truncation": "truncation"}
+
+
+def configs_from_options(
+    source: str, options: Mapping[str, Any]
+) -> tuple[DataSpec, TokenizerConfig, ModelConfig, TrainConfig]:
+    """Settings named as the command line names them (`embed_dim` for --embed-dim, `tokenizer` for
+    --tokenizer), left out for their defaults, as the four config objects: the one mapping from flags to
+    fields, shared by `grutext train` and `grutext.train()`."""
+    groups: dict[str, dict[str, Any]] = {"data": {}, "tokenizer": {}, "model": {}, "train": {}}
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = []
+    for name, value in options.items():
+        if name in DATA_OPTIONS:
+            groups["data"][name] = value
+        elif name in TOKENIZER_OPTIONS:
+            groups["tokenizer"][TOKENIZER_OPTIONS[name]] = value
+        elif name in model_fields:
+            groups["model"][name] = value
+        elif name in train_fields:
+            groups["train"][name] = value
+        else:
+            unknown.append(name)
+    if unknown:
+        known = sorted([*DATA_OPTIONS, *TOKENIZER_OPTIONS, *model_fields, *train_fields])
+        raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}")
+    return (
+        DataSpec(source, **groups["data"]),
+        TokenizerConfig(**groups["tokenizer"]),
+        ModelConfig(**groups["model"]),
+        TrainConfig(**groups["train"]),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- events
@@ -102,6 +130,7 @@ class TokenizerTrained:
 class ModelBuilt:
     parameters: int
     device: str
+    backend: str  # "fast" (the CPU path) or "reference"
     resumed_at: tuple[int, int] | None = None  # (epoch, step) when continuing an interrupted run
 
 
@@ -166,18 +195,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def lr_lambda(total_steps: int, warmup: float) -> Callable[[int], float]:
-    """Linear warmup over `warmup` of the planned steps, then linear decay to zero."""
-    warm = max(1, round(warmup * total_steps))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
-
-    return factor
-
-
 IMBALANCE_RATIO = 3.0  # largest / smallest class count from which "auto" stops on macro-F1
 MAX_POS_WEIGHT = 100.0
 PRIOR_MIN = 1e-4  # the rarest label frequency an output bias starts from
@@ -185,40 +202,29 @@ PRIOR_MIN = 1e-4  # the rarest label frequency an output bias starts from
 
 @dataclass
 class Task:
-    """What differs between single-label (softmax, cross-entropy) and multi-label (sigmoid, BCE) training."""
+    """How this run trains its head: the early-stopping metric, loss weights, the output biases' start."""
 
-    labels: list[str]
-    multi_label: bool
+    head: Head
     metric: str  # the validation metric for early stopping (and for tuning multi-label thresholds)
     weight: torch.Tensor | None  # per-class loss weights, or per-label positive weights (multi-label)
-    at_least_one: bool = False  # multi-label: every training text had a label, so predict at least one
     per_label: bool = False  # multi-label: tune one threshold per label at the end
     prior: torch.Tensor | None = None  # multi-label: log-odds of each label in the training split
-
-    def targets(self, split: Split) -> torch.Tensor:
-        """[N] class ids (single-label) or [N, C] multi-hot floats (multi-label)."""
-        if self.multi_label:
-            return label_matrix(split, self.labels)
-        return torch.tensor(label_indices(split, self.labels), dtype=torch.int64)
+    kept_decision: dict[str, Any] | None = None  # multi-label: the thresholds tuned for the best epoch so far
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        weight = None if self.weight is None else self.weight.to(logits.device)
-        if self.multi_label:
-            return nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
-        return nn.functional.cross_entropy(logits, target, weight=weight)
+        return self.head.loss(logits, target, self.weight)
 
     def score(
         self, logits: torch.Tensor, target: torch.Tensor, per_label: bool = False
-    ) -> tuple[dict[str, Any], float, float, Decision | None]:
-        """(metrics, loss, early-stopping score, decision) of logits [N, C] against targets."""
+    ) -> tuple[dict[str, Any], float, float]:
+        """(metrics, loss, early-stopping score) of logits [N, C] against targets; a multi-label head first
+        tunes its thresholds on these rows (validation)."""
         loss = float(self.loss(logits, target))
-        if not self.multi_label:
-            metrics = classification_metrics(target.tolist(), logits.argmax(dim=1).tolist(), self.labels)
-            return metrics, loss, metrics["accuracy" if self.metric == "micro_f1" else self.metric], None
-        probs = torch.sigmoid(logits)
-        decision = tune_decision(probs, target, self.labels, self.metric, per_label, self.at_least_one)
-        metrics = multilabel_metrics(target, decision.apply(probs), self.labels)
-        return metrics, loss, metrics[self.metric], decision
+        probs = self.head.probabilities(logits)
+        self.head.fit_decision(probs, target, self.metric, per_label)
+        metrics = self.head.metrics(probs, target)
+        metric = "accuracy" if self.metric == "micro_f1" and not self.head.multi_label else self.metric
+        return metrics, loss, metrics[metric]
 
 
 def make_task(data: LabelledData, labels: list[str], cfg: TrainConfig) -> Task:
@@ -244,7 +250,10 @@ def make_task(data: LabelledData, labels: list[str], cfg: TrainConfig) -> Task:
     if data.multi_label:
         freq = (counts / max(len(rows), 1)).clamp(PRIOR_MIN, 1 - PRIOR_MIN)
         prior = torch.log(freq / (1 - freq))
-    return Task(labels, data.multi_label, metric, weight, all(rows), cfg.thresholds == "per-label", prior)
+    head = make_head(labels, data.multi_label)
+    if data.multi_label:  # every training text had a label: predict at least one
+        head = make_head(labels, True, Decision((0.5,) * len(labels), at_least_one=all(rows)))
+    return Task(head, metric, weight, cfg.thresholds == "per-label", prior)
 
 
 def _weights_from_file(path: Path, labels: list[str]) -> torch.Tensor:
@@ -291,6 +300,7 @@ class LoopState:
     seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
     data_fingerprint: str = ""
+    backend: str = "fast"  # the optimizer state's format follows the backend
 
 
 class StopSignals:
@@ -348,7 +358,7 @@ def _train_differences(saved: dict[str, Any], multi_label: bool, cfg: TrainConfi
 def train(
     spec: DataSpec,
     tok_cfg: TokenizerConfig,
-    model_options: Mapping[str, Any],
+    model_cfg: ModelConfig,
     cfg: TrainConfig,
     output: Path,
     *,
@@ -358,16 +368,14 @@ def train(
 ) -> TrainResult:
     """Train a classifier on `spec` and write the checkpoint to `output` (or continue an interrupted run)."""
     emit = on_event or (lambda event: None)
-    # Fail on bad settings and unwritable outputs before spending any time on data.
-    ModelConfig(vocab_size=tok_cfg.vocab_size, num_labels=2, **model_options)
     trainer_state: TrainerState | None = None
     if resume:
         trainer_state = read_trainer_state(output)
         saved = read_json(output / "config.json", "config")
         differences = [
             *_config_differences(saved.get("tokenizer", {}), to_dict(tok_cfg)),
-            *_config_differences(saved.get("model", {}), dict(model_options)),
-            *_train_differences(saved.get("train", {}), bool(saved.get("model", {}).get("multi_label")), cfg),
+            *_config_differences(_legacy_cells(saved.get("model", {})), to_dict(model_cfg)),
+            *_train_differences(saved.get("train", {}), _saved_multi_label(saved), cfg),
         ]
         if differences:
             raise ConfigError(
@@ -379,8 +387,7 @@ def train(
         if overwrite and (position := resumable_position(output)) is not None:
             emit(DiscardingResumable(output, *position))
     device = resolve_device(cfg.device)
-    if device.type == "cpu":
-        use_cpu_threads()
+    backend = choose(device)
     seed_everything(cfg.seed)
 
     # ---- data
@@ -423,25 +430,27 @@ def train(
     )
 
     # ---- model, optimizer, schedule
-    model_cfg = ModelConfig(
-        vocab_size=tokenizer.get_vocab_size(), num_labels=len(labels), **model_options, multi_label=data.multi_label
-    )
-    model = GRUClassifier(model_cfg).to(device)
+    shape = DataShape(tokenizer.get_vocab_size(), len(labels), data.multi_label)
+    model = GRUClassifier(model_cfg, shape)
     if task.prior is not None:
         # Start every sigmoid at its label's frequency, not at 0.5: rare labels are otherwise spent for
         # thousands of steps pulling their bias down before they learn anything (Lin et al. 2017).
         with torch.no_grad():
             model.classifier.bias.copy_(task.prior)
+    model = prepare(model, device, backend)
     lr = cfg.resolved_lr(data.multi_label)
     steps_per_epoch = math.ceil(len(ids["train"]) / cfg.batch_size)
-    total_steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
-    # torch's fused AdamW kernel does the whole update in one pass over the weights. On the CPU the embedding
-    # table gets LazyAdamW instead: the same updates, paid only for the rows a batch touches.
-    optimizer = TrainingOptimizer(
-        list(model.parameters()), model.embedding, lr=lr, weight_decay=cfg.weight_decay, lazy_rows=device.type == "cpu"
+    total_steps = int(min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf))
+    optimizer = make_optimizer(
+        model,
+        backend,
+        lr=lr,
+        weight_decay=cfg.weight_decay,
+        grad_clip=cfg.grad_clip,
+        total_steps=total_steps,
+        warmup=cfg.warmup,
     )
-    scheduler = Schedule(optimizer.dense, lr_lambda(int(total_steps), cfg.warmup))
-    loop = LoopState(data_fingerprint=fingerprint(data))
+    loop = LoopState(data_fingerprint=fingerprint(data), backend=backend)
     best_state = _clone(model.state_dict())
     if trainer_state is not None:
         if trainer_state.loop.get("data_fingerprint") != loop.data_fingerprint:
@@ -449,16 +458,21 @@ def train(
                 f"cannot resume {output}: the training or validation data changed since it was saved; restore the "
                 "data to resume, or start a new run (another --output, or --overwrite to discard the saved state)"
             )
-        loop = LoopState(**trainer_state.loop)
+        saved_backend = trainer_state.loop.get("backend", "fast")
+        if saved_backend != backend:
+            raise ConfigError(
+                f"cannot resume {output}: it was trained on the {saved_backend} backend and would continue on the "
+                f"{backend} one ({device.type}); resume on the device it started on"
+            )
+        loop = LoopState(**{"backend": saved_backend, **trainer_state.loop})
         model.load_state_dict(trainer_state.model)
         best_state = {k: v.to(device) for k, v in trainer_state.best.items()}
-        optimizer.load_state_dict(trainer_state.optimizer)
-        scheduler.load_state_dict(trainer_state.scheduler)
+        optimizer.load_state_dict({"optimizer": trainer_state.optimizer, "scheduler": trainer_state.scheduler})
         torch.set_rng_state(trainer_state.rng["cpu"])
         if device.type == "cuda" and "cuda" in trainer_state.rng:
             torch.cuda.set_rng_state(trainer_state.rng["cuda"])
-    emit(ModelBuilt(model.num_parameters(), str(device), (loop.epoch, loop.step) if trainer_state else None))
-    y = {name: task.targets(split) for name, split in data.splits.items()}
+    emit(ModelBuilt(model.num_parameters(), str(device), backend, (loop.epoch, loop.step) if trainer_state else None))
+    y = {name: task.head.targets(split) for name, split in data.splits.items()}
     sections: dict[str, Any] = {"train": to_dict(cfg), "data": _data_section(spec, data, sizes)}
     sections["train"]["resolved_early_stop_metric"] = task.metric
     sections["train"]["resolved_lr"] = lr
@@ -467,23 +481,23 @@ def train(
 
     def write(weights: dict[str, torch.Tensor], metrics: dict[str, Any], state: TrainerState | None) -> Path:
         model.load_state_dict(weights)
-        if task.multi_label and "decision" not in sections:  # an interrupted run: provisional thresholds
-            sections["decision"] = Decision((0.5,) * len(labels), task.at_least_one).to_dict(labels)
+        # An interrupted run keeps the thresholds of its best epoch (0.5 before the first one).
+        decision = task.kept_decision or task.head.decision_section()
         return save(
             output,
             model=model,
             tokenizer=tokenizer,
             tokenizer_config=tok_cfg,
             labels=labels,
-            sections=sections,
+            sections={**sections, **({"decision": decision} if decision is not None else {})},
             metrics=metrics,
             overwrite=True if resume else overwrite,
             extra=(lambda root: write_trainer_state(root, state)) if state is not None else None,
         )
 
-    with StopSignals() as stop:
+    with StopSignals() as stop, torch_threads(device, backend):
         try:
-            stopped = fit(model, optimizer, scheduler, loop, best_state, ids, y, task, cfg, device, emit, stop)
+            stopped = fit(model, optimizer, loop, best_state, ids, y, task, cfg, device, emit, stop)
         except TrainingError as exc:
             if loop.best_epoch == 0:
                 raise
@@ -491,61 +505,65 @@ def train(
                 best_state, {"stopped": str(exc), "best_epoch": loop.best_epoch, "history": loop.history}, None
             )
             raise TrainingError(f"{exc}; kept the best epoch so far ({loop.best_epoch}) in {path}") from None
-    if stopped == "interrupted" and stop.signum is not None:
-        rng = {"cpu": torch.get_rng_state()}
-        if device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state()
-        state = TrainerState(
-            dataclasses.asdict(loop),
-            _clone(model.state_dict()),
-            best_state,
-            optimizer.state_dict(),
-            scheduler.state_dict(),
-            rng,
-        )
-        kept = best_state if loop.best_epoch else optimizer.caught_up(state.model, "embedding.weight")
-        path = write(
-            kept,
-            {
-                "interrupted": True,
-                "epoch": loop.epoch,
-                "step": loop.step,
-                "best_epoch": loop.best_epoch,
-                "history": loop.history,
-            },
-            state,
-        )
-        name = signal.Signals(stop.signum).name
-        raise Interrupted(
-            f"{name} at epoch {loop.epoch}, step {loop.step}: saved a resumable state in {path}; continue with "
-            f"the same command plus --resume",
-            stop.signum,
-        )
+        if stopped == "interrupted" and stop.signum is not None:
+            rng = {"cpu": torch.get_rng_state()}
+            if device.type == "cuda":
+                rng["cuda"] = torch.cuda.get_rng_state()
+            optimizer_state = optimizer.state_dict()
+            state = TrainerState(
+                dataclasses.asdict(loop),
+                _clone(model.state_dict()),
+                best_state,
+                optimizer_state["optimizer"],
+                optimizer_state["scheduler"],
+                rng,
+            )
+            path = write(
+                best_state if loop.best_epoch else state.model,
+                {
+                    "interrupted": True,
+                    "epoch": loop.epoch,
+                    "step": loop.step,
+                    "best_epoch": loop.best_epoch,
+                    "history": loop.history,
+                },
+                state,
+            )
+            name = signal.Signals(stop.signum).name
+            raise Interrupted(
+                f"{name} at epoch {loop.epoch}, step {loop.step}: saved a resumable state in {path}; continue "
+                "with the same command plus --resume",
+                stop.signum,
+            )
 
-    # ---- final scores of the kept model; the test split is only reported, never used to choose
-    model.load_state_dict(best_state)
-    val_logits = infer(model, ids["validation"], device)
-    val_metrics, _, _, decision = task.score(val_logits, y["validation"], per_label=task.per_label)
-    if decision is not None:
-        sections["decision"] = decision.to_dict(labels)
-    metrics: dict[str, Any] = {
-        "best_epoch": loop.best_epoch,
-        "epochs_run": len(loop.history),
-        "stopped": stopped,
-        "train_seconds": round(sum(h["seconds"] for h in loop.history), 2),
-        "validation": val_metrics,
-    }
-    if "test" in ids:
-        test_logits = infer(model, ids["test"], device)
-        if decision is not None:  # thresholds come from validation, never from test
-            probs = torch.sigmoid(test_logits)
-            metrics["test"] = multilabel_metrics(y["test"], decision.apply(probs), labels)
-        else:
-            metrics["test"] = task.score(test_logits, y["test"])[0]
+        # ---- final scores of the kept model; the test split is only reported, never used to choose
+        model.load_state_dict(best_state)
+        val_metrics, _, _ = task.score(infer(model, ids["validation"], device), y["validation"], task.per_label)
+        task.kept_decision = task.head.decision_section()
+        metrics: dict[str, Any] = {
+            "best_epoch": loop.best_epoch,
+            "epochs_run": len(loop.history),
+            "stopped": stopped,
+            "train_seconds": round(sum(h["seconds"] for h in loop.history), 2),
+            "validation": val_metrics,
+        }
+        if "test" in ids:  # thresholds come from validation, never from test
+            metrics["test"] = task.head.metrics(task.head.probabilities(infer(model, ids["test"], device)), y["test"])
     metrics["history"] = loop.history
     path = write(best_state, metrics, None)
     emit(Finished(path, loop.best_epoch, stopped, metrics))
     return TrainResult(path, metrics, [EpochDone(**h) for h in loop.history])
+
+
+def _legacy_cells(model: dict[str, Any]) -> dict[str, Any]:
+    """A saved model section in today's terms (format 1 named the cells torch/seed)."""
+    from grutext.config import LEGACY_CELLS
+
+    return {**model, "cell": LEGACY_CELLS.get(model.get("cell", ""), model.get("cell"))}
+
+
+def _saved_multi_label(config: dict[str, Any]) -> bool:
+    return bool(config.get("shape", config.get("model", {})).get("multi_label"))
 
 
 def _clone(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -566,20 +584,9 @@ def _data_section(spec: DataSpec, data: LabelledData, sizes: dict[str, int]) -> 
     }
 
 
-def clip_gradients(grads: list[torch.Tensor], max_norm: float) -> None:
-    """clip_grad_norm_ over these gradients, in place, without its multiply when the norm is already within
-    bounds (the scale would be exactly 1.0): on sentence-sized batches that pass is 5% of a step. The
-    embedding table's comes from the optimizer as its block of rows (TrainingOptimizer.gradients)."""
-    total = nn.utils.get_total_norm(grads)
-    scale = max_norm / (total + 1e-6)
-    if not float(scale) >= 1.0:  # also when the norm is not finite, as torch does
-        torch._foreach_mul_(grads, scale)
-
-
 def fit(
     model: GRUClassifier,
-    optimizer: TrainingOptimizer,
-    scheduler: Schedule,
+    optimizer: Optimizer,
     loop: LoopState,
     best_state: dict[str, torch.Tensor],
     ids: dict[str, list[list[int]]],
@@ -606,19 +613,16 @@ def fit(
         for step in range(loop.step, len(batches)):
             batch = collate(train_ids, batches[step]).to(device)
             target = train_y[batch.index].to(device)  # [B] or [B, C]
-            optimizer.prepare(batch.ids)  # the embedding rows this batch reads, brought up to date
             logits = model(batch.ids, batch.lengths)  # [B, C]
             loss = task.loss(logits, target)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss.item()} at epoch {epoch}, step {step + 1}; lower --lr "
-                    f"(now {optimizer.dense.initial_lr:g}) or --grad-clip, and check the data"
+                    f"(now {cfg.resolved_lr(task.head.multi_label):g}) or --grad-clip, and check the data"
                 )
             optimizer.zero_grad()
             loss.backward()  # type: ignore[no-untyped-call]
-            clip_gradients(optimizer.gradients(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
+            optimizer.step()  # clip, update, schedule
             loop.step, loop.global_step = step + 1, loop.global_step + 1
             loop.loss_sum += loss.item() * len(batch.index)
             loop.seen += len(batch.index)
@@ -632,20 +636,20 @@ def fit(
                     loop.global_step,
                     loop.loss_sum / loop.seen,
                     loop.seen / max(elapsed, 1e-9),
-                    float(scheduler.get_last_lr()[0]),
+                    optimizer.lr,
                 )
             )
             if stop.signum is not None:
                 loop.seconds = elapsed
                 return "interrupted"
-        optimizer.flush()
         seconds = time.perf_counter() - start
-        val_metrics, val_loss, val_score, _ = task.score(infer(model, ids["validation"], device), y["validation"])
+        val_metrics, val_loss, val_score = task.score(infer(model, ids["validation"], device), y["validation"])
         score = [val_score, -val_loss]
         improved = score > loop.best_score
         if improved:
             loop.best_score, loop.best_epoch, loop.bad_epochs = score, epoch, 0
             best_state.update(_clone(model.state_dict()))
+            task.kept_decision = task.head.decision_section()
         else:
             loop.bad_epochs += 1
         done = EpochDone(

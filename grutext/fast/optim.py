@@ -1,6 +1,7 @@
-"""The training optimizer: AdamW for the embedding table paying only for the rows a batch touches
-(LazyAdamW), and torch's fused AdamW kernel and LambdaLR schedule for the rest without torch.optim (FusedAdamW,
-Schedule: torch.optim imports torch._dynamo), together as TrainingOptimizer.
+"""The fast backend's optimizer (part of grutext.fast): AdamW for the embedding table paying only for the rows a
+batch touches (LazyAdamW), and torch's fused AdamW kernel and a LambdaLR-equivalent schedule for the rest
+without torch.optim (FusedAdamW, Schedule: torch.optim imports torch._dynamo), together as TrainingOptimizer.
+The reference backend (grutext.backend) uses torch.optim.AdamW and LambdaLR.
 
 Why lazy rows: a sentence batch touches a few hundred of the table's rows, yet torch's AdamW (fused or not) reads and
 writes every row at every step, and the dense gradient behind it is zero-filled, clipped and freed each step:
@@ -201,11 +202,14 @@ class LazyAdamW:
             "last": self.last.clone(),
             "window": self.table[:2, : self.steps - self.base + 1].clone(),
             "window_base": self.base,
+            "lagging_weight": self.weight.data.clone(),  # the model's state_dict shows the table caught up
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
         """The inverse of `state()`; also takes a plain torch AdamW entry (every row current at its step)."""
         self.steps = int(state["step"])
+        if "lagging_weight" in state:
+            self.weight.data.copy_(state["lagging_weight"])
         self.exp_avg.copy_(state["exp_avg"])
         self.exp_avg_sq.copy_(state["exp_avg_sq"])
         if "last" in state:
@@ -311,112 +315,122 @@ class FusedAdamW:
 
 
 class Schedule:
-    """The learning rate at each step: initial_lr x factor(step), torch's LambdaLR without torch.optim (see
-    FusedAdamW), reading and writing LambdaLR's state_dict."""
+    """The learning rate at each step, initial_lr x factor(step), as torch's LambdaLR computes it, without
+    importing torch.optim (see FusedAdamW). Its state is {"step": n}; LambdaLR's ({"last_epoch": n, ...}),
+    which earlier resumable states hold, loads too."""
 
     def __init__(self, optimizer: FusedAdamW, factor: Callable[[int], float]) -> None:
         self.optimizer, self.factor = optimizer, factor
-        self.last_epoch = 0
+        self.steps = 0
         self._apply()
 
     def _apply(self) -> None:
-        self.optimizer.lr = self.optimizer.initial_lr * self.factor(self.last_epoch)
+        self.optimizer.lr = self.optimizer.initial_lr * self.factor(self.steps)
 
     def step(self) -> None:
-        self.last_epoch += 1
+        self.steps += 1
         self._apply()
-
-    def get_last_lr(self) -> list[float]:
-        return [self.optimizer.lr]
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "base_lrs": [self.optimizer.initial_lr],
-            "last_epoch": self.last_epoch,
-            "_step_count": self.last_epoch + 1,
-            "_last_lr": [self.optimizer.lr],
-            "lr_lambdas": [None],
-        }
+        return {"step": self.steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.last_epoch = int(state["last_epoch"])
+        self.steps = int(state["step"] if "step" in state else state["last_epoch"])
         self._apply()
+
+
+def clip_gradients(grads: list[torch.Tensor], max_norm: float) -> None:
+    """clip_grad_norm_ over these gradients, in place, without its multiply when the norm is already within
+    bounds (the scale would be exactly 1.0): on sentence-sized batches that pass is 5% of a step. The
+    embedding table's comes as its block of rows (LazyAdamW.gradient)."""
+    total = nn.utils.get_total_norm(grads)
+    scale = max_norm / (total + 1e-6)
+    if not float(scale) >= 1.0:  # also when the norm is not finite, as torch does
+        torch._foreach_mul_(grads, scale)
 
 
 class TrainingOptimizer:
-    """AdamW (FusedAdamW) for every weight, except the embedding table, which gets LazyAdamW when `lazy_rows`
-    (the CPU: the table's gradient is then sparse). Keeps one learning rate (the schedule drives `dense`) and
-    reads and writes torch AdamW's state_dict format for all weights, as if one AdamW held them."""
+    """The fast backend's optimizer: clipping, AdamW and the schedule in one `step()`. FusedAdamW updates every
+    weight but the embedding table, which gets LazyAdamW (its gradient is then sparse). Keeps one learning
+    rate (the schedule drives `dense`) and reads and writes torch AdamW's state_dict format for all weights,
+    as if one AdamW held them.
+
+    The table's rows are brought up to date by hooks, so the training loop needs to know nothing of them: a
+    forward pre-hook on the embedding prepares the rows a training batch reads (and catches every row up
+    before an evaluation pass), and a state_dict hook on the model shows the table as it stands now."""
 
     def __init__(
         self,
-        params: list[nn.Parameter],
+        model: nn.Module,
         embedding: nn.Embedding,
         *,
         lr: float,
         weight_decay: float,
-        lazy_rows: bool,
+        grad_clip: float,
+        factor: Callable[[int], float],
     ) -> None:
-        self.params = params
-        self.rows: LazyAdamW | None = None
-        if lazy_rows:
-            embedding.sparse = True
-            self.rows = LazyAdamW(embedding.weight, weight_decay=weight_decay)
-            self.row_index = next(i for i, p in enumerate(params) if p is embedding.weight)
-            params = [p for p in params if p is not embedding.weight]
-        self.dense = FusedAdamW(params, lr=lr, weight_decay=weight_decay)
+        self.params = list(model.parameters())
+        self.grad_clip = grad_clip
+        embedding.sparse = True
+        self.rows = LazyAdamW(embedding.weight, weight_decay=weight_decay)
+        self.row_index = next(i for i, p in enumerate(self.params) if p is embedding.weight)
+        self.dense = FusedAdamW([p for p in self.params if p is not embedding.weight], lr=lr, weight_decay=weight_decay)
+        self.schedule = Schedule(self.dense, factor)
+        self._stale = False  # rows lag behind the current step
+        embedding.register_forward_pre_hook(self._before_forward)
+        prefix = next(name for name, module in model.named_modules() if module is embedding)
+        self._table_key = f"{prefix}.weight"
+        # torch marks the hook with an attribute, which a bound method cannot take: a plain function.
+        model.register_state_dict_post_hook(lambda *args: self._caught_up(*args))  # type: ignore[no-untyped-call]
 
-    def prepare(self, ids: torch.Tensor) -> None:
-        """Call with a batch's token ids before its forward pass (see LazyAdamW.prepare)."""
-        if self.rows is not None:
-            self.rows.prepare(ids)
+    def _before_forward(self, module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        if module.training and torch.is_grad_enabled():
+            self.rows.prepare(args[0])  # the rows this batch reads, brought up to date
+        elif self._stale:
+            self.rows.flush()
+            self._stale = False
 
-    def gradients(self) -> list[torch.Tensor]:
-        """Every weight's gradient, for clipping in place; the embedding table's as its dense block of rows."""
-        grads = [p.grad for p in self.dense.params if p.grad is not None]
-        if self.rows is not None and (block := self.rows.gradient()) is not None:
-            grads.append(block)
-        return grads
+    def _caught_up(self, module: nn.Module, state: dict[str, Any], prefix: str, metadata: Any) -> None:
+        key = prefix + self._table_key
+        if self._stale and key in state:
+            state[key] = self.rows.current()
+
+    @property
+    def lr(self) -> float:
+        return self.dense.lr
 
     def zero_grad(self) -> None:
         self.dense.zero_grad()
-        if self.rows is not None:
-            self.rows.zero_grad()
+        self.rows.zero_grad()
 
     def step(self) -> None:
+        """Clip every gradient (the table's as its block of rows), update, and advance the schedule."""
+        grads = [p.grad for p in self.dense.params if p.grad is not None]
+        if (block := self.rows.gradient()) is not None:
+            grads.append(block)
+        clip_gradients(grads, self.grad_clip)
         self.dense.step()
-        if self.rows is not None:
-            self.rows.step(self.dense.lr)
-
-    def flush(self) -> None:
-        """Bring the embedding table up to date; call before reading or saving the weights."""
-        if self.rows is not None:
-            self.rows.flush()
-
-    def caught_up(self, weights: dict[str, torch.Tensor], key: str) -> dict[str, torch.Tensor]:
-        """`weights` (a state_dict) with the embedding table `key` as it stands now, for writing a model
-        while rows may still lag (an interrupted epoch)."""
-        return weights if self.rows is None else {**weights, key: self.rows.current()}
+        self.rows.step(self.dense.lr)
+        self.schedule.step()
+        self._stale = True
 
     def state_dict(self) -> dict[str, Any]:
         state = self.dense.state_dict()
-        if self.rows is None:
-            return state
         k = self.row_index
         merged = {(i if i < k else i + 1): s for i, s in state["state"].items()}
         if self.rows.steps:
             merged[k] = self.rows.state()
         groups = [{**g, "params": list(range(len(self.params)))} for g in state["param_groups"]]
-        return {"state": merged, "param_groups": groups}
+        return {"optimizer": {"state": merged, "param_groups": groups}, "scheduler": self.schedule.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.rows is None:
-            self.dense.load_state_dict(state)
-            return
+        optimizer = state["optimizer"]
         k = self.row_index
-        entries = {int(i): s for i, s in state["state"].items()}
+        entries = {int(i): s for i, s in optimizer["state"].items()}
         if k in entries:
             self.rows.load_state(entries.pop(k))
         dense = {(i if i < k else i - 1): s for i, s in entries.items()}
-        groups = [{**g, "params": list(range(len(self.params) - 1))} for g in state["param_groups"]]
+        groups = [{**g, "params": list(range(len(self.params) - 1))} for g in optimizer["param_groups"]]
         self.dense.load_state_dict({"state": dense, "param_groups": groups})
+        self.schedule.load_state_dict(state["scheduler"])
+        self._stale = True

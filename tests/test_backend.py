@@ -1,0 +1,140 @@
+"""The seam: the fast CPU backend and the reference compute the same model and the same training, and the
+library leaves process-wide state alone."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from grutext import backend, fast
+from grutext.batching import collate
+from grutext.config import DataShape, ModelConfig
+from grutext.model import GRUClassifier
+
+CPU = torch.device("cpu")
+SHAPE = DataShape(vocab_size=40, num_labels=3)
+
+
+def pair(**options: object) -> tuple[GRUClassifier, GRUClassifier]:
+    """The same weights, one model on each backend."""
+    torch.manual_seed(0)
+    model = GRUClassifier(ModelConfig(embed_dim=8, hidden_size=6, dropout=0.0, **options), SHAPE)  # type: ignore[arg-type]
+    twin = copy.deepcopy(model)
+    return backend.prepare(model, CPU, "fast"), backend.prepare(twin, CPU, "reference")
+
+
+def batch(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    texts = [torch.randint(2, 40, (n,), generator=gen).tolist() for n in (1, 5, 9, 3, 7)]
+    b = collate(texts, range(len(texts)))  # type: ignore[arg-type]
+    return b.ids, b.lengths
+
+
+@pytest.mark.parametrize(
+    ("cell", "bidirectional", "layers", "pooling", "skip"),
+    [
+        *itertools.product(["gru", "cho2014"], [True, False], [1, 2], ["maxmean"], [False]),
+        ("gru", True, 1, "last", False),
+        ("gru", True, 1, "mean", True),
+        ("cho2014", False, 1, "max", True),
+        ("lstm", True, 2, "maxmean", False),
+    ],
+)
+def test_outputs_and_gradients_agree(cell: str, bidirectional: bool, layers: int, pooling: str, skip: bool) -> None:
+    fast_model, reference = pair(
+        cell=cell, bidirectional=bidirectional, layers=layers, pooling=pooling, embedding_skip=skip
+    )
+    ids, lengths = batch()
+    out = []
+    for model in (fast_model, reference):
+        model.train()
+        logits = model(ids, lengths)
+        logits.square().sum().backward()
+        out.append((logits, {name: p.grad for name, p in model.named_parameters()}))
+    torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-5, atol=1e-6)
+    for name, grad in out[1][1].items():
+        torch.testing.assert_close(out[0][1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_short_training_run_agrees() -> None:
+    """60 AdamW steps with clipping and the schedule: the backends' weights stay within 1e-3 of each other."""
+    fast_model, reference = pair()
+    kwargs = {"lr": 0.01, "weight_decay": 0.01, "grad_clip": 0.5, "total_steps": 60, "warmup": 0.1}
+    optimizers = [
+        backend.make_optimizer(m, name, **kwargs) for m, name in ((fast_model, "fast"), (reference, "reference"))
+    ]  # type: ignore[arg-type]
+    target = torch.tensor([0, 1, 2, 1, 0])
+    for step in range(60):
+        ids, lengths = batch(step)
+        for model, opt in zip((fast_model, reference), optimizers, strict=True):
+            model.train()
+            loss = torch.nn.functional.cross_entropy(model(ids, lengths), target)
+            opt.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+    assert optimizers[0].lr == pytest.approx(optimizers[1].lr)
+    a, b = fast_model.state_dict(), reference.state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-3, msg=name)
+    ids, lengths = batch(99)
+    fast_model.eval(), reference.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fast_model(ids, lengths), reference(ids, lengths), rtol=0, atol=1e-3)
+
+
+def test_an_untested_torch_falls_back_to_the_reference_with_one_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fast, "unavailable", lambda: "torch 9.0 is outside the releases it was tested with")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert backend.choose(CPU) == "reference"
+    assert len(caught) == 1 and issubclass(caught[0].category, backend.FastPathUnavailable)
+    assert "torch 9.0" in str(caught[0].message) and "reference backend" in str(caught[0].message)
+    with pytest.raises(Exception, match="cannot run"):
+        backend.choose(CPU, "fast")
+
+
+def test_this_torch_runs_the_fast_path() -> None:
+    assert fast.unavailable() is None
+    assert backend.choose(CPU) == "fast" and backend.choose(torch.device("meta")) == "reference"
+
+
+def test_loading_a_checkpoint_leaves_the_thread_count_alone(trained: Path) -> None:
+    import grutext
+
+    torch.set_num_threads(2)
+    model = grutext.load(str(trained))
+    model.predict(["superb"])
+    assert torch.get_num_threads() == 2
+
+
+def test_training_restores_the_thread_count(split_dir: Path, tmp_path: Path) -> None:
+    import grutext
+
+    torch.set_num_threads(2)
+    grutext.train(str(split_dir), tmp_path / "m", max_steps=2, embed_dim=8, hidden_size=8, vocab_size=100)
+    assert torch.get_num_threads() == 2
+
+
+def test_layering() -> None:
+    """Nothing imports the CLI; only the CLI imports click or rich; the fast path's private APIs stay in
+    grutext/fast; `grutext --help` imports neither torch nor datasets."""
+    root = Path(__file__).resolve().parents[1] / "grutext"
+    for path in root.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        if path.name != "cli.py":
+            for module in ("grutext.cli", "click", "rich"):
+                assert f"import {module}" not in text and f"from {module} " not in text, f"{path} imports {module}"
+        if path.parent.name != "fast":
+            for private in ("torch._fused_adamw_", "torch._foreach", "._nnz()", "._indices()", "torch.jit."):
+                assert private not in text, f"{path} uses {private}, which belongs in grutext/fast"
+    code = "import sys\nfrom grutext.cli import cli\ntry:\n    cli(['--help'])\nexcept SystemExit:\n    pass\n"
+    code += "print(sorted(m for m in ('torch', 'datasets') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
