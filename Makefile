@@ -3,11 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
-# The benchmark data: ../shared/data beside the checkout, else the shared copy on our machines.
-DATA ?= $(firstword $(wildcard ../shared/data /work/shared/data) ../shared/data)
+# The benchmark data folder (<name>/{train,validation,test}.jsonl) for test-slow, bench and results: DATA=DIR.
+DATA ?=
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install install-bench demo test test-slow lint bench results clean
+.PHONY: install install-bench demo test test-slow lint bench results clean need-data
 
 install: $(VENV)/.installed
 
@@ -39,20 +39,23 @@ lint: install
 test: lint
 	$(BIN)/pytest -q
 
-# Trains on real data from $(DATA) (../shared/data); skipped where that folder is missing.
+# Slow tests: signals and pipes at scale, and training on real data from DATA=DIR (skipped without it).
 test-slow: install
 	GRUTEXT_DATA=$(DATA) $(BIN)/pytest -q -m slow
 
 install-bench: install
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 
+need-data:
+	@test -n "$(DATA)" || { echo "Error: pass the benchmark data folder: make $(MAKECMDGOALS) DATA=DIR" >&2; exit 2; }
+
 # Speed: grutext vs a tutorial GRU and fastText on real data; writes BENCHMARKS.md (about 15 minutes).
-bench: install-bench
+bench: install-bench need-data
 	$(PY) bench/bench.py --data $(DATA) --datasets sst2,imdb
 
-# Accuracy: default settings on every benchmark dataset vs fastText; rewrites the README's results table.
-results: install-bench
-	$(PY) bench/results.py --data $(DATA) --readme README.md
+# Accuracy: default settings on every benchmark dataset vs fastText; rewrites the table in docs/results.md.
+results: install-bench need-data
+	$(PY) bench/results.py --data $(DATA) --doc docs/results.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

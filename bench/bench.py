@@ -1,6 +1,6 @@
 """Speed benchmark: grutext against a tutorial GRU and fastText, in one run, on real data. Writes BENCHMARKS.md.
 
-    make bench DATA=../shared/data                 # = python bench/bench.py --data ../shared/data
+    make bench DATA=DIR                 # = python bench/bench.py --data DATA
     python bench/bench.py --datasets sst2 --skip-reference
 
 Per dataset it measures, each in a fresh process where it matters:
@@ -233,7 +233,7 @@ def streaming_rss(model: Path, total: int = 1_000_000) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--data", type=Path, required=True, help="folder of <name>/{train,validation,test}.jsonl")
     parser.add_argument("--datasets", default="sst2,imdb")
     parser.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
     parser.add_argument("--skip-reference", action="store_true", help="skip the (slow) tutorial GRU")

@@ -1,6 +1,6 @@
 """Compare the recurrent cells (--cell gru|cho2014|lstm): accuracy over seeds, size, epoch time, predict speed.
 
-    python bench/cells.py --data ../shared/data --datasets sst2,mr,chnsenticorp --seeds 13,14,15
+    python bench/cells.py --data DATA --datasets sst2,mr,chnsenticorp --seeds 13,14,15
 
 Every run uses grutext's default settings except the cell (and any --set KEY=VALUE). Epoch time is the
 training loop's time per epoch (validation excluded); predict speed is the loaded model labelling the test
@@ -53,7 +53,7 @@ def run(folder: Path, cell: str, seed: int, fixed: dict[str, Any]) -> dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--data", type=Path, required=True, help="folder of <name>/{train,validation,test}.jsonl")
     parser.add_argument("--datasets", default="sst2,mr,chnsenticorp")
     parser.add_argument("--cells", default="gru,cho2014,lstm")
     parser.add_argument("--seeds", default="13,14,15")

@@ -1,6 +1,6 @@
 """Where one training step's time goes: forward, backward, gradient clipping, optimizer update.
 
-    python bench/profile_step.py --data ../shared/data --dataset sst2 --no-bidirectional
+    python bench/profile_step.py --data DATA --dataset sst2 --no-bidirectional
 
 Trains the library's model on the first --steps length-bucketed batches of the dataset's training split,
 exactly as `grutext train` does (same tokenizer, batching, loss, clipping and optimizer), and prints the median
@@ -57,7 +57,7 @@ def profile(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--data", type=Path, required=True, help="folder of <name>/{train,validation,test}.jsonl")
     parser.add_argument("--dataset", default="sst2")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=32)

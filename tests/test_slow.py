@@ -1,4 +1,4 @@
-"""Slow tests on real data from ../shared/data (GRUTEXT_DATA); skipped where it is missing."""
+"""Slow tests on real data from the benchmark folder GRUTEXT_DATA (`make test-slow DATA=DIR`); skipped without it."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from click.testing import CliRunner
 
 from grutext.cli import cli
 
-DATA = Path(os.environ.get("GRUTEXT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = Path(os.environ["GRUTEXT_DATA"]) if os.environ.get("GRUTEXT_DATA") else None
 
 pytestmark = pytest.mark.slow
 
 
 def need(name: str) -> Path:
+    if DATA is None:
+        pytest.skip("GRUTEXT_DATA is not set (make test-slow DATA=DIR)")
     folder = DATA / name
     if not (folder / "train.jsonl").exists():
         pytest.skip(f"{folder} is not here")
