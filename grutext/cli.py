@@ -38,7 +38,7 @@ from grutext.config import (
     TokenizerConfig,
     TrainConfig,
 )
-from grutext.errors import GrutextError, interrupt_code
+from grutext.errors import GrutextError, UsageError, interrupt_code
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,6 +57,8 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except UsageError as exc:
+            raise click.UsageError(str(exc)) from None
         except GrutextError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt as exc:
@@ -216,8 +218,8 @@ _K = TokenizerConfig()
 @click.option(
     "--embed-dim",
     type=click.IntRange(min=1, max=8192),
-    default=_M.embed_dim,
-    show_default=True,
+    default=None,
+    show_default="128; with --vectors, the file's dimension",
     help="Token embedding size.",
 )
 @click.option(
@@ -288,6 +290,18 @@ _K = TokenizerConfig()
     default=_T.thresholds,
     show_default=True,
     help="Multi-label: tune one decision threshold on validation data, or one per label.",
+)
+@click.option(
+    "--vectors",
+    type=click.Path(path_type=str),
+    default=None,
+    help="Pretrained word vectors to start the embedding table from: GloVe or word2vec/fastText .vec text, "
+    "or word2vec binary, optionally gzipped. Stored in the checkpoint; predict never needs the file.",
+)
+@click.option(
+    "--freeze-vectors",
+    is_flag=True,
+    help="Keep the pretrained rows fixed instead of fine-tuning them (needs --vectors).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace --output if it exists and is not empty.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run saved in --output (same command otherwise).")
@@ -400,6 +414,13 @@ class TrainReporter:
             self.log(
                 f"tokenizer: {event.kind}, {event.vocab_size} tokens, {event.mean_tokens:.1f} tokens per text, "
                 f"{event.truncated:.1%} truncated ({event.seconds:.1f}s)"
+            )
+        elif isinstance(event, t.VectorsLoaded):
+            v = event.summary
+            self.log(
+                f"vectors: {v['file']} ({v['format']}, {v['rows_read']:,} rows of {v['dim']}, {v['seconds']:.1f}s): "
+                f"{v['vocab_coverage']:.1%} of the vocabulary's rows ({v['rows_found']:,} of {v['vocab_rows']:,}, "
+                f"{v['rare_words_added']:,} rare training words added), {v['token_coverage']:.1%} of training tokens"
             )
         elif isinstance(event, t.ModelBuilt):
             self.log(f"model: {event.parameters:,} parameters on {event.device} ({event.backend} backend)")

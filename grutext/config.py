@@ -66,6 +66,7 @@ class TokenizerConfig:
     lowercase: bool = True
     max_length: int = 512
     truncation: str = "head"  # "head": keep the first max_length tokens; "head_tail": keep both ends
+    min_frequency: int = 2  # word tokenizer: how often a word must occur in training to get its own row
 
     def __post_init__(self) -> None:
         _check_choice("tokenizer.kind", self.kind, TOKENIZER_KINDS)
@@ -73,13 +74,14 @@ class TokenizerConfig:
         _check_bool("tokenizer.lowercase", self.lowercase)
         _check_int("tokenizer.max_length", self.max_length, 1, MAX_LENGTH)
         _check_choice("tokenizer.truncation", self.truncation, TRUNCATIONS)
+        _check_int("tokenizer.min_frequency", self.min_frequency, 1, 1_000_000)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The architecture the user chooses: embedding -> recurrent encoder -> pooling -> dropout -> linear."""
 
-    embed_dim: int = 128
+    embed_dim: int | None = None  # None: DEFAULT_EMBED_DIM, or the dimension of the pretrained vectors
     hidden_size: int = 128
     layers: int = 1
     bidirectional: bool = True
@@ -89,7 +91,8 @@ class ModelConfig:
     embedding_skip: bool = False  # also pool the embeddings themselves, beside the recurrent states
 
     def __post_init__(self) -> None:
-        _check_int("model.embed_dim", self.embed_dim, 1, MAX_DIM)
+        if self.embed_dim is not None:
+            _check_int("model.embed_dim", self.embed_dim, 1, MAX_DIM)
         _check_int("model.hidden_size", self.hidden_size, 1, MAX_DIM)
         _check_int("model.layers", self.layers, 1, MAX_LAYERS)
         _check_bool("model.bidirectional", self.bidirectional)
@@ -97,6 +100,13 @@ class ModelConfig:
         _check_choice("model.pooling", self.pooling, POOLINGS)
         _check_choice("model.cell", self.cell, CELLS)
         _check_bool("model.embedding_skip", self.embedding_skip)
+
+    @property
+    def embedding_size(self) -> int:
+        return DEFAULT_EMBED_DIM if self.embed_dim is None else self.embed_dim
+
+
+DEFAULT_EMBED_DIM = 128
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,10 @@ class TrainConfig:
     class_weight: str = "none"  # none, balanced, or a JSON file mapping label -> weight
     early_stop_metric: str = "auto"  # auto: macro_f1 for imbalanced or multi-label data, else accuracy
     thresholds: str = "global"  # multi-label: one tuned threshold, or one per label
+    vectors: str | None = None  # a pretrained word-vector file the embedding table starts from
+    freeze_vectors: bool = False  # keep the pretrained rows fixed
+    vectors_vocab: int = 0  # also give rows to the file's first N words the training data lacks
+    word_dropout: float = 0.0  # share of training tokens replaced by [UNK] at each step
 
     def resolved_lr(self, multi_label: bool) -> float:
         """The peak learning rate: --lr, or the default for the kind of task."""
@@ -169,6 +183,13 @@ class TrainConfig:
             raise ConfigError(f"train.class_weight must be none, balanced or a file, got {self.class_weight!r}")
         _check_choice("train.early_stop_metric", self.early_stop_metric, EARLY_STOP_METRICS)
         _check_choice("train.thresholds", self.thresholds, THRESHOLD_MODES)
+        if self.vectors is not None and (not isinstance(self.vectors, str) or not self.vectors):
+            raise ConfigError(f"train.vectors must be a file path, got {self.vectors!r}")
+        _check_bool("train.freeze_vectors", self.freeze_vectors)
+        _check_int("train.vectors_vocab", self.vectors_vocab, 0, MAX_VOCAB)
+        _check_float("train.word_dropout", self.word_dropout, 0.0, 0.9)
+        if self.freeze_vectors and self.vectors is None:
+            raise ConfigError("--freeze-vectors needs --vectors FILE")
 
 
 T = TypeVar("T")

@@ -15,6 +15,10 @@ class ConfigError(GrutextError):
     """A setting is out of range or inconsistent with another."""
 
 
+class UsageError(ConfigError):
+    """Settings that contradict each other or the input (an --embed-dim the vectors do not have): exit 2."""
+
+
 class CheckpointError(GrutextError):
     """A checkpoint directory is missing, incomplete, tampered with, or cannot be written."""
 

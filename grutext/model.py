@@ -151,7 +151,7 @@ class Encoder(nn.Module):
         self.directions = 2 if cfg.bidirectional else 1
         self.forward_layers = nn.ModuleList()
         self.backward_layers = nn.ModuleList()
-        size = cfg.embed_dim
+        size = cfg.embedding_size
         for _ in range(cfg.layers):
             layer = LAYERS[cfg.cell]
             self.forward_layers.append(layer(size, cfg.hidden_size))
@@ -202,7 +202,7 @@ def pool(states: list[torch.Tensor], lengths: torch.Tensor, mode: str) -> torch.
 def classifier_features(cfg: ModelConfig, encoder_size: int) -> int:
     """Width of the pooled vector: the encoder's output (twice for "maxmean"), plus the skip path's."""
     per_vector = 2 if cfg.pooling == "maxmean" else 1
-    return per_vector * (encoder_size + (cfg.embed_dim if cfg.embedding_skip else 0))
+    return per_vector * (encoder_size + (cfg.embedding_size if cfg.embedding_skip else 0))
 
 
 def skip_pooling(pooling: str) -> str:
@@ -216,7 +216,7 @@ class GRUClassifier(nn.Module):
     def __init__(self, cfg: ModelConfig, shape: DataShape) -> None:
         super().__init__()
         self.cfg, self.shape = cfg, shape
-        self.embedding = nn.Embedding(shape.vocab_size, cfg.embed_dim, padding_idx=PAD_ID)
+        self.embedding = nn.Embedding(shape.vocab_size, cfg.embedding_size, padding_idx=PAD_ID)
         self.encoder = Encoder(cfg)
         self.dropout: nn.Module = nn.Dropout(cfg.dropout)
         self.classifier = nn.Linear(classifier_features(cfg, self.encoder.output_size), shape.num_labels)

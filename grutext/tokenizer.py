@@ -56,9 +56,9 @@ def _hf_trained(texts: Sequence[str], cfg: TokenizerConfig) -> Tokenizer:
         trainer = trainers.UnigramTrainer(unk_token=UNK, **common)
     else:  # word and char: one id per whole piece
         tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
-        trainer = trainers.WordLevelTrainer(min_frequency=1 if cfg.kind == "char" else 2, **common)
+        trainer = trainers.WordLevelTrainer(min_frequency=1 if cfg.kind == "char" else cfg.min_frequency, **common)
     _front_end(tokenizer, cfg)
-    tokenizer.train_from_iterator(_joined(_capped(texts, cfg)), trainer=trainer)
+    tokenizer.train_from_iterator(_joined(capped(texts, cfg)), trainer=trainer)
     return tokenizer
 
 
@@ -156,7 +156,7 @@ def _subword_trained(texts: Sequence[str], cfg: TokenizerConfig) -> Tokenizer:
     """WordPiece or BPE from deterministic merges, behind the shared front end."""
     counter = Tokenizer(models.WordLevel(unk_token=UNK))
     _front_end(counter, cfg)
-    alphabet, merges = learn_merges(word_counts(counter, _capped(texts, cfg)), cfg.vocab_size - len(SPECIAL_TOKENS))
+    alphabet, merges = learn_merges(word_counts(counter, capped(texts, cfg)), cfg.vocab_size - len(SPECIAL_TOKENS))
     tokens = SPECIAL_TOKENS + alphabet + [a + b.removeprefix(PREFIX) for a, b in merges]
     vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
     if cfg.kind == "wordpiece":
@@ -176,6 +176,19 @@ def train_tokenizer(texts: Sequence[str], cfg: TokenizerConfig) -> Tokenizer:
         raise AssertionError("special tokens must take ids 0 and 1")
     configure_truncation(tokenizer, cfg)
     return tokenizer
+
+
+def add_words(tokenizer: Tokenizer, words: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
+    """A word-level tokenizer with these words added to its vocabulary (the ids renumbered canonically)."""
+    data = json.loads(tokenizer.to_str())
+    vocab = data["model"]["vocab"]
+    if data["model"]["type"] != "WordLevel":
+        raise ValueError("only word-level vocabularies take whole words")
+    for word in words:
+        vocab.setdefault(word, len(vocab))
+    grown = canonical_ids(Tokenizer.from_str(json.dumps(data)))
+    configure_truncation(grown, cfg)
+    return grown
 
 
 def canonical_ids(tokenizer: Tokenizer) -> Tokenizer:
@@ -215,7 +228,7 @@ def truncated_fraction(tokenizer: Tokenizer, texts: Sequence[str], cfg: Tokenize
     saved = tokenizer.truncation
     tokenizer.no_truncation()
     try:
-        encodings = tokenizer.encode_batch_fast(list(_capped(texts, cfg)), add_special_tokens=False)
+        encodings = tokenizer.encode_batch_fast(list(capped(texts, cfg)), add_special_tokens=False)
     finally:
         if saved is not None:
             tokenizer.enable_truncation(**saved)
@@ -231,7 +244,8 @@ def _cap(text: str, cfg: TokenizerConfig) -> str:
     return text[: cap // 2] + " " + text[-(cap // 2) :]
 
 
-def _capped(texts: Iterable[str], cfg: TokenizerConfig) -> Iterable[str]:
+def capped(texts: Iterable[str], cfg: TokenizerConfig) -> Iterable[str]:
+    """The texts, each cut to what max_length tokens can come from (see CHARS_PER_TOKEN_CAP)."""
     cap = CHARS_PER_TOKEN_CAP * cfg.max_length
     return (t if len(t) <= cap else _cap(t, cfg) for t in texts)  # the common case without a call
 
@@ -284,10 +298,10 @@ def _encode_joined(tokenizer: Tokenizer, texts: list[str], cfg: TokenizerConfig)
 
 def encode(tokenizer: Tokenizer, texts: Sequence[str], cfg: TokenizerConfig) -> list[list[int]]:
     """Token ids per text, at most max_length each; an empty text gives an empty list."""
-    capped = list(_capped(texts, cfg))
-    ids = _encode_joined(tokenizer, capped, cfg) if len(capped) >= JOIN_MIN else None
+    cut = list(capped(texts, cfg))
+    ids = _encode_joined(tokenizer, cut, cfg) if len(cut) >= JOIN_MIN else None
     if ids is None:
-        ids = [e.ids for e in tokenizer.encode_batch_fast(capped, add_special_tokens=False)]
+        ids = [e.ids for e in tokenizer.encode_batch_fast(cut, add_special_tokens=False)]
     if cfg.truncation == "head_tail":
         head = (cfg.max_length + 1) // 2
         tail = cfg.max_length - head

@@ -40,7 +40,8 @@ from grutext.decision import Decision
 from grutext.errors import ConfigError, Interrupted, TrainingError
 from grutext.head import Head, make_head
 from grutext.model import GRUClassifier
-from grutext.tokenizer import encode, train_tokenizer, truncated_fraction
+from grutext.pretrained import pretrained_embeddings
+from grutext.tokenizer import PAD_ID, UNK_ID, encode, train_tokenizer, truncated_fraction
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class DataSpec:
 
 DATA_OPTIONS = ("text_column", "label_column", "config_name", "revision", "encoding", "on_bad_row", "label_sep")
 TOKENIZER_OPTIONS = {"tokenizer": "kind", "vocab_size": "vocab_size", "lowercase": "lowercase"}
-TOKENIZER_OPTIONS |= {"max_length": "max_length", "truncation": "truncation"}
+TOKENIZER_OPTIONS |= {"max_length": "max_length", "truncation": "truncation", "min_frequency": "min_frequency"}
 
 
 def configs_from_options(
@@ -127,6 +128,11 @@ class TokenizerTrained:
 
 
 @dataclass
+class VectorsLoaded:
+    summary: dict[str, Any]  # file, format, dim, rows read and found, coverage of vocabulary rows and tokens
+
+
+@dataclass
 class ModelBuilt:
     parameters: int
     device: str
@@ -175,7 +181,15 @@ class Finished:
 
 
 Event = (
-    DiscardingResumable | DataLoaded | TokenizerTrained | ModelBuilt | EpochStarted | StepDone | EpochDone | Finished
+    DiscardingResumable
+    | DataLoaded
+    | TokenizerTrained
+    | VectorsLoaded
+    | ModelBuilt
+    | EpochStarted
+    | StepDone
+    | EpochDone
+    | Finished
 )
 
 
@@ -372,9 +386,12 @@ def train(
     if resume:
         trainer_state = read_trainer_state(output)
         saved = read_json(output / "config.json", "config")
+        saved_model = _legacy_cells(saved.get("model", {}))
+        if model_cfg.embed_dim is None:  # the default (or the vectors') dimension, resolved by that run
+            model_cfg = dataclasses.replace(model_cfg, embed_dim=saved_model.get("embed_dim"))
         differences = [
             *_config_differences(saved.get("tokenizer", {}), to_dict(tok_cfg)),
-            *_config_differences(_legacy_cells(saved.get("model", {})), to_dict(model_cfg)),
+            *_config_differences(saved_model, to_dict(model_cfg)),
             *_train_differences(saved.get("train", {}), _saved_multi_label(saved), cfg),
         ]
         if differences:
@@ -418,20 +435,43 @@ def train(
         tokenizer = previous.tokenizer
     else:
         tokenizer = train_tokenizer(data.splits["train"].texts, tok_cfg)
+    tokenizer_seconds = time.perf_counter() - start
+    pretrained = None
+    if cfg.vectors is not None and trainer_state is None:  # a resumed run has its table in the saved state
+        pretrained = pretrained_embeddings(
+            cfg.vectors,
+            tokenizer,
+            tok_cfg,
+            data.splits["train"].texts,
+            cfg.seed,
+            model_cfg.embed_dim,
+            cfg.vectors_vocab,
+        )
+        tokenizer = pretrained.tokenizer
+        model_cfg = dataclasses.replace(model_cfg, embed_dim=pretrained.summary["dim"])
+    model_cfg = dataclasses.replace(model_cfg, embed_dim=model_cfg.embedding_size)
     ids = {name: encode(tokenizer, split.texts, tok_cfg) for name, split in data.splits.items()}
     emit(
         TokenizerTrained(
             tok_cfg.kind,
             tokenizer.get_vocab_size(),
-            time.perf_counter() - start,
+            tokenizer_seconds,
             float(np.mean([len(r) for r in ids["train"]])),
             truncated_fraction(tokenizer, data.splits["train"].texts[:2000], tok_cfg),
         )
     )
+    if pretrained is not None:
+        pretrained.summary["token_coverage"] = pretrained.token_coverage(ids["train"])
+        emit(VectorsLoaded(pretrained.summary))
 
     # ---- model, optimizer, schedule
     shape = DataShape(tokenizer.get_vocab_size(), len(labels), data.multi_label)
     model = GRUClassifier(model_cfg, shape)
+    if pretrained is not None:
+        with torch.no_grad():
+            model.embedding.weight.copy_(torch.from_numpy(pretrained.weights))
+    if cfg.freeze_vectors:
+        model.embedding.weight.requires_grad_(False)
     if task.prior is not None:
         # Start every sigmoid at its label's frequency, not at 0.5: rare labels are otherwise spent for
         # thousands of steps pulling their bias down before they learn anything (Lin et al. 2017).
@@ -478,6 +518,10 @@ def train(
     sections["train"]["resolved_lr"] = lr
     if task.weight is not None:
         sections["train"]["resolved_class_weight"] = dict(zip(labels, task.weight.tolist(), strict=True))
+    if pretrained is not None:
+        sections["vectors"] = pretrained.summary
+    elif trainer_state is not None and "vectors" in saved:
+        sections["vectors"] = saved["vectors"]
 
     def write(weights: dict[str, torch.Tensor], metrics: dict[str, Any], state: TrainerState | None) -> Path:
         model.load_state_dict(weights)
@@ -612,6 +656,9 @@ def fit(
         start = time.perf_counter() - loop.seconds
         for step in range(loop.step, len(batches)):
             batch = collate(train_ids, batches[step]).to(device)
+            if cfg.word_dropout:  # whole words hidden behind [UNK]: the model may not lean on any single one
+                hide = (torch.rand(batch.ids.shape, device=device) < cfg.word_dropout) & (batch.ids != PAD_ID)
+                batch.ids = batch.ids.masked_fill(hide, UNK_ID)
             target = train_y[batch.index].to(device)  # [B] or [B, C]
             logits = model(batch.ids, batch.lengths)  # [B, C]
             loss = task.loss(logits, target)

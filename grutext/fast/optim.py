@@ -369,21 +369,25 @@ class TrainingOptimizer:
         grad_clip: float,
         factor: Callable[[int], float],
     ) -> None:
-        self.params = list(model.parameters())
+        self.params = [p for p in model.parameters() if p.requires_grad]
         self.grad_clip = grad_clip
-        embedding.sparse = True
-        self.rows = LazyAdamW(embedding.weight, weight_decay=weight_decay)
-        self.row_index = next(i for i, p in enumerate(self.params) if p is embedding.weight)
+        self.rows: LazyAdamW | None = None
+        self.row_index = -1
+        self._stale = False  # rows lag behind the current step
+        if embedding.weight.requires_grad:  # a frozen table (--freeze-vectors) needs no optimizer at all
+            embedding.sparse = True
+            self.rows = LazyAdamW(embedding.weight, weight_decay=weight_decay)
+            self.row_index = next(i for i, p in enumerate(self.params) if p is embedding.weight)
+            embedding.register_forward_pre_hook(self._before_forward)
+            prefix = next(name for name, module in model.named_modules() if module is embedding)
+            self._table_key = f"{prefix}.weight"
+            # torch marks the hook with an attribute, which a bound method cannot take: a plain function.
+            model.register_state_dict_post_hook(lambda *args: self._caught_up(*args))  # type: ignore[no-untyped-call]
         self.dense = FusedAdamW([p for p in self.params if p is not embedding.weight], lr=lr, weight_decay=weight_decay)
         self.schedule = Schedule(self.dense, factor)
-        self._stale = False  # rows lag behind the current step
-        embedding.register_forward_pre_hook(self._before_forward)
-        prefix = next(name for name, module in model.named_modules() if module is embedding)
-        self._table_key = f"{prefix}.weight"
-        # torch marks the hook with an attribute, which a bound method cannot take: a plain function.
-        model.register_state_dict_post_hook(lambda *args: self._caught_up(*args))  # type: ignore[no-untyped-call]
 
     def _before_forward(self, module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        assert self.rows is not None  # registered only with rows
         if module.training and torch.is_grad_enabled():
             self.rows.prepare(args[0])  # the rows this batch reads, brought up to date
         elif self._stale:
@@ -392,7 +396,7 @@ class TrainingOptimizer:
 
     def _caught_up(self, module: nn.Module, state: dict[str, Any], prefix: str, metadata: Any) -> None:
         key = prefix + self._table_key
-        if self._stale and key in state:
+        if self._stale and key in state and self.rows is not None:
             state[key] = self.rows.current()
 
     @property
@@ -401,21 +405,25 @@ class TrainingOptimizer:
 
     def zero_grad(self) -> None:
         self.dense.zero_grad()
-        self.rows.zero_grad()
+        if self.rows is not None:
+            self.rows.zero_grad()
 
     def step(self) -> None:
         """Clip every gradient (the table's as its block of rows), update, and advance the schedule."""
         grads = [p.grad for p in self.dense.params if p.grad is not None]
-        if (block := self.rows.gradient()) is not None:
+        if self.rows is not None and (block := self.rows.gradient()) is not None:
             grads.append(block)
         clip_gradients(grads, self.grad_clip)
         self.dense.step()
-        self.rows.step(self.dense.lr)
+        if self.rows is not None:
+            self.rows.step(self.dense.lr)
+            self._stale = True
         self.schedule.step()
-        self._stale = True
 
     def state_dict(self) -> dict[str, Any]:
         state = self.dense.state_dict()
+        if self.rows is None:
+            return {"optimizer": state, "scheduler": self.schedule.state_dict()}
         k = self.row_index
         merged = {(i if i < k else i + 1): s for i, s in state["state"].items()}
         if self.rows.steps:
@@ -425,6 +433,10 @@ class TrainingOptimizer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         optimizer = state["optimizer"]
+        self.schedule.load_state_dict(state["scheduler"])
+        if self.rows is None:
+            self.dense.load_state_dict(optimizer)
+            return
         k = self.row_index
         entries = {int(i): s for i, s in optimizer["state"].items()}
         if k in entries:
@@ -432,5 +444,4 @@ class TrainingOptimizer:
         dense = {(i if i < k else i - 1): s for i, s in entries.items()}
         groups = [{**g, "params": list(range(len(self.params) - 1))} for g in optimizer["param_groups"]]
         self.dense.load_state_dict({"state": dense, "param_groups": groups})
-        self.schedule.load_state_dict(state["scheduler"])
         self._stale = True
