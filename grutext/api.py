@@ -35,8 +35,8 @@ class Classifier(Predictor):
         """Score on labelled data (any DATASET form `grutext evaluate` reads; `text_column=...` and the
         other data options as keywords). The split is `split`, else test, else the only one."""
         name, chosen = pick_split(load_labelled(str(data), **data_options), split)
-        metrics = evaluate(self.checkpoint, chosen, self.batch_size, threshold)
-        return {"split": name, **metrics}
+        model = self if threshold is None else Classifier(self.checkpoint, self.batch_size, threshold)
+        return {"split": name, **evaluate(model, chosen)}
 
     def info(self) -> dict[str, Any]:
         """What `grutext info --json` prints."""

@@ -10,12 +10,16 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+import numpy.typing as npt
 
 from grutext.config import INFER_BATCH_SIZE
 from grutext.tokenizer import PAD_ID
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: the ONNX engine pads with this module, torch-free
+    import torch
 
 BUCKET_CHUNK = 50  # batches per sorting chunk
 
@@ -30,14 +34,23 @@ class Batch:
         return Batch(self.ids.to(device), self.lengths.to(device), self.index)
 
 
-def collate(ids: Sequence[Sequence[int]], index: Sequence[int]) -> Batch:
-    """Pad the chosen rows to the longest of them. An empty row becomes one PAD token, so every length >= 1."""
+def pad(ids: Sequence[Sequence[int]], index: Sequence[int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The chosen rows right-padded to the longest of them, and their lengths. An empty row becomes one PAD
+    token, so every length >= 1."""
     rows = [ids[i] for i in index]
-    lengths = [max(1, len(r)) for r in rows]
-    out = np.full((len(rows), max(lengths)), PAD_ID, dtype=np.int64)
+    lengths = np.array([max(1, len(r)) for r in rows], dtype=np.int64)
+    out = np.full((len(rows), int(lengths.max())), PAD_ID, dtype=np.int64)
     for j, row in enumerate(rows):
         out[j, : len(row)] = row
-    return Batch(torch.from_numpy(out), torch.tensor(lengths, dtype=torch.int64), list(index))
+    return out, lengths
+
+
+def collate(ids: Sequence[Sequence[int]], index: Sequence[int]) -> Batch:
+    """pad() as tensors, with the rows' positions in `ids`."""
+    import torch
+
+    out, lengths = pad(ids, index)
+    return Batch(torch.from_numpy(out), torch.from_numpy(lengths), list(index))
 
 
 def bucket_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -64,19 +77,28 @@ def tokens_per_batch_size(batch_size: int, max_len: int) -> int:
     return max(1, min(batch_size, 65536 // max(1, max_len)))
 
 
-@torch.inference_mode()
+def inference_batches(ids: Sequence[Sequence[int]], batch_size: int = INFER_BATCH_SIZE) -> list[list[int]]:
+    """Batches of positions for inference: sorted by length, longest first, sized by tokens."""
+    lengths = [max(1, len(r)) for r in ids]
+    out: list[list[int]] = []
+    for index in sorted_batches(lengths, batch_size):
+        size = tokens_per_batch_size(batch_size, lengths[index[0]])
+        out.extend(index[k : k + size] for k in range(0, len(index), size))
+    return out
+
+
 def infer(
     model: torch.nn.Module, ids: Sequence[Sequence[int]], device: torch.device, batch_size: int = INFER_BATCH_SIZE
 ) -> torch.Tensor:
     """Logits [N, C] on the CPU, in the order of `ids`."""
+    import torch
+
     was_training = model.training
     model.eval()
-    lengths = [max(1, len(r)) for r in ids]
     out: torch.Tensor | None = None
-    for index in sorted_batches(lengths, batch_size):
-        size = tokens_per_batch_size(batch_size, lengths[index[0]])
-        for k in range(0, len(index), size):
-            batch = collate(ids, index[k : k + size]).to(device)
+    with torch.inference_mode():
+        for index in inference_batches(ids, batch_size):
+            batch = collate(ids, index).to(device)
             logits = model(batch.ids, batch.lengths).float().cpu()  # [B, C]
             if out is None:
                 out = torch.empty(len(ids), logits.size(1))

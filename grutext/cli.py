@@ -26,6 +26,7 @@ from grutext.config import (
     CELLS,
     DEVICES,
     EARLY_STOP_METRICS,
+    ENGINES,
     INFER_BATCH_SIZE,
     INPUT_FORMATS,
     MULTI_LABEL_LR,
@@ -488,6 +489,14 @@ class TrainReporter:
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
     help="Multi-label: use this decision threshold instead of the tuned ones.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="auto",
+    show_default=True,
+    help="onnx: model.onnx on onnxruntime (no torch import); torch: the model as trained; auto: onnx when the "
+    "checkpoint has model.onnx and the device is the CPU.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object on stdout.")
 @handle_errors
 def evaluate(
@@ -496,6 +505,7 @@ def evaluate(
     split: str | None,
     batch_size: int,
     threshold: float | None,
+    engine: str,
     as_json: bool,
     **opts: Any,
 ) -> None:
@@ -508,19 +518,19 @@ def evaluate(
       grutext evaluate --model models/bbc data/bbc
       grutext evaluate -m models/sst2 ../shared/data/sst2 --split validation --json
     """
-    from grutext.checkpoint import load
     from grutext.data import load_labelled, pick_split, split_of
+    from grutext.engine import load_engine
     from grutext.evaluate import evaluate as run_evaluate
 
-    checkpoint = load(model_dir)
-    _use_threads(checkpoint)
+    model = load_engine(model_dir, engine, "cpu", batch_size, threshold)
+    _use_threads(model)
     data = load_labelled(dataset, **opts)
     name, chosen = pick_split(data, split)
     title = f"{dataset} [{name}]"
     if Path(dataset).is_file():  # a single file is scored whole, whatever split its name implies
         name = split_of(Path(dataset)) or "all"
         title = dataset
-    metrics = run_evaluate(checkpoint, chosen, batch_size, threshold)
+    metrics = run_evaluate(model, chosen)
     if as_json:
         click.echo(json.dumps({"split": name, **metrics}, ensure_ascii=False))
     else:
@@ -593,6 +603,14 @@ def render_metrics(console: Any, metrics: dict[str, Any], title: str) -> None:
     "--batch-size", type=click.IntRange(min=1), default=INFER_BATCH_SIZE, show_default=True, help="Texts per batch."
 )
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help="Where to run the model.")
+@click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="auto",
+    show_default=True,
+    help="onnx: model.onnx on onnxruntime (no torch import); torch: the model as trained; auto: onnx when the "
+    "checkpoint has model.onnx and the device is the CPU.",
+)
 @handle_errors
 def predict(
     model_dir: Path,
@@ -605,6 +623,7 @@ def predict(
     binary_ok: bool,
     batch_size: int,
     device: str,
+    engine: str,
 ) -> None:
     """Label texts from FILES (one text per line; - is stdin), or from stdin when no FILES are given.
 
@@ -616,15 +635,15 @@ def predict(
       grutext predict -m models/bbc news.txt --format jsonl --top-k 2
       grutext predict -m models/bbc reviews.csv --text-column body --format tsv
     """
-    from grutext.backend import resolve_device
     from grutext.data import iter_texts
-    from grutext.predict import Predictor, format_prediction
+    from grutext.engine import load_engine
+    from grutext.prediction import format_prediction
 
-    predictor = Predictor.load(model_dir, str(resolve_device(device)), batch_size, threshold)
-    _use_threads(predictor.checkpoint)
+    predictor = load_engine(model_dir, engine, device, batch_size, threshold)
+    _use_threads(predictor)
     if top_k is not None:
         top_k = min(top_k, len(predictor.labels))
-    trained_column = predictor.checkpoint.config.get("data", {}).get("text_column")
+    trained_column = predictor.config.get("data", {}).get("text_column")
     texts = iter_texts(files, input_format, text_column, trained_column, binary_ok)
     out = sys.stdout
     try:
@@ -637,8 +656,12 @@ def predict(
         _quiet_exit(interrupt_code(exc))
 
 
-def _use_threads(checkpoint: Any) -> None:
-    """The thread count that suits the backend the model runs on: a process-wide setting, so the CLI's call."""
+def _use_threads(model: Any) -> None:
+    """The thread count that suits the torch backend the model runs on: a process-wide setting, so the CLI's
+    call (the ONNX engine sets its own session's)."""
+    checkpoint = getattr(model, "checkpoint", None)
+    if checkpoint is None:
+        return
     import torch
 
     from grutext.backend import cpu_threads
@@ -656,6 +679,95 @@ def _quiet_exit(code: int) -> NoReturn:
     except (OSError, ValueError):
         pass
     sys.exit(code)
+
+
+# -------------------------------------------------------------------------------------------- export
+
+
+@cli.command()
+@click.option(
+    "--model", "-m", "model_dir", required=True, type=click.Path(path_type=Path), help="Checkpoint directory."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True, help="Model format to write."
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write a copy here (the checkpoint always gets its model.onnx).",
+)
+@handle_errors
+def export(model_dir: Path, fmt: str, output: Path | None) -> None:
+    """Write the checkpoint's model as ONNX (model.onnx in the checkpoint), so predict runs without torch.
+
+    The graph takes token ids and lengths and gives probabilities; the tokenizer stays tokenizer.json.
+
+    \b
+    Examples:
+      grutext export --model models/bbc
+      grutext export -m models/bbc --output deploy/bbc.onnx
+    """
+    from grutext.artifacts import read_meta
+    from grutext.onnx_export import export as run_export
+
+    meta = read_meta(model_dir)
+    path = run_export(meta)
+    click.echo(f"wrote {path}", err=True)
+    if output is not None:
+        click.echo(f"wrote {run_export(meta, output)}", err=True)
+
+
+# --------------------------------------------------------------------------------------------- serve
+
+
+@cli.command()
+@click.option(
+    "--model", "-m", "model_dir", required=True, type=click.Path(path_type=Path), help="Checkpoint directory."
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind; 0.0.0.0 serves every interface (only this machine by default).",
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Server processes.")
+@click.option(
+    "--engine", type=click.Choice(ENGINES), default="auto", show_default=True, help="What runs the model (as predict)."
+)
+@click.option(
+    "--max-body",
+    type=click.IntRange(min=1),
+    default=8 * 2**20,
+    show_default=True,
+    help="Largest request body in bytes (larger: 413).",
+)
+@click.option(
+    "--max-texts",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Most texts in one request (more: 413).",
+)
+@handle_errors
+def serve(model_dir: Path, host: str, port: int, workers: int, engine: str, max_body: int, max_texts: int) -> None:
+    """Serve a checkpoint over HTTP: POST /predict, GET /health, GET /info (JSON).
+
+    POST /predict takes {"texts": [...], "top_k": K} and returns {"predictions": [...]}, each record what
+    `predict --format jsonl` prints. Requests that arrive together share one forward pass. SIGTERM or
+    Ctrl-C drains the requests in flight and exits 0.
+
+    \b
+    Examples:
+      grutext serve --model models/bbc
+      grutext serve -m models/bbc --port 9000 --workers 2
+      curl -s localhost:8000/predict -d '{"texts": ["The striker scored twice."]}'
+    """
+    from grutext.serve import ServeConfig, run
+
+    run(ServeConfig(str(model_dir), engine, max_body, max_texts), host, port, workers)
 
 
 # ---------------------------------------------------------------------------------------------- info

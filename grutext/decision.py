@@ -1,4 +1,5 @@
-"""How a multi-label model's sigmoid probabilities become label sets. Stored in config.json ("decision")."""
+"""How a multi-label model's sigmoid probabilities become label sets. Stored in config.json ("decision").
+numpy only, so the torch-free ONNX engine decides exactly as the torch one does."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
+import numpy as np
+import numpy.typing as npt
 
 
 @dataclass(frozen=True)
@@ -18,12 +20,20 @@ class Decision:
     at_least_one: bool
     per_label: bool = False  # tuned label by label (stored as a map even where values coincide)
 
-    def apply(self, probs: torch.Tensor) -> torch.Tensor:
-        chosen = probs >= torch.tensor(self.thresholds, dtype=probs.dtype)
-        if self.at_least_one and probs.numel():
-            empty = ~chosen.any(dim=1)  # only rows where nothing passed get their most likely label
-            chosen[empty, probs[empty].argmax(dim=1)] = True
+    def apply(self, probs: Any) -> npt.NDArray[np.bool_]:
+        """probs [N, C] (an array, or a CPU tensor) -> the chosen labels, a boolean [N, C] array."""
+        p = np.asarray(probs)
+        chosen = p >= np.asarray(self.thresholds, dtype=p.dtype)
+        if self.at_least_one and p.size:
+            empty = ~chosen.any(axis=1)  # only rows where nothing passed get their most likely label
+            chosen[empty, p[empty].argmax(axis=1)] = True
         return chosen
+
+    def with_threshold(self, threshold: float | None) -> Decision:
+        """One threshold for every label instead of the tuned ones (--threshold); None keeps these."""
+        if threshold is None:
+            return self
+        return Decision((threshold,) * len(self.thresholds), self.at_least_one)
 
     def to_dict(self, labels: Sequence[str]) -> dict[str, Any]:
         return {

@@ -11,7 +11,6 @@ Training, evaluation and prediction ask the head; none of them branches on the k
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,26 +20,14 @@ from grutext.data import Split
 from grutext.decision import Decision
 from grutext.errors import DataError
 from grutext.metrics import classification_metrics, multilabel_metrics, tune_decision
-
-
-@dataclass
-class Prediction:
-    """The most likely label, its probability, and the probability of every label. For a multi-label
-    model, `labels` holds every label above its threshold (`label` is then those names joined by ",")."""
-
-    label: str
-    score: float
-    probs: dict[str, float]
-    labels: list[str] | None = None
-
-    def top_k(self, k: int) -> list[tuple[str, float]]:
-        return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]
+from grutext.prediction import Prediction, predictions
 
 
 class Head:
     """The label set and how logits become probabilities, losses, scores and predictions."""
 
     multi_label = False
+    decision: Decision | None = None  # multi-label: how probabilities become label sets
 
     def __init__(self, labels: Sequence[str]) -> None:
         self.labels = list(labels)
@@ -80,6 +67,7 @@ class Head:
         return None
 
     def predictions(self, probs: torch.Tensor) -> list[Prediction]:
+        """One record per row of probabilities (see grutext.prediction)."""
         raise NotImplementedError
 
 
@@ -96,14 +84,10 @@ class SingleLabel(Head):
         return torch.softmax(logits.float(), dim=1)
 
     def metrics(self, probs: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
-        return classification_metrics(target.tolist(), probs.argmax(dim=1).tolist(), self.labels)
+        return classification_metrics(target.tolist(), torch.as_tensor(probs).argmax(dim=1).tolist(), self.labels)
 
     def predictions(self, probs: torch.Tensor) -> list[Prediction]:
-        out = []
-        for row in probs.tolist():
-            best = max(range(len(row)), key=row.__getitem__)
-            out.append(Prediction(self.labels[best], row[best], dict(zip(self.labels, row, strict=True))))
-        return out
+        return predictions(self.labels, probs, None)
 
 
 class MultiLabel(Head):
@@ -111,7 +95,7 @@ class MultiLabel(Head):
 
     def __init__(self, labels: Sequence[str], decision: Decision | None = None) -> None:
         super().__init__(labels)
-        self.decision = decision or Decision((0.5,) * len(self.labels), at_least_one=False)
+        self.decision: Decision = decision or Decision((0.5,) * len(self.labels), at_least_one=False)
 
     def targets(self, split: Split) -> torch.Tensor:
         """[N, C] multi-hot floats."""
@@ -136,22 +120,13 @@ class MultiLabel(Head):
         self.decision = tune_decision(probs, target, self.labels, metric, per_label, self.decision.at_least_one)
 
     def with_threshold(self, threshold: float | None) -> Head:
-        if threshold is None:
-            return self
-        return MultiLabel(self.labels, Decision((threshold,) * len(self.labels), self.decision.at_least_one))
+        return self if threshold is None else MultiLabel(self.labels, self.decision.with_threshold(threshold))
 
     def decision_section(self) -> dict[str, Any]:
         return self.decision.to_dict(self.labels)
 
     def predictions(self, probs: torch.Tensor) -> list[Prediction]:
-        chosen = self.decision.apply(probs).tolist()
-        out = []
-        for row, on in zip(probs.tolist(), chosen, strict=True):
-            picked = sorted((c for c, yes in enumerate(on) if yes), key=lambda c: -row[c])
-            best = max(range(len(row)), key=row.__getitem__)
-            names = [self.labels[c] for c in picked]
-            out.append(Prediction(",".join(names), row[best], dict(zip(self.labels, row, strict=True)), names))
-        return out
+        return predictions(self.labels, probs, self.decision)
 
 
 def make_head(labels: Sequence[str], multi_label: bool, decision: Decision | None = None) -> Head:

@@ -50,9 +50,9 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
     }
 
 
-def multilabel_metrics(y_true: torch.Tensor, y_pred: torch.Tensor, labels: Sequence[str]) -> dict[str, Any]:
+def multilabel_metrics(y_true: Any, y_pred: Any, labels: Sequence[str]) -> dict[str, Any]:
     """Multi-label metrics from 0/1 matrices [N, C]. Macro-F1 averages over labels with support."""
-    t, p = y_true.bool(), y_pred.bool()
+    t, p = torch.as_tensor(y_true).bool(), torch.as_tensor(y_pred).bool()  # tensors or arrays
     n = t.size(0)
     tp = (t & p).sum(0).double()  # [C]
     fp = (~t & p).sum(0).double()

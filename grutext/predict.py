@@ -1,24 +1,20 @@
-"""Predictor: texts in, predictions out, input order kept, memory bounded however long the input is."""
+"""The torch engine: a loaded checkpoint's model labels texts (grutext.onnx_engine is the other engine)."""
 
 from __future__ import annotations
 
-import json
-import queue
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from grutext.batching import infer
 from grutext.checkpoint import Checkpoint, load
 from grutext.config import INFER_BATCH_SIZE
-from grutext.head import Prediction
+from grutext.prediction import Prediction, format_prediction, stream
 from grutext.tokenizer import encode
 
 __all__ = ["Prediction", "Predictor", "format_prediction"]
-
-_END = object()
 
 
 class Predictor:
@@ -31,6 +27,7 @@ class Predictor:
         self.batch_size = batch_size
         self.device = next(checkpoint.model.parameters()).device
         self.head = checkpoint.head.with_threshold(threshold)
+        self.decision = self.head.decision  # multi-label: how probabilities become label sets
 
     @classmethod
     def load(
@@ -47,6 +44,10 @@ class Predictor:
     def labels(self) -> list[str]:
         return self.checkpoint.labels
 
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.checkpoint.config
+
     def predict_proba(self, texts: Sequence[str]) -> torch.Tensor:
         """Probabilities [N, C], rows in input order: softmax, or per-label sigmoid for multi-label."""
         if not texts:
@@ -61,98 +62,5 @@ class Predictor:
         return self.head.predictions(self.predict_proba(list(texts)))
 
     def stream(self, texts: Iterable[str], chunk_size: int = 4096, wait: float = 0.05) -> Iterator[list[Prediction]]:
-        """Predictions chunk by chunk. A chunk closes when full, or when the input pauses for `wait` seconds,
-        so a slow producer (`tail -f`) sees each answer promptly while a fast one gets full batches. At most
-        a few chunks are held in memory. Chunks are sorted by length into batches, so a bigger chunk pads
-        less: on sst2 sentences 4,096 lines a chunk ran 1.2x faster than 1,024.
-
-        The input is read by a thread, so that a pause can be noticed. When the caller stops early (closes the
-        generator, or an error), the thread is told to stop and closes the input at its next record; a thread
-        blocked in a read of an idle pipe cannot be woken, so it is a daemon."""
-        lines: queue.Queue[object] = queue.Queue(maxsize=4 * chunk_size)
-        stop = threading.Event()
-
-        def put(item: object) -> bool:
-            while not stop.is_set():
-                try:
-                    lines.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def reader() -> None:
-            source = iter(texts)
-            try:
-                for text in source:
-                    if not put(text):
-                        return
-                put(_END)
-            except BaseException as exc:  # handed to the consumer, which re-raises it
-                put(exc)
-            finally:
-                close = getattr(source, "close", None)
-                if close is not None:
-                    close()  # a generator's finally blocks close its files
-
-        thread = threading.Thread(target=reader, name="grutext-predict-reader", daemon=True)
-        thread.start()
-        try:
-            done = False
-            while not done:
-                chunk: list[str] = []
-                item = lines.get()
-                while True:
-                    if item is _END:
-                        done = True
-                        break
-                    if isinstance(item, BaseException):
-                        if chunk:
-                            yield self.predict(chunk)
-                        raise item
-                    chunk.append(item)  # type: ignore[arg-type]
-                    if len(chunk) >= chunk_size:
-                        break
-                    try:
-                        item = lines.get(timeout=wait)
-                    except queue.Empty:
-                        break
-                if chunk:
-                    yield self.predict(chunk)
-        finally:
-            stop.set()
-
-
-def format_prediction(pred: Prediction, fmt: str, top_k: int | None = None) -> str:
-    """One output line (without the newline)."""
-    if pred.labels is not None:
-        return _format_multi(pred, fmt, top_k)
-    if fmt == "label":
-        return "\t".join(label for label, _ in pred.top_k(top_k)) if top_k else pred.label
-    if fmt == "tsv":
-        pairs = pred.top_k(top_k) if top_k else [(pred.label, pred.score)]
-        return "\t".join(f"{label}\t{score:.6f}" for label, score in pairs)
-    record: dict[str, object] = {
-        "label": pred.label,
-        "score": round(pred.score, 6),
-        "probs": {label: round(p, 6) for label, p in pred.probs.items()},
-    }
-    if top_k:
-        record["top_k"] = [{"label": label, "score": round(p, 6)} for label, p in pred.top_k(top_k)]
-    return json.dumps(record, ensure_ascii=False)
-
-
-def _format_multi(pred: Prediction, fmt: str, top_k: int | None) -> str:
-    """Multi-label: every label above its threshold (possibly none), most likely first."""
-    chosen = pred.labels or []
-    if fmt == "label":
-        return ",".join(chosen)
-    if fmt == "tsv":
-        return f"{','.join(chosen)}\t{','.join(f'{pred.probs[label]:.6f}' for label in chosen)}"
-    record: dict[str, object] = {
-        "labels": [{"label": label, "score": round(pred.probs[label], 6)} for label in chosen],
-        "probs": {label: round(p, 6) for label, p in pred.probs.items()},
-    }
-    if top_k:
-        record["top_k"] = [{"label": label, "score": round(p, 6)} for label, p in pred.top_k(top_k)]
-    return json.dumps(record, ensure_ascii=False)
+        """Predictions chunk by chunk, in input order (see grutext.prediction.stream)."""
+        return stream(self.predict, texts, chunk_size, wait)

@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from grutext.artifacts import read_json
 from grutext.backend import Optimizer, choose, make_optimizer, prepare, resolve_device, torch_threads
 from grutext.batching import bucket_batches, collate, infer
 from grutext.checkpoint import (
     TrainerState,
     check_output_dir,
     load,
-    read_json,
     read_trainer_state,
     resumable_position,
     save,

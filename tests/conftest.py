@@ -77,3 +77,24 @@ def trained(split_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="session")
+def exported_model(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shared checkpoint with its model.onnx (read-only)."""
+    import shutil
+
+    from grutext.artifacts import read_meta
+    from grutext.onnx_export import export
+
+    copy = tmp_path_factory.mktemp("exported") / "tiny"
+    shutil.copytree(trained, copy)
+    export(read_meta(copy))
+    return copy
+
+
+@pytest.fixture(params=["torch", "onnx"])
+def predict_args(request: pytest.FixtureRequest, trained: Path, exported_model: Path) -> list[str]:
+    """`-m MODEL --engine E` for each engine, so predict's tests run against both."""
+    engine = str(request.param)
+    return ["-m", str(exported_model if engine == "onnx" else trained), "--engine", engine]

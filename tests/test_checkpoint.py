@@ -44,7 +44,7 @@ def test_round_trip_gives_identical_logits(ckpt: Path, tmp_path: Path) -> None:
 
 def test_checkpoint_is_pickle_free(ckpt: Path) -> None:
     names = sorted(p.name for p in ckpt.iterdir())
-    assert names == ["config.json", "labels.json", "metrics.json", "model.safetensors", "tokenizer.json"]
+    assert names == ["config.json", "labels.json", "metrics.json", "model.onnx", "model.safetensors", "tokenizer.json"]
     for name in names:
         if name.endswith(".json"):
             json.loads((ckpt / name).read_text(encoding="utf-8"))

@@ -49,6 +49,7 @@ def test_train_reports_on_stderr_and_writes_checkpoint(split_dir: Path, tmp_path
         "config.json",
         "labels.json",
         "metrics.json",
+        "model.onnx",
         "model.safetensors",
         "tokenizer.json",
     ]
@@ -107,61 +108,61 @@ def test_evaluate_unknown_split_lists_splits(trained: Path, split_dir: Path) -> 
     assert "train, validation, test" in result.output
 
 
-def test_predict_stdin_one_line_per_input_line(trained: Path) -> None:
+def test_predict_stdin_one_line_per_input_line(predict_args: list[str]) -> None:
     lines = ["a wonderful superb film", "", "awful and boring", "   ", "charming cast"]
-    result = run("predict", "--model", str(trained), input="\n".join(lines) + "\n")
+    result = run("predict", *predict_args, input="\n".join(lines) + "\n")
     assert result.exit_code == 0, result.output
     out = result.stdout.split("\n")
     assert out[-1] == "" and len(out) - 1 == len(lines)
     assert out[0] == "pos" and out[2] == "neg"
 
 
-def test_predict_replaces_invalid_utf8_and_keeps_a_final_unterminated_line(trained: Path) -> None:
-    result = run("predict", "-m", str(trained), input=b"great \xff\xfe film\r\nboring")
+def test_predict_replaces_invalid_utf8_and_keeps_a_final_unterminated_line(predict_args: list[str]) -> None:
+    result = run("predict", *predict_args, input=b"great \xff\xfe film\r\nboring")
     assert result.exit_code == 0, result.output
     assert result.stdout.count("\n") == 2
 
 
-def test_predict_formats(trained: Path, tmp_path: Path) -> None:
+def test_predict_formats(predict_args: list[str], tmp_path: Path) -> None:
     texts = tmp_path / "in.txt"
     texts.write_text("wonderful story\nterrible plot\n", encoding="utf-8")
-    tsv = run("predict", "-m", str(trained), str(texts), "--format", "tsv").stdout.splitlines()
+    tsv = run("predict", *predict_args, str(texts), "--format", "tsv").stdout.splitlines()
     assert [line.split("\t")[0] for line in tsv] == ["pos", "neg"]
     assert all(0.5 <= float(line.split("\t")[1]) <= 1 for line in tsv)
     records = [
         json.loads(x)
-        for x in run("predict", "-m", str(trained), str(texts), "--format", "jsonl", "--top-k", "2").stdout.splitlines()
+        for x in run("predict", *predict_args, str(texts), "--format", "jsonl", "--top-k", "2").stdout.splitlines()
     ]
     assert set(records[0]) == {"label", "score", "probs", "top_k"}
     assert abs(sum(records[0]["probs"].values()) - 1) < 1e-4
     assert [t["label"] for t in records[1]["top_k"]] == ["neg", "pos"]
-    top2 = run("predict", "-m", str(trained), str(texts), "--top-k", "5").stdout.splitlines()
+    top2 = run("predict", *predict_args, str(texts), "--top-k", "5").stdout.splitlines()
     assert top2[0].split("\t") == ["pos", "neg"]
 
 
-def test_predict_reads_csv_and_jsonl_with_text_column(trained: Path, tmp_path: Path) -> None:
+def test_predict_reads_csv_and_jsonl_with_text_column(predict_args: list[str], tmp_path: Path) -> None:
     csv_file = tmp_path / "in.csv"
     csv_file.write_text('id,body\n1,"wonderful, superb"\n2,"awful\nand dull"\n', encoding="utf-8")
-    out = run("predict", "-m", str(trained), str(csv_file), "--text-column", "body")
+    out = run("predict", *predict_args, str(csv_file), "--text-column", "body")
     assert out.exit_code == 0, out.output
     assert out.stdout.splitlines() == ["pos", "neg"]
     jsonl = write_jsonl(tmp_path / "in.jsonl", [{"body": "superb"}, {"body": "tedious"}])
-    out = run("predict", "-m", str(trained), str(jsonl), "--text-column", "body")
+    out = run("predict", *predict_args, str(jsonl), "--text-column", "body")
     assert out.stdout.splitlines() == ["pos", "neg"]
-    missing = run("predict", "-m", str(trained), str(csv_file), "--text-column", "nope")
+    missing = run("predict", *predict_args, str(csv_file), "--text-column", "nope")
     assert missing.exit_code == 1 and "id, body" in missing.output
 
 
-def test_predict_several_files_and_dash(trained: Path, tmp_path: Path) -> None:
+def test_predict_several_files_and_dash(predict_args: list[str], tmp_path: Path) -> None:
     a = tmp_path / "a.txt"
     a.write_text("superb\n", encoding="utf-8")
-    out = run("predict", "-m", str(trained), str(a), "-", str(a), input="dreadful\n")
+    out = run("predict", *predict_args, str(a), "-", str(a), input="dreadful\n")
     assert out.stdout.splitlines() == ["pos", "neg", "pos"]
 
 
 @pytest.mark.parametrize("target", ["missing.txt", "."])
-def test_predict_bad_input_path(trained: Path, tmp_path: Path, target: str) -> None:
-    result = run("predict", "-m", str(trained), str(tmp_path / target))
+def test_predict_bad_input_path(predict_args: list[str], tmp_path: Path, target: str) -> None:
+    result = run("predict", *predict_args, str(tmp_path / target))
     assert result.exit_code == 1
     assert result.output.startswith("Error:") and result.output.count("\n") == 1
 

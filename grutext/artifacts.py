@@ -1,0 +1,191 @@
+"""A checkpoint's files other than the weights, read and checked without torch: config.json, labels.json,
+tokenizer.json, metrics.json. The torch engine (grutext.checkpoint) and the ONNX engine (grutext.onnx_engine)
+both start here, so a checkpoint is checked the same way whichever runs it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from grutext.config import FORMAT_VERSION, LEGACY_CELLS, DataShape, ModelConfig, TokenizerConfig, from_dict, to_dict
+from grutext.decision import Decision
+from grutext.errors import CheckpointError, ConfigError
+
+CONFIG_FILE = "config.json"
+TOKENIZER_FILE = "tokenizer.json"
+WEIGHTS_FILE = "model.safetensors"
+LABELS_FILE = "labels.json"
+METRICS_FILE = "metrics.json"
+ONNX_FILE = "model.onnx"
+TRAINER_STATE_DIR = "trainer_state"
+REQUIRED_FILES = (CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, LABELS_FILE)
+MAX_JSON_BYTES = 16 * 2**20
+MAX_TOKENIZER_BYTES = 512 * 2**20
+
+
+@dataclass
+class Meta:
+    """Everything of a checked checkpoint but its weights."""
+
+    path: Path
+    config: dict[str, Any]
+    model_config: ModelConfig
+    shape: DataShape
+    tokenizer_config: TokenizerConfig
+    tokenizer: Tokenizer
+    labels: list[str]
+    decision: Decision | None  # multi-label: the thresholds tuned on validation data
+    metrics: dict[str, Any]
+
+
+def read_json(path: Path, what: str) -> Any:
+    """Parse a bounded JSON file; any failure is a CheckpointError naming the file."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise CheckpointError(f"{path} is {size} bytes, more than a {what} can be; the checkpoint is damaged")
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); the checkpoint is damaged, retrain it") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def read_meta(path: str | Path) -> Meta:
+    """Read and check a checkpoint directory's files but the weights; every problem is a CheckpointError
+    saying what to do."""
+    root = Path(path)
+    if not root.exists():
+        raise CheckpointError(f"no checkpoint at {root}; train one with `grutext train DATA --output {root}`")
+    if not root.is_dir():
+        raise CheckpointError(f"{root} is a file; --model takes a checkpoint directory")
+    if not (root / CONFIG_FILE).is_file():
+        raise CheckpointError(
+            f"{root} is not a grutext checkpoint (no {CONFIG_FILE}); pass the directory `grutext train` wrote"
+        )
+    missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {root} is incomplete: missing {', '.join(missing)}; retrain, or copy the whole directory"
+        )
+    config = read_json(root / CONFIG_FILE, "config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{root / CONFIG_FILE} must hold a JSON object")
+    version = config.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{root / CONFIG_FILE} has no valid format_version; the checkpoint is damaged")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {root} has format_version {version}, newer than this grutext reads ({FORMAT_VERSION}); "
+            "upgrade grutext (pip install -U grutext)"
+        )
+    try:
+        model_cfg, shape = _model_sections(config, f"{root / CONFIG_FILE}")
+        tok_cfg = from_dict(TokenizerConfig, config.get("tokenizer"), f"{root / CONFIG_FILE} [tokenizer]")
+    except ConfigError as exc:
+        raise CheckpointError(f"{exc}; the checkpoint is damaged or was edited by hand") from None
+
+    labels = read_json(root / LABELS_FILE, "label list")
+    if (
+        not isinstance(labels, list)
+        or not all(isinstance(x, str) and x for x in labels)
+        or len(set(labels)) != len(labels)
+    ):
+        raise CheckpointError(f"{root / LABELS_FILE} must be a list of distinct, non-empty label names")
+    if len(labels) != shape.num_labels:
+        raise CheckpointError(
+            f"{root / LABELS_FILE} lists {len(labels)} labels but config.json says num_labels="
+            f"{shape.num_labels}; the checkpoint is inconsistent, retrain it"
+        )
+
+    decision = None
+    if shape.multi_label:
+        try:
+            decision = Decision.from_dict(config["decision"], labels)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{root / CONFIG_FILE}: a multi-label model needs a valid 'decision' section ({exc}); "
+                "the checkpoint is damaged, retrain it"
+            ) from None
+    tokenizer = _load_tokenizer(root / TOKENIZER_FILE, shape, tok_cfg)
+    metrics_path = root / METRICS_FILE
+    metrics = read_json(metrics_path, "metrics file") if metrics_path.is_file() else {}
+    return Meta(root, config, model_cfg, shape, tok_cfg, tokenizer, labels, decision, metrics)
+
+
+def _model_sections(config: dict[str, Any], where: str) -> tuple[ModelConfig, DataShape]:
+    """The architecture and the data's shape; format 1 kept both in "model" and named the cells torch/seed."""
+    model = config.get("model")
+    if not isinstance(model, dict):
+        raise ConfigError(f"{where} [model]: expected a JSON object")
+    shape = config.get("shape")
+    if shape is None:  # format 1
+        shape = {k: model[k] for k in ("vocab_size", "num_labels", "multi_label") if k in model}
+        model = {k: v for k, v in model.items() if k not in shape}
+    model = {**model, "cell": LEGACY_CELLS.get(model.get("cell"), model.get("cell"))}  # type: ignore[arg-type]
+    return from_dict(ModelConfig, model, f"{where} [model]"), from_dict(DataShape, shape, f"{where} [shape]")
+
+
+def _load_tokenizer(path: Path, shape: DataShape, tok_cfg: TokenizerConfig) -> Tokenizer:
+    from grutext.tokenizer import configure_truncation
+
+    size = path.stat().st_size
+    if size > MAX_TOKENIZER_BYTES:
+        raise CheckpointError(f"{path} is {size} bytes, larger than any tokenizer grutext writes")
+    try:
+        tokenizer = Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises a bare Exception on malformed files
+        raise CheckpointError(f"{path} is not a valid tokenizer ({exc}); the checkpoint is damaged") from None
+    if tokenizer.get_vocab_size() != shape.vocab_size:
+        raise CheckpointError(
+            f"{path} has {tokenizer.get_vocab_size()} tokens but config.json says vocab_size="
+            f"{shape.vocab_size}; the checkpoint is inconsistent, retrain it"
+        )
+    configure_truncation(tokenizer, tok_cfg)  # config.json is the authority on max_length
+    return tokenizer
+
+
+SCORE_KEYS = ("accuracy", "micro_f1", "macro_f1", "weighted_f1", "samples_f1", "subset_accuracy", "n")
+
+
+def parameter_count(path: Path) -> int:
+    """The number of weights in a safetensors file, from its header (no tensor is read)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            return sum(int(np.prod(fh.get_slice(k).get_shape())) for k in fh.keys())  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a valid safetensors file ({exc}); the checkpoint is damaged") from None
+
+
+def describe_meta(ckpt: Meta) -> dict[str, Any]:
+    """What a checkpoint is, as `grutext info --json` prints it: labels, size, settings, data and scores."""
+    scores = {
+        split: {k: ckpt.metrics[split][k] for k in SCORE_KEYS if k in ckpt.metrics[split]}
+        for split in ("validation", "test")
+        if ckpt.metrics.get(split)
+    }
+    return {
+        "path": str(ckpt.path),
+        "grutext_version": ckpt.config.get("grutext_version"),
+        "format_version": ckpt.config.get("format_version"),
+        "labels": ckpt.labels,
+        "parameters": parameter_count(ckpt.path / WEIGHTS_FILE),
+        "model": to_dict(ckpt.model_config),
+        "shape": to_dict(ckpt.shape),
+        "tokenizer": to_dict(ckpt.tokenizer_config),
+        "train": ckpt.config.get("train", {}),
+        "data": ckpt.config.get("data", {}),
+        "scores": scores,
+        "multi_label": ckpt.shape.multi_label,
+        "decision": ckpt.config.get("decision"),
+        "best_epoch": ckpt.metrics.get("best_epoch"),
+        "train_seconds": ckpt.metrics.get("train_seconds"),
+    }

@@ -1,0 +1,227 @@
+"""A checkpoint as an ONNX graph (`grutext export`): token ids + lengths in, probabilities out.
+
+The graph is written with onnx.helper around ONNX's own recurrent operators, from the weights in
+model.safetensors (no torch needed), because torch.onnx.export would unroll the Cho et al. cell's Python
+loop for one fixed length. ONNX's GRU computes both GRU forms grutext trains:
+
+  * `--cell gru` (PyTorch's, reset gate after the recurrent matmul) is GRU with linear_before_reset=1, its
+    gate blocks reordered from PyTorch's (r, z, n) to ONNX's (z, r, h);
+  * `--cell cho2014` (reset gate before the matmul) is GRU with linear_before_reset=0. ONNX's update gate
+    weights the old state, z_onnx = 1 - z_cho = σ(-(W_z·[h, x] + b_z)), so the z block is negated;
+  * `--cell lstm` is LSTM, gate blocks reordered from (i, f, g, o) to (i, o, f, c).
+
+`sequence_lens` makes each direction stop at its text's length (the reverse direction starts at its last
+real token), exactly as grutext's right-padded, reversed-within-length scans do. Pooling masks padded steps
+as grutext.model.pool does. tests/test_onnx.py holds the graph's probabilities to the torch model's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from grutext.artifacts import ONNX_FILE, WEIGHTS_FILE, Meta
+from grutext.config import ModelConfig, to_dict
+from grutext.errors import CheckpointError
+
+OPSET = 17
+Array = npt.NDArray[np.float32]
+
+
+class _Graph:
+    """A small builder: unique names, initializers, nodes."""
+
+    def __init__(self) -> None:
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self.count = 0
+
+    def name(self, hint: str) -> str:
+        self.count += 1
+        return f"{hint}_{self.count}"
+
+    def const(self, value: Any, hint: str, dtype: Any = np.float32) -> str:
+        from onnx import numpy_helper
+
+        name = self.name(hint)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def op(self, kind: str, inputs: list[str], hint: str | None = None, outputs: int = 1, **attrs: Any) -> Any:
+        from onnx import helper
+
+        names = [self.name(hint or kind.lower()) for _ in range(outputs)]
+        self.nodes.append(helper.make_node(kind, inputs, names, **attrs))
+        return names[0] if outputs == 1 else names
+
+
+def _gru_blocks(weights: dict[str, Array], prefix: str, cell: str, hidden: int) -> tuple[Array, Array, Array]:
+    """One direction's (W [3H, I], R [3H, H], B [6H]) in ONNX's gate order (z, r, h)."""
+    if cell == "gru":
+        W, R = weights[f"{prefix}.rnn.weight_ih_l0"], weights[f"{prefix}.rnn.weight_hh_l0"]
+        b_ih, b_hh = weights[f"{prefix}.rnn.bias_ih_l0"], weights[f"{prefix}.rnn.bias_hh_l0"]
+
+        def zrh(m: Array) -> Array:
+            r, z, n = np.split(m, 3, axis=0)
+            return np.concatenate([z, r, n], axis=0)
+
+        return zrh(W), zrh(R), np.concatenate([zrh(b_ih), zrh(b_hh)])
+    H = hidden
+    W_z, W_r, W_c = (weights[f"{prefix}.cell.{n}"] for n in ("W_z", "W_r", "W"))
+    b_z, b_r, b_c = (weights[f"{prefix}.cell.{n}"] for n in ("b_z", "b_r", "b"))
+    W = np.concatenate([-W_z[:, H:], W_r[:, H:], W_c[:, H:]])  # columns h first, then x
+    R = np.concatenate([-W_z[:, :H], W_r[:, :H], W_c[:, :H]])
+    return W, R, np.concatenate([-b_z, b_r, b_c, np.zeros(3 * H, dtype=np.float32)])
+
+
+def _lstm_blocks(weights: dict[str, Array], prefix: str) -> tuple[Array, Array, Array]:
+    """One direction's (W [4H, I], R [4H, H], B [8H]) in ONNX's gate order (i, o, f, c)."""
+
+    def iofc(m: Array) -> Array:
+        i, f, g, o = np.split(m, 4, axis=0)
+        return np.concatenate([i, o, f, g], axis=0)
+
+    W, R = weights[f"{prefix}.rnn.weight_ih_l0"], weights[f"{prefix}.rnn.weight_hh_l0"]
+    b = np.concatenate([iofc(weights[f"{prefix}.rnn.bias_ih_l0"]), iofc(weights[f"{prefix}.rnn.bias_hh_l0"])])
+    return iofc(W), iofc(R), b
+
+
+def _pool(g: _Graph, states: str, mask: str, minus_inf: str, lengths_f: str, mode: str, last: str | None) -> str:
+    """states [T, D, B, H] (padding zeroed or masked) -> [B, D * k * H], per direction (max, mean) as
+    grutext.model.pool orders them."""
+    parts = []
+    if mode in ("max", "maxmean"):
+        parts.append(g.op("ReduceMax", [g.op("Add", [states, minus_inf])], axes=[0], keepdims=0))  # [D, B, H]
+    if mode in ("mean", "maxmean"):
+        total = g.op("ReduceSum", [g.op("Mul", [states, mask]), g.const([0], "axis0", np.int64)], keepdims=0)
+        parts.append(g.op("Div", [total, lengths_f]))  # lengths_f [1, B, 1]
+    if mode == "last":
+        assert last is not None
+        parts.append(last)  # [D, B, H]
+    stacked = g.op("Concat", [g.op("Unsqueeze", [p, g.const([2], "axis", np.int64)]) for p in parts], axis=2)
+    by_batch = g.op("Transpose", [stacked], perm=[1, 0, 2, 3])  # [B, D, k, H]
+    return str(g.op("Reshape", [by_batch, g.const([0, -1], "shape", np.int64)]))
+
+
+def build(weights: dict[str, Array], cfg: ModelConfig, num_labels: int, multi_label: bool) -> Any:
+    """The ONNX model of a GRUClassifier with these weights."""
+    from onnx import TensorProto, helper
+
+    g = _Graph()
+    H, dirs = cfg.hidden_size, 2 if cfg.bidirectional else 1
+    ids, lengths = "ids", "lengths"
+    # Lengths as the recurrent ops take them, and the masks pooling needs (all [T, 1, B, 1]-broadcastable).
+    seq_lens = g.op("Cast", [lengths], to=TensorProto.INT32)
+    ids_t = g.op("Transpose", [ids], perm=[1, 0])  # [T, B]
+    steps = g.op("Gather", [g.op("Shape", [ids_t]), g.const(0, "zero", np.int64)], axis=0)
+    time = g.op("Range", [g.const(0, "start", np.int64), steps, g.const(1, "delta", np.int64)])  # [T]
+    real = g.op("Less", [g.op("Unsqueeze", [time, g.const([1], "axis", np.int64)]), lengths])  # [T, B]
+    real = g.op("Unsqueeze", [real, g.const([1, 3], "axes", np.int64)])  # [T, 1, B, 1]
+    mask = g.op("Cast", [real], to=TensorProto.FLOAT)
+    minus_inf = g.op("Where", [real, g.const(0.0, "zero_f"), g.const(-np.inf, "minus_inf")])
+    lengths_f = g.op("Unsqueeze", [g.op("Cast", [lengths], to=TensorProto.FLOAT), g.const([0, 2], "axes", np.int64)])
+
+    x = g.op("Gather", [g.const(weights["embedding.weight"], "embedding"), ids_t], axis=0)  # [T, B, E]
+    embedded = x
+    last = None
+    for depth in range(cfg.layers):
+        stacks = ["forward_layers", "backward_layers"][:dirs]
+        prefixes = [f"encoder.{stack}.{depth}" for stack in stacks]
+        direction = "bidirectional" if dirs == 2 else "forward"
+        if cfg.cell == "lstm":
+            blocks = [_lstm_blocks(weights, p) for p in prefixes]
+        else:
+            blocks = [_gru_blocks(weights, p, cfg.cell, H) for p in prefixes]
+        W, R, B = (g.const(np.stack([b[i] for b in blocks]), kind) for i, kind in enumerate(("W", "R", "B")))
+        if cfg.cell == "lstm":
+            y, last = g.op("LSTM", [x, W, R, B, seq_lens], outputs=3, hidden_size=H, direction=direction)[:2]
+        else:
+            lbr = 1 if cfg.cell == "gru" else 0
+            y, last = g.op(
+                "GRU", [x, W, R, B, seq_lens], outputs=2, hidden_size=H, direction=direction, linear_before_reset=lbr
+            )
+        states = y  # [T, D, B, H]
+        if depth + 1 < cfg.layers:  # the next layer reads both directions side by side, in time order
+            x = g.op("Reshape", [g.op("Transpose", [y], perm=[0, 2, 1, 3]), g.const([0, 0, -1], "shape", np.int64)])
+    pooled = _pool(g, states, mask, minus_inf, lengths_f, cfg.pooling, last)
+    if cfg.embedding_skip:
+        skip_mode = "mean" if cfg.pooling == "last" else cfg.pooling
+        as_dir = g.op("Unsqueeze", [embedded, g.const([1], "axis", np.int64)])  # [T, 1, B, E]
+        pooled = g.op("Concat", [pooled, _pool(g, as_dir, mask, minus_inf, lengths_f, skip_mode, None)], axis=1)
+    logits = g.op(
+        "Gemm",
+        [pooled, g.const(weights["classifier.weight"], "classifier_w"), g.const(weights["classifier.bias"], "b")],
+        transB=1,
+    )
+    if multi_label:
+        g.nodes.append(helper.make_node("Sigmoid", [logits], ["probs"]))
+    else:
+        g.nodes.append(helper.make_node("Softmax", [logits], ["probs"], axis=1))
+    graph = helper.make_graph(
+        g.nodes,
+        "grutext",
+        [
+            helper.make_tensor_value_info(ids, TensorProto.INT64, ["batch", "time"]),
+            helper.make_tensor_value_info(lengths, TensorProto.INT64, ["batch"]),
+        ],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", num_labels])],
+        g.initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="grutext")
+    model.ir_version = 8  # readable by onnxruntime 1.14 and later
+    return model
+
+
+def export(meta: Meta, output: Path | None = None) -> Path:
+    """Write the checkpoint's model as ONNX, atomically: `model.onnx` inside the checkpoint, or `output`."""
+    import onnx
+    from safetensors.numpy import load_file
+
+    try:
+        weights = {k: v.astype(np.float32) for k, v in load_file(str(meta.path / WEIGHTS_FILE)).items()}
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"{meta.path / WEIGHTS_FILE} cannot be read ({exc}); the checkpoint is damaged") from None
+    model = build(weights, meta.model_config, meta.shape.num_labels, meta.shape.multi_label)
+    for key, value in fingerprint(meta).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    target = output or meta.path / ONNX_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(model.SerializeToString())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def fingerprint(meta: Meta) -> dict[str, str]:
+    """What ties a model.onnx to its checkpoint: the weights file's sha256, and the settings and labels it
+    was built for. The ONNX engine refuses a graph whose fingerprint no longer matches."""
+    settings = json.dumps(
+        {"model": to_dict(meta.model_config), "shape": to_dict(meta.shape), "labels": meta.labels}, sort_keys=True
+    )
+    return {
+        "grutext_weights_sha256": file_sha256(meta.path / WEIGHTS_FILE),
+        "grutext_settings_sha256": hashlib.sha256(settings.encode()).hexdigest(),
+    }
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,148 @@
+"""Prediction records, their output lines, and streaming: what both engines (torch, ONNX) share. No torch.
+
+An engine is anything with `labels` and `predict_proba(texts) -> [N, C] probabilities`; `predictions` turns
+those into records (the most likely label; for a multi-label model every label its decision keeps), and
+`stream` runs an engine over an input of any length with flat memory and prompt answers.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from grutext.decision import Decision
+
+_END = object()
+
+
+@dataclass
+class Prediction:
+    """The most likely label, its probability, and the probability of every label. For a multi-label
+    model, `labels` holds every label above its threshold (`label` is then those names joined by ",")."""
+
+    label: str
+    score: float
+    probs: dict[str, float]
+    labels: list[str] | None = None
+
+    def top_k(self, k: int) -> list[tuple[str, float]]:
+        return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]
+
+
+def predictions(labels: Sequence[str], probs: Any, decision: Decision | None) -> list[Prediction]:
+    """One record per row of probs [N, C]: the argmax; with a (multi-label) decision, the labels it keeps,
+    most likely first."""
+    p = np.asarray(probs, dtype=np.float64)
+    rows = p.tolist()
+    best = p.argmax(axis=1).tolist() if len(rows) else []
+    chosen = decision.apply(p).tolist() if decision is not None else None
+    out = []
+    for i, row in enumerate(rows):
+        pred = Prediction(labels[best[i]], row[best[i]], dict(zip(labels, row, strict=True)))
+        if chosen is not None:
+            picked = sorted((c for c, on in enumerate(chosen[i]) if on), key=lambda c: -row[c])
+            pred.labels = [labels[c] for c in picked]
+            pred.label = ",".join(pred.labels)
+        out.append(pred)
+    return out
+
+
+def stream(
+    predict: Callable[[list[str]], list[Prediction]],
+    texts: Iterable[str],
+    chunk_size: int = 4096,
+    wait: float = 0.05,
+) -> Iterator[list[Prediction]]:
+    """Predictions chunk by chunk. A chunk closes when full, or when the input pauses for `wait` seconds,
+    so a slow producer (`tail -f`) sees each answer promptly while a fast one gets full batches. At most
+    a few chunks are held in memory. Chunks are sorted by length into batches, so a bigger chunk pads
+    less: on sst2 sentences 4,096 lines a chunk ran 1.2x faster than 1,024.
+
+    The input is read by a thread, so that a pause can be noticed. When the caller stops early (closes the
+    generator, or an error), the thread is told to stop and closes the input at its next record; a thread
+    blocked in a read of an idle pipe cannot be woken, so it is a daemon."""
+    lines: queue.Queue[object] = queue.Queue(maxsize=4 * chunk_size)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                lines.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader() -> None:
+        source = iter(texts)
+        try:
+            for text in source:
+                if not put(text):
+                    return
+            put(_END)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(exc)
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()  # a generator's finally blocks close its files
+
+    thread = threading.Thread(target=reader, name="grutext-predict-reader", daemon=True)
+    thread.start()
+    try:
+        done = False
+        while not done:
+            chunk: list[str] = []
+            item = lines.get()
+            while True:
+                if item is _END:
+                    done = True
+                    break
+                if isinstance(item, BaseException):
+                    if chunk:
+                        yield predict(chunk)
+                    raise item
+                chunk.append(item)  # type: ignore[arg-type]
+                if len(chunk) >= chunk_size:
+                    break
+                try:
+                    item = lines.get(timeout=wait)
+                except queue.Empty:
+                    break
+            if chunk:
+                yield predict(chunk)
+    finally:
+        stop.set()
+
+
+def record(pred: Prediction, top_k: int | None = None) -> dict[str, object]:
+    """The JSON record of a prediction, as `predict --format jsonl` prints it and `grutext serve` returns it."""
+    out: dict[str, object]
+    if pred.labels is not None:  # multi-label: every label its decision keeps (possibly none), most likely first
+        out = {"labels": [{"label": label, "score": round(pred.probs[label], 6)} for label in pred.labels]}
+    else:
+        out = {"label": pred.label, "score": round(pred.score, 6)}
+    out["probs"] = {label: round(p, 6) for label, p in pred.probs.items()}
+    if top_k:
+        out["top_k"] = [{"label": label, "score": round(p, 6)} for label, p in pred.top_k(top_k)]
+    return out
+
+
+def format_prediction(pred: Prediction, fmt: str, top_k: int | None = None) -> str:
+    """One output line (without the newline)."""
+    if fmt == "jsonl":
+        return json.dumps(record(pred, top_k), ensure_ascii=False)
+    if pred.labels is not None:  # multi-label: the labels kept, joined by ","
+        if fmt == "label":
+            return ",".join(pred.labels)
+        return f"{','.join(pred.labels)}\t{','.join(f'{pred.probs[label]:.6f}' for label in pred.labels)}"
+    if fmt == "label":
+        return "\t".join(label for label, _ in pred.top_k(top_k)) if top_k else pred.label
+    pairs = pred.top_k(top_k) if top_k else [(pred.label, pred.score)]
+    return "\t".join(f"{label}\t{score:.6f}" for label, score in pairs)
