@@ -159,6 +159,8 @@ class TrainConfig:
     freeze_vectors: bool = False  # keep the pretrained rows fixed
     vectors_vocab: int = 0  # also give rows to the file's first N words the training data lacks
     word_dropout: float = 0.0  # share of training tokens replaced by [UNK] at each step
+    label_smoothing: float = 0.0  # single-label: cross-entropy against targets smoothed by this much
+    embedding_lr_scale: float = 1.0  # the embedding table's learning rate, as a share of --lr
 
     def resolved_lr(self, multi_label: bool) -> float:
         """The peak learning rate: --lr, or the default for the kind of task."""
@@ -189,6 +191,8 @@ class TrainConfig:
         _check_bool("train.freeze_vectors", self.freeze_vectors)
         _check_int("train.vectors_vocab", self.vectors_vocab, 0, MAX_VOCAB)
         _check_float("train.word_dropout", self.word_dropout, 0.0, 0.9)
+        _check_float("train.label_smoothing", self.label_smoothing, 0.0, 0.5)
+        _check_float("train.embedding_lr_scale", self.embedding_lr_scale, 0.0, 10.0, lo_open=True)
         if self.freeze_vectors and self.vectors is None:
             raise ConfigError("--freeze-vectors needs --vectors FILE")
 

@@ -46,7 +46,9 @@ class Head:
     def targets(self, split: Split) -> torch.Tensor:
         raise NotImplementedError
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, smoothing: float = 0.0
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
@@ -77,8 +79,11 @@ class SingleLabel(Head):
         self.check_known(split)
         return torch.tensor([self.index[row[0]] for row in split.labels], dtype=torch.int64)
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        return nn.functional.cross_entropy(logits, target, weight=None if weight is None else weight.to(logits.device))
+    def loss(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, smoothing: float = 0.0
+    ) -> torch.Tensor:
+        w = None if weight is None else weight.to(logits.device)
+        return nn.functional.cross_entropy(logits, target, weight=w, label_smoothing=smoothing)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits.float(), dim=1)
@@ -105,7 +110,9 @@ class MultiLabel(Head):
             out[i, [self.index[name] for name in row]] = 1.0
         return out
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, smoothing: float = 0.0
+    ) -> torch.Tensor:
         pos_weight = None if weight is None else weight.to(logits.device)
         return nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
 

@@ -225,8 +225,10 @@ class Task:
     prior: torch.Tensor | None = None  # multi-label: log-odds of each label in the training split
     kept_decision: dict[str, Any] | None = None  # multi-label: the thresholds tuned for the best epoch so far
 
+    smoothing: float = 0.0  # single-label: label smoothing of the training loss
+
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.head.loss(logits, target, self.weight)
+        return self.head.loss(logits, target, self.weight, self.smoothing if logits.requires_grad else 0.0)
 
     def score(
         self, logits: torch.Tensor, target: torch.Tensor, per_label: bool = False
@@ -267,7 +269,7 @@ def make_task(data: LabelledData, labels: list[str], cfg: TrainConfig) -> Task:
     head = make_head(labels, data.multi_label)
     if data.multi_label:  # every training text had a label: predict at least one
         head = make_head(labels, True, Decision((0.5,) * len(labels), at_least_one=all(rows)))
-    return Task(head, metric, weight, cfg.thresholds == "per-label", prior)
+    return Task(head, metric, weight, cfg.thresholds == "per-label", prior, smoothing=cfg.label_smoothing)
 
 
 def _weights_from_file(path: Path, labels: list[str]) -> torch.Tensor:
@@ -489,6 +491,7 @@ def train(
         grad_clip=cfg.grad_clip,
         total_steps=total_steps,
         warmup=cfg.warmup,
+        embedding_lr_scale=cfg.embedding_lr_scale,
     )
     loop = LoopState(data_fingerprint=fingerprint(data), backend=backend)
     best_state = _clone(model.state_dict())
