@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from grutext.backend import resolve_device
-from grutext.checkpoint import describe, load
+from grutext.checkpoint import load
 from grutext.config import INFER_BATCH_SIZE
 from grutext.data import load_labelled, pick_split
 from grutext.evaluate import evaluate
@@ -37,10 +37,6 @@ class Classifier(Predictor):
         name, chosen = pick_split(load_labelled(str(data), **data_options), split)
         model = self if threshold is None else Classifier(self.checkpoint, self.batch_size, threshold)
         return {"split": name, **evaluate(model, chosen)}
-
-    def info(self) -> dict[str, Any]:
-        """What `grutext info --json` prints."""
-        return describe(self.checkpoint)
 
 
 def load_model(

@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -768,6 +768,155 @@ def serve(model_dir: Path, host: str, port: int, workers: int, engine: str, max_
     from grutext.serve import ServeConfig, run
 
     run(ServeConfig(str(model_dir), engine, max_body, max_texts), host, port, workers)
+
+
+# ------------------------------------------------------------------------------------------- explain
+
+
+@cli.command()
+@click.option(
+    "--model", "-m", "model_dir", required=True, type=click.Path(path_type=Path), help="Checkpoint directory."
+)
+@click.argument("files", nargs=-1, type=str)
+@click.option("--label", help="Explain this label (default: each text's predicted label).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "jsonl"]),
+    default="text",
+    show_default=True,
+    help="text: tokens coloured by attribution (scores in brackets without colour); jsonl: one record per text.",
+)
+@click.option(
+    "--html", "html_file", type=click.Path(path_type=Path), help="Also write a page with the texts highlighted."
+)
+@click.option("--text-column", help="Column (csv/tsv) or key (jsonl) holding the texts.")
+@click.option(
+    "--input-format", type=click.Choice(INPUT_FORMATS), default="auto", show_default=True, help="As for predict."
+)
+@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True, help="What runs the model.")
+@handle_errors
+def explain(
+    model_dir: Path,
+    files: tuple[str, ...],
+    label: str | None,
+    fmt: str,
+    html_file: Path | None,
+    text_column: str | None,
+    input_format: str,
+    engine: str,
+) -> None:
+    """Show which tokens drove each prediction (occlusion: how far the label's probability falls when a token
+    is deleted). Texts come from FILES or stdin, one per line, as for predict.
+
+    \b
+    Examples:
+      echo "The striker scored twice in the final." | grutext explain --model models/bbc
+      grutext explain -m models/sst2 reviews.txt --format jsonl --label negative
+      grutext explain -m models/chn comments.txt --html explained.html
+    """
+    from grutext.data import iter_texts
+    from grutext.engine import load_engine
+    from grutext.explain import as_json, page, plain
+    from grutext.explain import explain as run_explain
+
+    model = load_engine(model_dir, engine)
+    _use_threads(model)
+    trained_column = model.config.get("data", {}).get("text_column")
+    texts = iter_texts(files, input_format, text_column, trained_column, False)
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    console = None
+    if color:
+        from rich.console import Console
+
+        console = Console(highlight=False, soft_wrap=True)
+    shown = []
+    try:
+        for chunk in _chunks(texts, 256):
+            explained = run_explain(model, chunk, label)
+            for e in explained:
+                if fmt == "jsonl":
+                    click.echo(as_json(e))
+                elif console is not None:
+                    console.print(_coloured(e))
+                else:
+                    click.echo(plain(e))
+            sys.stdout.flush()
+            if html_file is not None:
+                shown.extend(explained)
+    except BrokenPipeError:
+        _quiet_exit(0)
+    if html_file is not None:
+        html_file.write_text(page(shown), encoding="utf-8")
+        click.echo(f"wrote {html_file}", err=True)
+
+
+def _coloured(explanation: Any) -> str:
+    """An explanation as rich markup: each token on a background from red (against the label) to green (for)."""
+    from rich.markup import escape
+
+    scale = max((abs(t.attribution) for t in explanation.tokens), default=0.0) or 1.0
+    parts, cursor = [], 0
+    for t in explanation.tokens:
+        shade = int(255 - 170 * abs(t.attribution) / scale)
+        background = f"rgb({shade},255,{shade})" if t.attribution > 0 else f"rgb(255,{shade},{shade})"
+        parts.append(escape(explanation.text[cursor : t.start]) + f"[black on {background}]{escape(t.token)}[/]")
+        cursor = t.end
+    head = escape(f"{explanation.label} ({explanation.score:.3f}): ")
+    return head + "".join(parts) + escape(explanation.text[cursor:])
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+# -------------------------------------------------------------------------------------------- report
+
+
+@cli.command()
+@click.option(
+    "--model", "-m", "model_dir", required=True, type=click.Path(path_type=Path), help="Checkpoint directory."
+)
+@click.argument("dataset", required=False)
+@click.option(
+    "--output", "-o", required=True, type=click.Path(path_type=Path), help="Folder for index.html and charts."
+)
+@click.option("--split", help="Split of DATASET to score (default: test, or the only split there is).")
+@data_options
+@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True, help="What runs the model.")
+@handle_errors
+def report(model_dir: Path, dataset: str | None, output: Path, split: str | None, engine: str, **opts: Any) -> None:
+    """Write an HTML report with charts: learning curves, confusion matrix, per-class scores, calibration.
+
+    Without DATASET it shows what the checkpoint holds (curves, the test scores stored at training); with
+    labelled DATASET the model is run over it, adding the reliability diagram and the most confident mistakes.
+    OUT/index.html opens from disk in any browser.
+
+    \b
+    Examples:
+      grutext report --model models/bbc data/bbc --output reports/bbc
+      grutext report -m models/bbc -o reports/bbc-stored
+    """
+    from grutext.engine import load_engine
+    from grutext.report import evaluate_split, write_report
+
+    model = load_engine(model_dir, engine)
+    _use_threads(model)
+    evaluation = None
+    if dataset is not None:
+        from grutext.data import load_labelled, pick_split
+
+        name, chosen = pick_split(load_labelled(dataset, **opts), split)
+        evaluation = evaluate_split(model, chosen, f"{dataset} [{name}]")
+    page = write_report(model, model.info(), model.metrics, output, evaluation)
+    click.echo(f"wrote {page}", err=True)
 
 
 # ---------------------------------------------------------------------------------------------- info

@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from tokenizers import Tokenizer
 
 from grutext.artifacts import ONNX_FILE, WEIGHTS_FILE, Meta, describe_meta, parameter_count, read_meta
 from grutext.batching import inference_batches, pad
-from grutext.config import INFER_BATCH_SIZE
+from grutext.config import INFER_BATCH_SIZE, TokenizerConfig
 from grutext.decision import Decision
 from grutext.errors import CheckpointError
 from grutext.prediction import Prediction, predictions, stream
@@ -88,15 +89,30 @@ class OnnxPredictor:
         return self.meta.config
 
     @property
+    def metrics(self) -> dict[str, Any]:
+        return self.meta.metrics
+
+    @property
     def multi_label(self) -> bool:
         return self.meta.shape.multi_label
 
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.meta.tokenizer
+
+    @property
+    def tokenizer_config(self) -> TokenizerConfig:
+        return self.meta.tokenizer_config
+
     def predict_proba(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Probabilities [N, C], rows in input order."""
-        out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
-        if not texts:
+        return self.proba_of_ids(encode(self.meta.tokenizer, texts, self.meta.tokenizer_config))
+
+    def proba_of_ids(self, ids: Sequence[Sequence[int]]) -> npt.NDArray[np.float32]:
+        """Probabilities [N, C] of token-id rows (as the tokenizer makes them)."""
+        out = np.empty((len(ids), len(self.labels)), dtype=np.float32)
+        if not ids:
             return out
-        ids = encode(self.meta.tokenizer, texts, self.meta.tokenizer_config)
 
         def run(index: list[int]) -> tuple[list[int], npt.NDArray[np.float32]]:
             batch, lengths = pad(ids, index)

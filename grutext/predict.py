@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tokenizers import Tokenizer
 
 from grutext.batching import infer
-from grutext.checkpoint import Checkpoint, load
-from grutext.config import INFER_BATCH_SIZE
+from grutext.checkpoint import Checkpoint, describe, load
+from grutext.config import INFER_BATCH_SIZE, TokenizerConfig
 from grutext.prediction import Prediction, format_prediction, stream
 from grutext.tokenizer import encode
 
@@ -48,11 +49,31 @@ class Predictor:
     def config(self) -> dict[str, Any]:
         return self.checkpoint.config
 
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The checkpoint's metrics.json: scores at training time, per-epoch history."""
+        return self.checkpoint.metrics
+
+    def info(self) -> dict[str, Any]:
+        """What `grutext info --json` prints."""
+        return describe(self.checkpoint)
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.checkpoint.tokenizer
+
+    @property
+    def tokenizer_config(self) -> TokenizerConfig:
+        return self.checkpoint.tokenizer_config
+
     def predict_proba(self, texts: Sequence[str]) -> torch.Tensor:
         """Probabilities [N, C], rows in input order: softmax, or per-label sigmoid for multi-label."""
-        if not texts:
+        return self.proba_of_ids(encode(self.checkpoint.tokenizer, texts, self.checkpoint.tokenizer_config))
+
+    def proba_of_ids(self, ids: Sequence[Sequence[int]]) -> torch.Tensor:
+        """Probabilities [N, C] of token-id rows (as the tokenizer makes them)."""
+        if not ids:
             return torch.empty(0, len(self.labels))
-        ids = encode(self.checkpoint.tokenizer, texts, self.checkpoint.tokenizer_config)
         return self.head.probabilities(infer(self.checkpoint.model, ids, self.device, self.batch_size))
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:

@@ -124,7 +124,7 @@ def test_training_restores_the_thread_count(split_dir: Path, tmp_path: Path) -> 
 
 def test_layering() -> None:
     """Nothing imports the CLI; only the CLI imports click or rich; the fast path's private APIs stay in
-    grutext/fast; `grutext --help` imports neither torch nor datasets."""
+    grutext/fast; `grutext --help` imports none of torch, datasets, matplotlib, onnxruntime, uvicorn."""
     root = Path(__file__).resolve().parents[1] / "grutext"
     for path in root.rglob("*.py"):
         text = path.read_text(encoding="utf-8")
@@ -135,6 +135,8 @@ def test_layering() -> None:
             for private in ("torch._fused_adamw_", "torch._foreach", "._nnz()", "._indices()", "torch.jit."):
                 assert private not in text, f"{path} uses {private}, which belongs in grutext/fast"
     code = "import sys\nfrom grutext.cli import cli\ntry:\n    cli(['--help'])\nexcept SystemExit:\n    pass\n"
-    code += "print(sorted(m for m in ('torch', 'datasets') if m in sys.modules))"
+    code += (
+        "print(sorted(m for m in ('torch', 'datasets', 'matplotlib', 'onnxruntime', 'uvicorn') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"

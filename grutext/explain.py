@@ -1,0 +1,160 @@
+"""`grutext explain`: which tokens drove a prediction, by occlusion.
+
+Each token's attribution is how much the probability of the explained label falls when that token alone is
+deleted from the text: p(label | text) - p(label | text without token i). This is occlusion (Zeiler and
+Fergus 2014), in its leave-one-out form for text (Li, Monroe and Jurafsky 2016). Why occlusion rather than
+integrated gradients: it asks the model itself, so it needs no gradients and runs on either engine (ONNX
+included, with no torch); it cannot saturate as gradients do at a confident prediction; and its unit, a
+change of probability, is what a user reads. It costs one forward pass per token, all batched together.
+
+Offsets come from the tokenizer and point into the original text, so English words and Chinese characters
+alike map back exactly. ERASER's comprehensiveness (DeYoung et al. 2020) checks faithfulness: deleting each
+text's most-attributed tokens must lower the label's probability far more than deleting random ones
+(tests/test_explain.py; bench/faithfulness.py measures it on real data).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from grutext.errors import UsageError
+from grutext.tokenizer import capped
+
+
+@dataclass
+class TokenAttribution:
+    token: str  # the text's own characters, text[start:end]
+    start: int
+    end: int
+    attribution: float  # the fall of the label's probability when this token is deleted
+
+
+@dataclass
+class Explanation:
+    text: str
+    label: str
+    score: float  # the label's probability for the whole text
+    tokens: list[TokenAttribution]
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "label": self.label,
+            "score": round(self.score, 6),
+            "tokens": [
+                {"token": t.token, "start": t.start, "end": t.end, "attribution": round(t.attribution, 6)}
+                for t in self.tokens
+            ],
+        }
+
+
+def tokens_with_offsets(model: Any, texts: Sequence[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+    """Token ids and character offsets per text, truncated as the model's tokenizer settings say."""
+    cfg = model.tokenizer_config
+    tokenizer = model.tokenizer
+    out = []
+    for text, encoding in zip(
+        texts, tokenizer.encode_batch(list(capped(texts, cfg)), add_special_tokens=False), strict=True
+    ):
+        ids, offsets = list(encoding.ids), list(encoding.offsets)
+        if len(ids) > cfg.max_length:  # head truncation is the tokenizer's own; head_tail keeps both ends
+            head = (cfg.max_length + 1) // 2 if cfg.truncation == "head_tail" else cfg.max_length
+            keep = list(range(head)) + list(range(len(ids) - (cfg.max_length - head), len(ids)))
+            ids, offsets = [ids[i] for i in keep], [offsets[i] for i in keep]
+        out.append((ids, [(min(a, len(text)), min(b, len(text))) for a, b in offsets]))
+    return out
+
+
+def explain(model: Any, texts: Sequence[str], label: str | None = None) -> list[Explanation]:
+    """Occlusion attributions for `label` (default: each text's predicted label) of every token of `texts`."""
+    labels = list(model.labels)
+    if label is not None and label not in labels:
+        raise UsageError(f"--label {label!r} is not one of the model's labels ({', '.join(labels)})")
+    encoded = tokens_with_offsets(model, texts)
+    rows: list[list[int]] = []
+    for ids, _ in encoded:
+        rows.append(ids)
+        rows.extend(ids[:i] + ids[i + 1 :] for i in range(len(ids)))  # each token deleted in turn
+    probs = np.asarray(model.proba_of_ids(rows), dtype=np.float64)
+    out, at = [], 0
+    for text, (ids, offsets) in zip(texts, encoded, strict=True):
+        whole = probs[at]
+        target = labels.index(label) if label is not None else int(whole.argmax())
+        without = probs[at + 1 : at + 1 + len(ids), target]
+        at += 1 + len(ids)
+        tokens = [
+            TokenAttribution(text[a:b], a, b, float(whole[target] - p))
+            for (a, b), p in zip(offsets, without, strict=True)
+        ]
+        out.append(Explanation(text, labels[target], float(whole[target]), tokens))
+    return out
+
+
+def comprehensiveness(model: Any, texts: Sequence[str], k: int = 2, seed: int = 0) -> tuple[float, float]:
+    """ERASER's comprehensiveness (DeYoung et al. 2020) at k tokens: the mean fall of the predicted label's
+    probability when each text's k most-attributed tokens are deleted, and when k random tokens are. A
+    faithful attribution makes the first far larger. Texts need more than k tokens."""
+    rng = random.Random(seed)
+    explained = explain(model, texts)
+    columns = [list(model.labels).index(e.label) for e in explained]
+    top: list[list[int]] = []
+    chance: list[list[int]] = []
+    for (ids, _), e in zip(tokens_with_offsets(model, texts), explained, strict=True):
+        if len(ids) <= k:
+            raise UsageError(f"comprehensiveness at k={k} needs texts of more than {k} tokens: {e.text!r}")
+        order = sorted(range(len(ids)), key=lambda i: -e.tokens[i].attribution)
+        for drop, rows in ((set(order[:k]), top), (set(rng.sample(range(len(ids)), k)), chance)):
+            rows.append([t for i, t in enumerate(ids) if i not in drop])
+    base = np.array([e.score for e in explained])
+    falls = []
+    for rows in (top, chance):
+        probs = np.asarray(model.proba_of_ids(rows), dtype=np.float64)
+        falls.append(float(np.mean(base - probs[np.arange(len(rows)), columns])))
+    return falls[0], falls[1]
+
+
+def plain(explanation: Explanation) -> str:
+    """One explanation as one line of plain text, each token followed by its attribution in brackets."""
+    parts, cursor = [], 0
+    for t in explanation.tokens:
+        parts.append(explanation.text[cursor : t.start] + f"{t.token}[{t.attribution:+.3f}]")
+        cursor = t.end
+    return f"{explanation.label} ({explanation.score:.3f}): " + "".join(parts) + explanation.text[cursor:]
+
+
+def page(explanations: Sequence[Explanation]) -> str:
+    """A self-contained HTML page with the texts highlighted (green: towards the label, red: against it)."""
+    rows = []
+    for e in explanations:
+        scale = max((abs(t.attribution) for t in e.tokens), default=0.0) or 1.0
+        spans, cursor = [], 0
+        for t in e.tokens:
+            alpha = abs(t.attribution) / scale
+            rgb = "0,160,0" if t.attribution > 0 else "220,0,0"
+            spans.append(html.escape(e.text[cursor : t.start]))
+            spans.append(
+                f'<span style="background: rgba({rgb},{alpha:.2f})" title="{t.attribution:+.4f}">'
+                f"{html.escape(t.token)}</span>"
+            )
+            cursor = t.end
+        spans.append(html.escape(e.text[cursor:]))
+        rows.append(f"<p><b>{html.escape(e.label)}</b> ({e.score:.3f}): {''.join(spans)}</p>")
+    return (
+        '<!doctype html><html><head><meta charset="utf-8"><title>grutext explain</title>'
+        "<style>body { font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; line-height: 1.8 }"
+        "</style></head><body><h1>grutext explain</h1><p>Green tokens raise the label's probability, red ones "
+        "lower it (occlusion: the fall of the probability when the token is deleted; hover for the value).</p>"
+        + "".join(rows)
+        + "</body></html>\n"
+    )
+
+
+def as_json(explanation: Explanation) -> str:
+    return json.dumps(explanation.record(), ensure_ascii=False)

@@ -1,0 +1,73 @@
+"""grutext explain: occlusion attributions, offsets that map back into the text (English and Chinese), the
+output formats, and (slow, real data) ERASER's comprehensiveness."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from grutext.cli import cli
+from grutext.engine import load_engine
+from grutext.explain import comprehensiveness, explain
+from tests.conftest import TINY, sentiment_rows, write_jsonl
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_attributions_are_the_fall_of_the_probability_when_a_token_is_deleted(trained: Path, engine: str) -> None:
+    model = load_engine(trained, engine)
+    text = "the  film was superb, really superb"
+    (e,) = explain(model, [text])
+    assert e.label == "pos" and [t.token for t in e.tokens] == ["the", "film", "was", "superb", ",", "really", "superb"]
+    assert all(text[t.start : t.end] == t.token for t in e.tokens)
+    ids = [model.tokenizer.encode(text, add_special_tokens=False).ids]
+    without = [ids[0][:i] + ids[0][i + 1 :] for i in range(len(ids[0]))]
+    probs = np.asarray(model.proba_of_ids(ids + without))[:, model.labels.index("pos")]
+    np.testing.assert_allclose([t.attribution for t in e.tokens], probs[0] - probs[1:], atol=1e-6)
+    assert e.score == pytest.approx(float(probs[0]), abs=1e-6)
+
+
+def test_chinese_offsets_map_back_character_by_character(tmp_path: Path) -> None:
+    data = write_jsonl(tmp_path / "cn.jsonl", sentiment_rows(200, seed=5, chinese=True))
+    out = tmp_path / "cn"
+    assert CliRunner().invoke(cli, ["train", str(data), "-o", str(out), *TINY, "--epochs", "10"]).exit_code == 0
+    text = "房间很好，服务满意！Great 酒店"
+    result = CliRunner().invoke(cli, ["explain", "-m", str(out), "--format", "jsonl"], input=text + "\n")
+    record = json.loads(result.stdout)
+    assert record["text"] == text and record["label"] == "pos"
+    assert all(text[t["start"] : t["end"]] == t["token"] for t in record["tokens"])
+    assert [t["token"] for t in record["tokens"]][:4] == ["房", "间", "很", "好"]
+    best = max(record["tokens"], key=lambda t: t["attribution"])
+    assert best["token"] in "很好满意"
+
+
+def test_formats_and_label(trained: Path, tmp_path: Path) -> None:
+    text = "a dreadful and boring film\n"
+    plain = CliRunner(env={"NO_COLOR": "1"}).invoke(cli, ["explain", "-m", str(trained)], input=text)
+    assert plain.exit_code == 0 and plain.stdout.startswith("neg (")
+    assert "dreadful[+" in plain.stdout and plain.stdout.count("\n") == 1
+    as_pos = CliRunner().invoke(cli, ["explain", "-m", str(trained), "--label", "pos", "--format", "jsonl"], input=text)
+    assert json.loads(as_pos.stdout)["label"] == "pos"
+    page = tmp_path / "x.html"
+    CliRunner().invoke(cli, ["explain", "-m", str(trained), "--html", str(page)], input=text)
+    assert "<span style=" in page.read_text(encoding="utf-8") and "dreadful" in page.read_text(encoding="utf-8")
+    bad = CliRunner().invoke(cli, ["explain", "-m", str(trained), "--label", "meh"], input=text)
+    assert bad.exit_code == 2 and "not one of the model's labels" in bad.output
+
+
+@pytest.mark.slow
+def test_faithfulness_on_sst2(tmp_path: Path) -> None:
+    data = Path(os.environ["GRUTEXT_DATA"]) / "sst2" if os.environ.get("GRUTEXT_DATA") else None
+    if data is None or not (data / "test.jsonl").exists():
+        pytest.skip("GRUTEXT_DATA with sst2 is not here")
+    out = tmp_path / "sst2"
+    assert CliRunner().invoke(cli, ["train", str(data), "-o", str(out), "--epochs", "2"]).exit_code == 0
+    rows = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines()]
+    texts = [r["text"] for r in rows if len(r["text"].split()) >= 4][:150]
+    top, rand = comprehensiveness(load_engine(out), texts)
+    print(f"sst2, 150 test sentences: deleting the top 2 tokens lowers p by {top:.3f}, 2 random tokens by {rand:.3f}")
+    assert top >= 2 * rand and top >= 0.10
