@@ -161,6 +161,7 @@ class TrainConfig:
     word_dropout: float = 0.0  # share of training tokens replaced by [UNK] at each step
     label_smoothing: float = 0.0  # single-label: cross-entropy against targets smoothed by this much
     embedding_lr_scale: float = 1.0  # the embedding table's learning rate, as a share of --lr
+    average_last: int = 0  # also try the average of the last N epochs' weights; keep it if validation prefers
 
     def resolved_lr(self, multi_label: bool) -> float:
         """The peak learning rate: --lr, or the default for the kind of task."""
@@ -193,6 +194,7 @@ class TrainConfig:
         _check_float("train.word_dropout", self.word_dropout, 0.0, 0.9)
         _check_float("train.label_smoothing", self.label_smoothing, 0.0, 0.5)
         _check_float("train.embedding_lr_scale", self.embedding_lr_scale, 0.0, 10.0, lo_open=True)
+        _check_int("train.average_last", self.average_last, 0, 100)
         if self.freeze_vectors and self.vectors is None:
             raise ConfigError("--freeze-vectors needs --vectors FILE")
 

@@ -648,6 +648,51 @@ def fit(
     Updates `loop` and `best_state` in place; returns why it stopped (or "interrupted")."""
     train_ids, train_y = ids["train"], y["train"]
     lengths = [len(r) for r in train_ids]
+    recent: list[dict[str, torch.Tensor]] = []  # the last epochs' weights, for --average-last
+    try:
+        return _fit_epochs(model, optimizer, loop, best_state, ids, y, task, cfg, device, emit, stop, recent, lengths)
+    finally:
+        if len(recent) > 1 and loop.best_epoch and stop.signum is None:
+            _keep_average_if_better(model, recent, loop, best_state, ids, y, task, device)
+
+
+def _keep_average_if_better(
+    model: GRUClassifier,
+    recent: list[dict[str, torch.Tensor]],
+    loop: LoopState,
+    best_state: dict[str, torch.Tensor],
+    ids: dict[str, list[list[int]]],
+    y: dict[str, torch.Tensor],
+    task: Task,
+    device: torch.device,
+) -> None:
+    """Checkpoint averaging: the mean of the last epochs' weights replaces the best epoch's when validation
+    scores it higher."""
+    average = {k: torch.stack([s[k].float() for s in recent]).mean(0).to(best_state[k].dtype) for k in best_state}
+    model.load_state_dict(average)
+    _, val_loss, val_score = task.score(infer(model, ids["validation"], device), y["validation"])
+    if [val_score, -val_loss] > loop.best_score:
+        best_state.update(average)
+        loop.best_score = [val_score, -val_loss]
+        task.kept_decision = task.head.decision_section()
+
+
+def _fit_epochs(
+    model: GRUClassifier,
+    optimizer: Optimizer,
+    loop: LoopState,
+    best_state: dict[str, torch.Tensor],
+    ids: dict[str, list[list[int]]],
+    y: dict[str, torch.Tensor],
+    task: Task,
+    cfg: TrainConfig,
+    device: torch.device,
+    emit: Callable[[Event], None],
+    stop: StopSignals,
+    recent: list[dict[str, torch.Tensor]],
+    lengths: list[int],
+) -> str:
+    train_ids, train_y = ids["train"], y["train"]
     for epoch in range(loop.epoch, cfg.epochs + 1):
         loop.epoch = epoch
         # The batch order depends only on (seed, epoch), so a resumed run sees the same order.
@@ -696,6 +741,9 @@ def fit(
         val_metrics, val_loss, val_score = task.score(infer(model, ids["validation"], device), y["validation"])
         score = [val_score, -val_loss]
         improved = score > loop.best_score
+        if cfg.average_last:
+            recent.append(_clone(model.state_dict()))
+            del recent[: -cfg.average_last]
         if improved:
             loop.best_score, loop.best_epoch, loop.bad_epochs = score, epoch, 0
             best_state.update(_clone(model.state_dict()))
