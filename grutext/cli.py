@@ -293,6 +293,14 @@ _K = TokenizerConfig()
     help="Multi-label: tune one decision threshold on validation data, or one per label.",
 )
 @click.option(
+    "--backend",
+    type=click.Choice(["auto", "fast", "reference"]),
+    default="auto",
+    show_default=True,
+    help="auto: the fast CPU path where it runs (the reference on a GPU and under torchrun); reference: the "
+    "readable PyTorch implementation everywhere (same model, slower on the CPU).",
+)
+@click.option(
     "--vectors",
     type=click.Path(path_type=str),
     default=None,

@@ -162,6 +162,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # single-label: cross-entropy against targets smoothed by this much
     embedding_lr_scale: float = 1.0  # the embedding table's learning rate, as a share of --lr
     average_last: int = 0  # also try the average of the last N epochs' weights; keep it if validation prefers
+    backend: str = "auto"  # auto: the fast CPU path where it runs; reference: the readable one everywhere
 
     def resolved_lr(self, multi_label: bool) -> float:
         """The peak learning rate: --lr, or the default for the kind of task."""
@@ -195,6 +196,7 @@ class TrainConfig:
         _check_float("train.label_smoothing", self.label_smoothing, 0.0, 0.5)
         _check_float("train.embedding_lr_scale", self.embedding_lr_scale, 0.0, 10.0, lo_open=True)
         _check_int("train.average_last", self.average_last, 0, 100)
+        _check_choice("train.backend", self.backend, ("auto", "fast", "reference"))
         if self.freeze_vectors and self.vectors is None:
             raise ConfigError("--freeze-vectors needs --vectors FILE")
 

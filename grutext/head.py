@@ -47,7 +47,12 @@ class Head:
         raise NotImplementedError
 
     def loss(
-        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, smoothing: float = 0.0
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        smoothing: float = 0.0,
+        reduction: str = "mean",
     ) -> torch.Tensor:
         raise NotImplementedError
 
@@ -80,10 +85,15 @@ class SingleLabel(Head):
         return torch.tensor([self.index[row[0]] for row in split.labels], dtype=torch.int64)
 
     def loss(
-        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, smoothing: float = 0.0
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        smoothing: float = 0.0,
+        reduction: str = "mean",
     ) -> torch.Tensor:
         w = None if weight is None else weight.to(logits.device)
-        return nn.functional.cross_entropy(logits, target, weight=w, label_smoothing=smoothing)
+        return nn.functional.cross_entropy(logits, target, weight=w, label_smoothing=smoothing, reduction=reduction)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits.float(), dim=1)
@@ -111,10 +121,17 @@ class MultiLabel(Head):
         return out
 
     def loss(
-        self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None, smoothing: float = 0.0
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        smoothing: float = 0.0,
+        reduction: str = "mean",
     ) -> torch.Tensor:
         pos_weight = None if weight is None else weight.to(logits.device)
-        return nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight)
+        return nn.functional.binary_cross_entropy_with_logits(
+            logits, target, pos_weight=pos_weight, reduction=reduction
+        )
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits.float())

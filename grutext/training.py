@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tokenizers import Tokenizer
 
 from grutext.artifacts import read_json
 from grutext.backend import Optimizer, choose, make_optimizer, prepare, resolve_device, torch_threads
@@ -37,11 +38,12 @@ from grutext.checkpoint import (
 from grutext.config import DataShape, ModelConfig, TokenizerConfig, TrainConfig, to_dict
 from grutext.data import LabelledData, load_labelled, training_splits
 from grutext.decision import Decision
+from grutext.distributed import Group
 from grutext.errors import ConfigError, Interrupted, TrainingError
 from grutext.head import Head, make_head
 from grutext.model import GRUClassifier
 from grutext.pretrained import pretrained_embeddings
-from grutext.tokenizer import PAD_ID, UNK_ID, encode, train_tokenizer, truncated_fraction
+from grutext.tokenizer import PAD_ID, UNK_ID, configure_truncation, encode, train_tokenizer, truncated_fraction
 
 
 @dataclass(frozen=True)
@@ -227,8 +229,21 @@ class Task:
 
     smoothing: float = 0.0  # single-label: label smoothing of the training loss
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.head.loss(logits, target, self.weight, self.smoothing if logits.requires_grad else 0.0)
+    def loss(self, logits: torch.Tensor, target: torch.Tensor, normalizer: float | None = None) -> torch.Tensor:
+        """The mean loss, or (with `normalizer`) the summed loss over it."""
+        smoothing = self.smoothing if logits.requires_grad else 0.0
+        if normalizer is None:
+            return self.head.loss(logits, target, self.weight, smoothing)
+        return self.head.loss(logits, target, self.weight, smoothing, reduction="sum") / normalizer
+
+    def normalizer(self, target: torch.Tensor) -> float:
+        """What the mean loss over these targets divides by: rows (times labels, multi-label), or the rows'
+        class weights (weighted single-label, as torch's cross-entropy does)."""
+        if self.head.multi_label:
+            return float(target.numel())
+        if self.weight is not None:
+            return float(self.weight[target].sum())
+        return float(len(target))
 
     def score(
         self, logits: torch.Tensor, target: torch.Tensor, per_label: bool = False
@@ -406,7 +421,17 @@ def train(
         if overwrite and (position := resumable_position(output)) is not None:
             emit(DiscardingResumable(output, *position))
     device = resolve_device(cfg.device)
-    backend = choose(device)
+    group = Group.from_env(device.type)  # torchrun: one process per rank
+    if group is not None:
+        if device.type == "cuda":
+            device = torch.device("cuda", group.local_rank)
+            torch.cuda.set_device(device)
+        if not group.leader:  # progress and logs come from rank 0 only
+            emit = _silent
+    # Under torchrun the reference backend runs: LazyAdamW's sparse rows do not go through DDP's all-reduce.
+    backend = choose(device, "reference" if group is not None and cfg.backend == "auto" else cfg.backend)
+    if group is not None and backend == "fast":
+        raise ConfigError("--backend fast cannot train data-parallel (its embedding rows are sparse); use auto")
     seed_everything(cfg.seed)
 
     # ---- data
@@ -428,9 +453,16 @@ def train(
         DataLoaded(spec.source, data.text_column, data.label_column, labels, sizes, data.validation_from, data.skipped)
     )
 
-    # ---- tokenizer: trained on the training split only (a resumed run reuses the saved one)
+    # ---- tokenizer: trained on the training split only (a resumed run reuses the saved one); under torchrun
+    # rank 0 trains it (and reads the vectors) and every other rank receives it
     start = time.perf_counter()
-    if trainer_state is not None:
+    if group is not None and not group.leader:
+        tokenizer_json, embed_dim = group.broadcast(None)
+        tokenizer = Tokenizer.from_str(tokenizer_json)
+        configure_truncation(tokenizer, tok_cfg)
+        model_cfg = dataclasses.replace(model_cfg, embed_dim=embed_dim)
+        pretrained = None
+    elif trainer_state is not None:
         previous = load(output)
         if previous.labels != labels:
             raise ConfigError(f"cannot resume {output}: the data's labels differ from the interrupted run's")
@@ -438,8 +470,10 @@ def train(
     else:
         tokenizer = train_tokenizer(data.splits["train"].texts, tok_cfg)
     tokenizer_seconds = time.perf_counter() - start
-    pretrained = None
-    if cfg.vectors is not None and trainer_state is None:  # a resumed run has its table in the saved state
+    if group is None or group.leader:
+        pretrained = None
+    if cfg.vectors is not None and trainer_state is None and (group is None or group.leader):
+        # a resumed run has its table in the saved state; DDP hands rank 0's table to the other ranks
         pretrained = pretrained_embeddings(
             cfg.vectors,
             tokenizer,
@@ -452,6 +486,8 @@ def train(
         tokenizer = pretrained.tokenizer
         model_cfg = dataclasses.replace(model_cfg, embed_dim=pretrained.summary["dim"])
     model_cfg = dataclasses.replace(model_cfg, embed_dim=model_cfg.embedding_size)
+    if group is not None and group.leader:
+        group.broadcast((tokenizer.to_str(), model_cfg.embed_dim))
     ids = {name: encode(tokenizer, split.texts, tok_cfg) for name, split in data.splits.items()}
     emit(
         TokenizerTrained(
@@ -480,8 +516,14 @@ def train(
         with torch.no_grad():
             model.classifier.bias.copy_(task.prior)
     model = prepare(model, device, backend)
+    world = group.world if group is not None else 1
+    runner: torch.nn.Module = model
+    if group is not None:  # averages the gradients over ranks, and starts every rank from rank 0's weights
+        from torch.nn.parallel import DistributedDataParallel
+
+        runner = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     lr = cfg.resolved_lr(data.multi_label)
-    steps_per_epoch = math.ceil(len(ids["train"]) / cfg.batch_size)
+    steps_per_epoch = math.ceil(len(ids["train"]) / (cfg.batch_size * world))
     total_steps = int(min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf))
     optimizer = make_optimizer(
         model,
@@ -511,14 +553,16 @@ def train(
         model.load_state_dict(trainer_state.model)
         best_state = {k: v.to(device) for k, v in trainer_state.best.items()}
         optimizer.load_state_dict({"optimizer": trainer_state.optimizer, "scheduler": trainer_state.scheduler})
-        torch.set_rng_state(trainer_state.rng["cpu"])
-        if device.type == "cuda" and "cuda" in trainer_state.rng:
-            torch.cuda.set_rng_state(trainer_state.rng["cuda"])
+        suffix = f"_rank{group.rank}" if group is not None else ""
+        torch.set_rng_state(trainer_state.rng["cpu" + suffix])
+        if device.type == "cuda" and "cuda" + suffix in trainer_state.rng:
+            torch.cuda.set_rng_state(trainer_state.rng["cuda" + suffix], device)
     emit(ModelBuilt(model.num_parameters(), str(device), backend, (loop.epoch, loop.step) if trainer_state else None))
     y = {name: task.head.targets(split) for name, split in data.splits.items()}
     sections: dict[str, Any] = {"train": to_dict(cfg), "data": _data_section(spec, data, sizes)}
     sections["train"]["resolved_early_stop_metric"] = task.metric
     sections["train"]["resolved_lr"] = lr
+    sections["train"]["world_size"] = world
     if task.weight is not None:
         sections["train"]["resolved_class_weight"] = dict(zip(labels, task.weight.tolist(), strict=True))
     if pretrained is not None:
@@ -528,9 +572,12 @@ def train(
 
     def write(weights: dict[str, torch.Tensor], metrics: dict[str, Any], state: TrainerState | None) -> Path:
         model.load_state_dict(weights)
+        if group is not None and not group.leader:  # rank 0 writes; the others wait until it has
+            group.barrier()
+            return output
         # An interrupted run keeps the thresholds of its best epoch (0.5 before the first one).
         decision = task.kept_decision or task.head.decision_section()
-        return save(
+        path = save(
             output,
             model=model,
             tokenizer=tokenizer,
@@ -541,10 +588,13 @@ def train(
             overwrite=True if resume else overwrite,
             extra=(lambda root: write_trainer_state(root, state)) if state is not None else None,
         )
+        if group is not None:
+            group.barrier()
+        return path
 
     with StopSignals() as stop, torch_threads(device, backend):
         try:
-            stopped = fit(model, optimizer, loop, best_state, ids, y, task, cfg, device, emit, stop)
+            stopped = fit(runner, model, optimizer, loop, best_state, ids, y, task, cfg, device, emit, stop, group)
         except TrainingError as exc:
             if loop.best_epoch == 0:
                 raise
@@ -555,7 +605,9 @@ def train(
         if stopped == "interrupted" and stop.signum is not None:
             rng = {"cpu": torch.get_rng_state()}
             if device.type == "cuda":
-                rng["cuda"] = torch.cuda.get_rng_state()
+                rng["cuda"] = torch.cuda.get_rng_state(device)
+            if group is not None:  # every rank's own dropout stream
+                rng = {f"{k}_rank{r}": v for r, states in enumerate(group.gather(rng)) for k, v in states.items()}
             optimizer_state = optimizer.state_dict()
             state = TrainerState(
                 dataclasses.asdict(loop),
@@ -585,7 +637,7 @@ def train(
 
         # ---- final scores of the kept model; the test split is only reported, never used to choose
         model.load_state_dict(best_state)
-        val_metrics, _, _ = task.score(infer(model, ids["validation"], device), y["validation"], task.per_label)
+        val_metrics, _, _ = task.score(_infer(model, ids["validation"], device, group), y["validation"], task.per_label)
         task.kept_decision = task.head.decision_section()
         metrics: dict[str, Any] = {
             "best_epoch": loop.best_epoch,
@@ -595,10 +647,13 @@ def train(
             "validation": val_metrics,
         }
         if "test" in ids:  # thresholds come from validation, never from test
-            metrics["test"] = task.head.metrics(task.head.probabilities(infer(model, ids["test"], device)), y["test"])
+            test_logits = _infer(model, ids["test"], device, group)
+            metrics["test"] = task.head.metrics(task.head.probabilities(test_logits), y["test"])
     metrics["history"] = loop.history
     path = write(best_state, metrics, None)
     emit(Finished(path, loop.best_epoch, stopped, metrics))
+    if group is not None:
+        group.close()
     return TrainResult(path, metrics, [EpochDone(**h) for h in loop.history])
 
 
@@ -631,7 +686,28 @@ def _data_section(spec: DataSpec, data: LabelledData, sizes: dict[str, int]) -> 
     }
 
 
+def _silent(event: Event) -> None:
+    """The event sink of ranks other than 0."""
+
+
+def _infer(model: GRUClassifier, ids: list[list[int]], device: torch.device, group: Group | None) -> torch.Tensor:
+    """Logits of every row; under torchrun each rank runs its share and all ranks get them all, in order."""
+    if group is None:
+        return infer(model, ids, device)
+    mine = list(range(group.rank, len(ids), group.world))
+    logits = infer(model, [ids[i] for i in mine], device) if mine else torch.empty(0)
+    out: torch.Tensor | None = None
+    for rank, part in enumerate(group.gather(logits)):
+        if out is None:
+            out = torch.empty(len(ids), part.size(1) if part.dim() == 2 else 0)
+        if len(part):
+            out[rank :: group.world] = part
+    assert out is not None
+    return out
+
+
 def fit(
+    runner: torch.nn.Module,
     model: GRUClassifier,
     optimizer: Optimizer,
     loop: LoopState,
@@ -643,17 +719,20 @@ def fit(
     device: torch.device,
     emit: Callable[[Event], None],
     stop: StopSignals,
+    group: Group | None = None,
 ) -> str:
     """The loop: clipped AdamW steps, a validation pass per epoch, early stopping on the task's metric.
-    Updates `loop` and `best_state` in place; returns why it stopped (or "interrupted")."""
-    train_ids, train_y = ids["train"], y["train"]
-    lengths = [len(r) for r in train_ids]
-    recent: list[dict[str, torch.Tensor]] = []  # the last epochs' weights, for --average-last
+    Updates `loop` and `best_state` in place; returns why it stopped (or "interrupted"). `runner` is the
+    model, or its DistributedDataParallel wrapper under torchrun."""
+    lengths = [len(r) for r in ids["train"]]
+    recent: list[dict[str, torch.Tensor]] = []  # the last epochs' weights, for average_last
     try:
-        return _fit_epochs(model, optimizer, loop, best_state, ids, y, task, cfg, device, emit, stop, recent, lengths)
+        return _fit_epochs(
+            runner, model, optimizer, loop, best_state, ids, y, task, cfg, device, emit, stop, recent, lengths, group
+        )
     finally:
         if len(recent) > 1 and loop.best_epoch and stop.signum is None:
-            _keep_average_if_better(model, recent, loop, best_state, ids, y, task, device)
+            _keep_average_if_better(model, recent, loop, best_state, ids, y, task, device, group)
 
 
 def _keep_average_if_better(
@@ -665,12 +744,13 @@ def _keep_average_if_better(
     y: dict[str, torch.Tensor],
     task: Task,
     device: torch.device,
+    group: Group | None,
 ) -> None:
     """Checkpoint averaging: the mean of the last epochs' weights replaces the best epoch's when validation
     scores it higher."""
     average = {k: torch.stack([s[k].float() for s in recent]).mean(0).to(best_state[k].dtype) for k in best_state}
     model.load_state_dict(average)
-    _, val_loss, val_score = task.score(infer(model, ids["validation"], device), y["validation"])
+    _, val_loss, val_score = task.score(_infer(model, ids["validation"], device, group), y["validation"])
     if [val_score, -val_loss] > loop.best_score:
         best_state.update(average)
         loop.best_score = [val_score, -val_loss]
@@ -678,6 +758,7 @@ def _keep_average_if_better(
 
 
 def _fit_epochs(
+    runner: torch.nn.Module,
     model: GRUClassifier,
     optimizer: Optimizer,
     loop: LoopState,
@@ -691,25 +772,34 @@ def _fit_epochs(
     stop: StopSignals,
     recent: list[dict[str, torch.Tensor]],
     lengths: list[int],
+    group: Group | None,
 ) -> str:
     train_ids, train_y = ids["train"], y["train"]
+    rank, world = (group.rank, group.world) if group is not None else (0, 1)
     for epoch in range(loop.epoch, cfg.epochs + 1):
         loop.epoch = epoch
-        # The batch order depends only on (seed, epoch), so a resumed run sees the same order.
-        batches = bucket_batches(lengths, cfg.batch_size, random.Random(f"{cfg.seed}-{epoch}"))
+        # The batch order depends only on (seed, epoch), so a resumed run sees the same order. Under torchrun
+        # each global batch of batch_size x ranks texts is cut into one slice per rank (a last batch with
+        # fewer texts than ranks is left out).
+        batches = bucket_batches(lengths, cfg.batch_size * world, random.Random(f"{cfg.seed}-{epoch}"))
+        if world > 1:
+            batches = [b for b in batches if len(b) >= world]
         if cfg.max_steps is not None:
             batches = batches[: max(0, cfg.max_steps - (loop.global_step - loop.step))]
         emit(EpochStarted(epoch, cfg.epochs, len(batches)))
         model.train()
         start = time.perf_counter() - loop.seconds
         for step in range(loop.step, len(batches)):
-            batch = collate(train_ids, batches[step]).to(device)
+            whole = batches[step]
+            batch = collate(train_ids, whole[rank::world]).to(device)
             if cfg.word_dropout:  # whole words hidden behind [UNK]: the model may not lean on any single one
                 hide = (torch.rand(batch.ids.shape, device=device) < cfg.word_dropout) & (batch.ids != PAD_ID)
                 batch.ids = batch.ids.masked_fill(hide, UNK_ID)
             target = train_y[batch.index].to(device)  # [B] or [B, C]
-            logits = model(batch.ids, batch.lengths)  # [B, C]
-            loss = task.loss(logits, target)
+            logits = runner(batch.ids, batch.lengths)  # [B, C]
+            # The loss is normalised over the whole global batch, times the ranks DDP averages over, so N
+            # ranks take exactly the step one process takes on the same texts.
+            loss = task.loss(logits, target, task.normalizer(train_y[whole]) / world)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss.item()} at epoch {epoch}, step {step + 1}; lower --lr "
@@ -719,9 +809,9 @@ def _fit_epochs(
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()  # clip, update, schedule
             loop.step, loop.global_step = step + 1, loop.global_step + 1
-            loop.loss_sum += loss.item() * len(batch.index)
-            loop.seen += len(batch.index)
-            loop.tokens += int(batch.lengths.sum())
+            loop.loss_sum += loss.item() * len(whole)  # rank 0 shows its own estimate of the mean
+            loop.seen += len(whole)
+            loop.tokens += sum(max(1, lengths[i]) for i in whole)
             elapsed = time.perf_counter() - start
             emit(
                 StepDone(
@@ -734,11 +824,12 @@ def _fit_epochs(
                     optimizer.lr,
                 )
             )
-            if stop.signum is not None:
+            if _stopping(stop, group):
                 loop.seconds = elapsed
                 return "interrupted"
         seconds = time.perf_counter() - start
-        val_metrics, val_loss, val_score = task.score(infer(model, ids["validation"], device), y["validation"])
+        val_logits = _infer(model, ids["validation"], device, group)
+        val_metrics, val_loss, val_score = task.score(val_logits, y["validation"])
         score = [val_score, -val_loss]
         improved = score > loop.best_score
         if cfg.average_last:
@@ -769,6 +860,17 @@ def _fit_epochs(
             return f"reached --max-steps {cfg.max_steps}"
         if loop.bad_epochs and loop.bad_epochs >= cfg.patience:  # patience 0: stop at the first worse epoch
             return f"early stop: no better validation {task.metric} for {loop.bad_epochs} epoch(s)"
-        if stop.signum is not None:
+        if _stopping(stop, group):
             return "interrupted"
     return f"ran all {cfg.epochs} epochs"
+
+
+def _stopping(stop: StopSignals, group: Group | None) -> bool:
+    """Whether to stop for a signal; under torchrun every rank asks at the same points and all agree, so a
+    signal that reached one rank first stops them all at the same step."""
+    if group is None:
+        return stop.signum is not None
+    if group.any(stop.signum is not None):
+        stop.signum = stop.signum or signal.SIGTERM  # another rank was signalled
+        return True
+    return False
