@@ -312,6 +312,37 @@ _K = TokenizerConfig()
     is_flag=True,
     help="Keep the pretrained rows fixed instead of fine-tuning them (needs --vectors).",
 )
+@click.option(
+    "--streaming",
+    is_flag=True,
+    help="Read the data as a stream, never all of it in memory (local jsonl/csv/tsv/parquet/.txt, gzipped too, "
+    "or a hub id).",
+)
+@click.option("--labels", help="Streaming: the label set, comma-separated (else one pass over the label column).")
+@click.option(
+    "--tokenizer-sample",
+    type=click.IntRange(min=1),
+    default=100_000,
+    show_default=True,
+    help="Streaming: the tokenizer learns from the first N training texts.",
+)
+@click.option(
+    "--shuffle-buffer",
+    type=click.IntRange(min=1),
+    default=16_384,
+    show_default=True,
+    help="Streaming: texts shuffled together before batching.",
+)
+@click.option(
+    "--steps-per-epoch", type=click.IntRange(min=1), default=None, help="Streaming: an epoch is N steps, not a pass."
+)
+@click.option(
+    "--max-validation",
+    type=click.IntRange(min=1),
+    default=20_000,
+    show_default=True,
+    help="Streaming: validation texts held in memory.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace --output if it exists and is not empty.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run saved in --output (same command otherwise).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as one JSON object on stdout.")

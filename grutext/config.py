@@ -163,6 +163,12 @@ class TrainConfig:
     embedding_lr_scale: float = 1.0  # the embedding table's learning rate, as a share of --lr
     average_last: int = 0  # also try the average of the last N epochs' weights; keep it if validation prefers
     backend: str = "auto"  # auto: the fast CPU path where it runs; reference: the readable one everywhere
+    streaming: bool = False  # read the data as a stream, never all of it in memory
+    labels: str | None = None  # streaming: the label set, comma-separated (else one pass over the labels)
+    tokenizer_sample: int = 100_000  # streaming: texts the tokenizer learns from (the first ones)
+    shuffle_buffer: int = 16_384  # streaming: texts shuffled together
+    steps_per_epoch: int | None = None  # streaming: an epoch is this many steps, not a pass
+    max_validation: int = 20_000  # streaming: validation texts held in memory
 
     def resolved_lr(self, multi_label: bool) -> float:
         """The peak learning rate: --lr, or the default for the kind of task."""
@@ -197,6 +203,14 @@ class TrainConfig:
         _check_float("train.embedding_lr_scale", self.embedding_lr_scale, 0.0, 10.0, lo_open=True)
         _check_int("train.average_last", self.average_last, 0, 100)
         _check_choice("train.backend", self.backend, ("auto", "fast", "reference"))
+        _check_bool("train.streaming", self.streaming)
+        if self.labels is not None and (not isinstance(self.labels, str) or not self.labels.strip(",")):
+            raise ConfigError(f"train.labels must be comma-separated label names, got {self.labels!r}")
+        _check_int("train.tokenizer_sample", self.tokenizer_sample, 1, 10**9)
+        _check_int("train.shuffle_buffer", self.shuffle_buffer, 1, 10**8)
+        if self.steps_per_epoch is not None:
+            _check_int("train.steps_per_epoch", self.steps_per_epoch, 1, 10**9)
+        _check_int("train.max_validation", self.max_validation, 1, 10**8)
         if self.freeze_vectors and self.vectors is None:
             raise ConfigError("--freeze-vectors needs --vectors FILE")
 

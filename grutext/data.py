@@ -10,6 +10,7 @@ imported only for hub ids, `save_to_disk` folders and parquet metadata. No torch
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
@@ -351,22 +352,22 @@ def _read_parquet(path: Path) -> Table:
         raise DataError(f"{path} is not a readable parquet file ({exc})") from None
     if table.num_rows == 0:
         raise DataError(f"{path} has columns ({', '.join(table.column_names)}) but no rows")
-    return Table(table.to_pydict(), str(path), class_names=_class_names_from_schema(table.schema))
+    return Table(table.to_pydict(), str(path), class_names=class_names_from_schema(table.schema))
 
 
-def _class_names_from_schema(schema: Any) -> dict[str, list[str]]:
+def class_names_from_schema(schema: Any) -> dict[str, list[str]]:
     """ClassLabel names that `datasets` stores in parquet metadata, so labels stay names."""
     if not schema.metadata or b"huggingface" not in schema.metadata:
         return {}
     from datasets import Features
 
     try:
-        return _class_names(Features.from_arrow_schema(schema))
+        return class_names(Features.from_arrow_schema(schema))
     except (ValueError, KeyError, TypeError):
         return {}
 
 
-def _class_names(features: Any) -> dict[str, list[str]]:
+def class_names(features: Any) -> dict[str, list[str]]:
     from datasets import ClassLabel, Sequence
 
     names: dict[str, list[str]] = {}
@@ -389,7 +390,7 @@ def _is_save_to_disk(path: Path) -> bool:
     )
 
 
-def _split_files(path: Path) -> dict[str, list[Path]]:
+def split_files(path: Path) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
     for child in sorted(path.iterdir()):
         if child.is_file() and file_format(child) is not None and (split := split_of(child)) is not None:
@@ -426,10 +427,10 @@ def _read_class_folders(root: Path, origin: str, encoding: str) -> Table:
 def _read_directory(path: Path, encoding: str) -> dict[str, Table]:
     if _is_save_to_disk(path):
         return _read_save_to_disk(path)
-    split_files = _split_files(path)
-    if split_files:
+    found = split_files(path)
+    if found:
         tables: dict[str, Table] = {}
-        for split, files in split_files.items():
+        for split, files in found.items():
             parts = [read_file(f, encoding) for f in files]
             tables[split] = parts[0] if len(parts) == 1 else _concat(parts, f"{path}/{split}.*")
         return tables
@@ -479,7 +480,7 @@ def _tables_from_datasets(loaded: Any, origin: str) -> dict[str, Table]:
     tables: dict[str, Table] = {}
     for name, ds in loaded.items():
         split = SPLIT_ALIASES.get(name.lower(), name)
-        tables[split] = Table(ds.to_dict(), f"{origin} [{name}]", class_names=_class_names(ds.features))
+        tables[split] = Table(ds.to_dict(), f"{origin} [{name}]", class_names=class_names(ds.features))
     return tables
 
 
@@ -508,43 +509,58 @@ def _hub_reachable(timeout: float = 1.5) -> bool:
     return bool(result and result[0])
 
 
-def _go_offline() -> None:
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["HF_DATASETS_OFFLINE"] = "1"
+@contextlib.contextmanager
+def hub_offline() -> Iterator[bool]:
+    """Whether the hub is to be treated as offline (HF_HUB_OFFLINE, or no answer within two seconds); while
+    the block runs, `datasets` and `huggingface_hub` are told so, and their settings are restored after it, so
+    a program that embeds grutext keeps its own."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on") or not _hub_reachable()
+    if not offline:
+        yield False
+        return
     import datasets.config
     import huggingface_hub.constants
 
-    datasets.config.HF_HUB_OFFLINE = True
-    huggingface_hub.constants.HF_HUB_OFFLINE = True
+    saved_env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    saved = (datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE)
+    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+    datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        yield True
+    finally:
+        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _read_hub(name: str, config_name: str | None, revision: str | None) -> dict[str, Table]:
     offline_env = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    offline = offline_env or not _hub_reachable()
-    if offline:
-        _go_offline()
     import datasets
 
-    try:
-        # Datasets' loading scripts are not supported (so no remote code can run): only data files load.
-        loaded = datasets.load_dataset(name, config_name, revision=revision)
-    except ConnectionError:
-        why = "HF_HUB_OFFLINE is set" if offline_env else "the Hugging Face Hub cannot be reached"
-        raise DataError(
-            f"no file or folder {name!r} here, and no hub dataset by that name in the local cache ({why}); "
-            "check the path, or connect to the internet to download it from the Hub"
-        ) from None
-    except FileNotFoundError:
-        raise DataError(
-            f"no file or folder {name!r} here, and no dataset {name!r} on the Hugging Face Hub; check the "
-            "spelling (log in with `hf auth login` if it is a private or gated hub dataset)"
-        ) from None
-    except ValueError as exc:
-        raise DataError(f"cannot load {name!r} from the Hub: {exc}") from None
+    with hub_offline():
+        try:
+            # Datasets' loading scripts are not supported (so no remote code can run): only data files load.
+            loaded = datasets.load_dataset(name, config_name, revision=revision)
+        except ConnectionError:
+            why = "HF_HUB_OFFLINE is set" if offline_env else "the Hugging Face Hub cannot be reached"
+            raise DataError(
+                f"no file or folder {name!r} here, and no hub dataset by that name in the local cache ({why}); "
+                "check the path, or connect to the internet to download it from the Hub"
+            ) from None
+        except FileNotFoundError:
+            raise DataError(
+                f"no file or folder {name!r} here, and no dataset {name!r} on the Hugging Face Hub; check the "
+                "spelling (log in with `hf auth login` if it is a private or gated hub dataset)"
+            ) from None
+        except ValueError as exc:
+            raise DataError(f"cannot load {name!r} from the Hub: {exc}") from None
     return _tables_from_datasets(loaded, name)
 
 
-def _looks_like_path(source: str) -> bool:
+def looks_like_path(source: str) -> bool:
     return (
         source.startswith((".", "/", "~"))
         or os.sep in source.strip("/").replace("/", "", 1)
@@ -564,7 +580,7 @@ def open_tables(
         return dict(sorted(tables.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 3, kv[0])))
     if path.exists():
         return {split_of(path) or "train": read_file(path, encoding)}
-    if _looks_like_path(source):
+    if looks_like_path(source):
         raise DataError(f"no such file or directory: {source}")
     return _read_hub(source, config_name, revision)
 
@@ -634,7 +650,7 @@ def choose_columns(table: Table, text_column: str | None, label_column: str | No
     return text_column, label_column
 
 
-def _label_name(value: Any, names: list[str] | None, where: str) -> str | None:
+def label_name(value: Any, names: list[str] | None, where: str) -> str | None:
     """One label value as a name; None means missing."""
     if value is None:
         return None
@@ -710,13 +726,13 @@ def to_split(
             items = value if isinstance(value, (list, tuple)) else ([] if value is None else [value])
             if label_sep is not None:
                 items = [part for item in items for part in (str(item).split(label_sep) if item is not None else [])]
-            row = [n for n in (_label_name(item, names, where) for item in items) if n is not None]
+            row = [n for n in (label_name(item, names, where) for item in items) if n is not None]
             row = sorted(set(row))
             missing = value is None
         else:
             if isinstance(value, (list, tuple)):
                 raise DataError(f"{where}: a list label in a single-label column; use one label per row")
-            name = _label_name(value, names, where)
+            name = label_name(value, names, where)
             row = [] if name is None else [name]
             missing = name is None
         if text is None or not text.strip() or missing:

@@ -262,28 +262,35 @@ def make_task(data: LabelledData, labels: list[str], cfg: TrainConfig) -> Task:
     """Resolve the early-stopping metric and class weights for this data."""
     rows = data.splits["train"].labels
     tally = Counter(name for row in rows for name in row)
+    return task_from_counts(labels, tally, len(rows), data.multi_label, all(rows), cfg)
+
+
+def task_from_counts(
+    labels: list[str], tally: Counter[str], rows: int, multi_label: bool, all_labelled: bool, cfg: TrainConfig
+) -> Task:
+    """The task from the training split's label counts (all a stream needs to have seen)."""
     counts = torch.tensor([float(tally[name]) for name in labels])
     metric = cfg.early_stop_metric
     if metric == "auto":
         imbalanced = float(counts.max()) >= IMBALANCE_RATIO * float(counts.clamp(min=1).min())
-        metric = "macro_f1" if data.multi_label or imbalanced else "accuracy"
-    if data.multi_label and metric == "accuracy":
+        metric = "macro_f1" if multi_label or imbalanced else "accuracy"
+    if multi_label and metric == "accuracy":
         raise ConfigError("--early-stop-metric accuracy does not apply to multi-label data; use micro_f1 or macro_f1")
     weight: torch.Tensor | None = None
     if cfg.class_weight == "balanced":
-        if data.multi_label:  # BCE positive weight: negatives per positive, capped
-            weight = ((len(rows) - counts) / counts.clamp(min=1)).clamp(1.0, MAX_POS_WEIGHT)
+        if multi_label:  # BCE positive weight: negatives per positive, capped
+            weight = ((rows - counts) / counts.clamp(min=1)).clamp(1.0, MAX_POS_WEIGHT)
         else:  # n / (classes * count): the sklearn rule
-            weight = len(rows) / (len(labels) * counts.clamp(min=1))
+            weight = rows / (len(labels) * counts.clamp(min=1))
     elif cfg.class_weight != "none":
         weight = _weights_from_file(Path(cfg.class_weight), labels)
     prior = None
-    if data.multi_label:
-        freq = (counts / max(len(rows), 1)).clamp(PRIOR_MIN, 1 - PRIOR_MIN)
+    if multi_label:
+        freq = (counts / max(rows, 1)).clamp(PRIOR_MIN, 1 - PRIOR_MIN)
         prior = torch.log(freq / (1 - freq))
-    head = make_head(labels, data.multi_label)
-    if data.multi_label:  # every training text had a label: predict at least one
-        head = make_head(labels, True, Decision((0.5,) * len(labels), at_least_one=all(rows)))
+    head = make_head(labels, multi_label)
+    if multi_label:  # every training text had a label: predict at least one
+        head = make_head(labels, True, Decision((0.5,) * len(labels), at_least_one=all_labelled))
     return Task(head, metric, weight, cfg.thresholds == "per-label", prior, smoothing=cfg.label_smoothing)
 
 
@@ -332,6 +339,7 @@ class LoopState:
     history: list[dict[str, Any]] = field(default_factory=list)
     data_fingerprint: str = ""
     backend: str = "fast"  # the optimizer state's format follows the backend
+    data_position: int = 0  # streaming: records this rank had read in the epoch in progress
 
 
 class StopSignals:
@@ -420,6 +428,12 @@ def train(
         check_output_dir(output, overwrite)
         if overwrite and (position := resumable_position(output)) is not None:
             emit(DiscardingResumable(output, *position))
+    if cfg.streaming:
+        from grutext.stream_training import train_streaming
+
+        return train_streaming(
+            spec, tok_cfg, model_cfg, cfg, output, overwrite=overwrite, resume=resume, on_event=on_event
+        )
     device = resolve_device(cfg.device)
     group = Group.from_env(device.type)  # torchrun: one process per rank
     if group is not None:
