@@ -158,6 +158,7 @@ class TrainConfig:
     vectors: str | None = None  # a pretrained word-vector file the embedding table starts from
     freeze_vectors: bool = False  # keep the pretrained rows fixed
     vectors_vocab: int = 0  # also give rows to the file's first N words the training data lacks
+    vectors_std: float | None = None  # rescale the vectors to this standard deviation (None: as the file has them)
     word_dropout: float = 0.0  # share of training tokens replaced by [UNK] at each step
     label_smoothing: float = 0.0  # single-label: cross-entropy against targets smoothed by this much
     embedding_lr_scale: float = 1.0  # the embedding table's learning rate, as a share of --lr
@@ -198,6 +199,8 @@ class TrainConfig:
             raise ConfigError(f"train.vectors must be a file path, got {self.vectors!r}")
         _check_bool("train.freeze_vectors", self.freeze_vectors)
         _check_int("train.vectors_vocab", self.vectors_vocab, 0, MAX_VOCAB)
+        if self.vectors_std is not None:
+            _check_float("train.vectors_std", self.vectors_std, 0.0, 100.0, lo_open=True)
         _check_float("train.word_dropout", self.word_dropout, 0.0, 0.9)
         _check_float("train.label_smoothing", self.label_smoothing, 0.0, 0.5)
         _check_float("train.embedding_lr_scale", self.embedding_lr_scale, 0.0, 10.0, lo_open=True)

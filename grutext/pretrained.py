@@ -56,6 +56,7 @@ def pretrained_embeddings(
     seed: int,
     expected_dim: int | None = None,
     unseen: int = 0,
+    std: float | None = None,
 ) -> Pretrained:
     """Align the vector file at `path` with `tokenizer`'s vocabulary (grown by the file's rare training words
     for the word tokenizer), and return the starting table and the coverage figures."""
@@ -102,6 +103,9 @@ def pretrained_embeddings(
         if vector is not None:
             weights[index] = vector
             hit[index] = True
+    if std is not None and found.std > 0:  # the table at another scale, its geometry unchanged
+        weights = ((weights - found.mean) * (std / found.std)).astype(np.float32)
+        weights[PAD_ID] = 0.0
     rows = len(vocab) - len(SPECIAL_TOKENS)
     if not hit.any():
         raise DataError(

@@ -256,7 +256,14 @@ def train_streaming(
         tokenizer = train_tokenizer(found.sample, tok_cfg)
         if cfg.vectors is not None:
             pretrained = pretrained_embeddings(
-                cfg.vectors, tokenizer, tok_cfg, found.sample, cfg.seed, model_cfg.embed_dim, cfg.vectors_vocab
+                cfg.vectors,
+                tokenizer,
+                tok_cfg,
+                found.sample,
+                cfg.seed,
+                model_cfg.embed_dim,
+                cfg.vectors_vocab,
+                cfg.vectors_std,
             )
             tokenizer = pretrained.tokenizer
             model_cfg = dataclasses.replace(model_cfg, embed_dim=pretrained.summary["dim"])

@@ -496,6 +496,7 @@ def train(
             cfg.seed,
             model_cfg.embed_dim,
             cfg.vectors_vocab,
+            cfg.vectors_std,
         )
         tokenizer = pretrained.tokenizer
         model_cfg = dataclasses.replace(model_cfg, embed_dim=pretrained.summary["dim"])
