@@ -1,0 +1,178 @@
+"""`grutext tune`: a time-boxed hyperparameter search on the user's own data, scored on validation only.
+
+Optuna's TPE sampler (seeded) proposes settings; each trial is a normal training run, and its validation score
+after every epoch goes to a median pruner, which stops trials that trail the others at the same epoch. The
+best trial's checkpoint becomes DIR, with tuning.json beside its other files: every trial's settings, score,
+epochs, time and fate. The test split is scored for the kept model only, as in any training run, and never
+chooses anything.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grutext.errors import ConfigError
+
+TUNING_FILE = "tuning.json"
+
+# The search space: what the defaults were chosen among (docs/experiments.md), a little wider.
+SPACE: dict[str, tuple[str, Any]] = {
+    "lr": ("log", (1e-3, 1.5e-2)),
+    "dropout": ("float", (0.1, 0.6)),
+    "hidden_size": ("choice", (64, 128, 256)),
+    "embed_dim": ("choice", (64, 128, 256)),
+    "pooling": ("choice", ("max", "mean", "maxmean")),
+    "batch_size": ("choice", (16, 32, 64)),
+    "word_dropout": ("float", (0.0, 0.3)),
+    "weight_decay": ("log", (1e-4, 1e-1)),
+    "layers": ("choice", (1, 2)),
+}
+
+
+@dataclass
+class TrialDone:
+    """One finished trial, for the progress display."""
+
+    number: int
+    state: str  # complete, pruned, failed
+    score: float | None
+    best: float | None
+    params: dict[str, Any]
+    seconds: float
+    epochs: int
+
+
+@dataclass
+class TuneResult:
+    path: Path
+    best_score: float
+    best_params: dict[str, Any]
+    trials: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Pruned(Exception):
+    pass
+
+
+def tune(
+    data: str,
+    output: Path,
+    *,
+    trials: int | None = 20,
+    timeout: float | None = 600.0,
+    seed: int = 13,
+    fixed: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    on_trial: Callable[[TrialDone], None] | None = None,
+) -> TuneResult:
+    """Search SPACE (minus the `fixed` settings) for the best validation score, within `trials` trials and
+    `timeout` seconds, and write the best model to `output`."""
+    import optuna
+
+    from grutext.checkpoint import check_output_dir
+    from grutext.training import EpochDone, configs_from_options, train
+
+    fixed = dict(fixed or {})
+    check_output_dir(output, overwrite)
+    if "vectors" in fixed and "embed_dim" not in fixed:
+        fixed["embed_dim"] = None  # the vectors' dimension
+    configs_from_options(data, fixed)  # a typo fails now, not after the first trial
+    space = {k: v for k, v in SPACE.items() if k not in fixed}
+    if not space:
+        raise ConfigError("every tuned setting is fixed; leave at least one of " + ", ".join(SPACE))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+    )
+    work = Path(tempfile.mkdtemp(prefix=".tune-", dir=output.absolute().parent))
+    records: list[dict[str, Any]] = []
+    best: dict[str, Any] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {name: _suggest(trial, name, kind, bounds) for name, (kind, bounds) in space.items()}
+        folder = work / f"trial-{trial.number}"
+        start = time.perf_counter()
+        record: dict[str, Any] = {"trial": trial.number, "params": params}
+
+        def on_event(event: Any) -> None:
+            if isinstance(event, EpochDone):
+                trial.report(event.val_score, event.epoch)
+                record["epochs"] = event.epoch
+                if trial.should_prune():
+                    raise _Pruned
+
+        options = {"seed": seed, **fixed, **params}
+        try:
+            spec, tok_cfg, model_cfg, cfg = configs_from_options(data, options)
+            result = train(spec, tok_cfg, model_cfg, cfg, folder, on_event=on_event)
+        except _Pruned:
+            shutil.rmtree(folder, ignore_errors=True)
+            record.update(state="pruned", seconds=round(time.perf_counter() - start, 1))
+            records.append(record)
+            _report(on_trial, record, study)
+            raise optuna.TrialPruned() from None
+        chosen_by = json.loads((folder / "config.json").read_text(encoding="utf-8"))["train"]
+        score = _score(result.metrics["validation"], chosen_by["resolved_early_stop_metric"])
+        record.update(state="complete", score=score, seconds=round(time.perf_counter() - start, 1))
+        records.append(record)
+        if not best or score > best["score"]:
+            if best:
+                shutil.rmtree(best["folder"], ignore_errors=True)
+            best.update(score=score, folder=folder, params=params)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+        _report(on_trial, record, study, score)
+        return score
+
+    try:
+        study.optimize(objective, n_trials=trials, timeout=timeout, catch=())
+        if not best:
+            raise ConfigError("no trial finished (all were pruned or the time ran out); give tune more --timeout")
+        folder = Path(best["folder"])
+        (folder / TUNING_FILE).write_text(
+            json.dumps({"best": {"score": best["score"], "params": best["params"]}, "trials": records}, indent=2)
+            + "\n",
+            encoding="utf-8",
+        )
+        if output.exists():
+            shutil.rmtree(output)
+        folder.rename(output)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return TuneResult(output, best["score"], best["params"], records)
+
+
+def _score(metrics: dict[str, Any], metric: str) -> float:
+    """The validation score that picked the epoch (micro-F1 is accuracy for single-label data)."""
+    return float(metrics["accuracy"] if metric == "micro_f1" and "accuracy" in metrics else metrics[metric])
+
+
+def _suggest(trial: Any, name: str, kind: str, bounds: Any) -> Any:
+    if kind == "log":
+        return trial.suggest_float(name, *bounds, log=True)
+    if kind == "float":
+        return trial.suggest_float(name, *bounds)
+    return trial.suggest_categorical(name, list(bounds))
+
+
+def _report(
+    on_trial: Callable[[TrialDone], None] | None, record: dict[str, Any], study: Any, score: float | None = None
+) -> None:
+    if on_trial is None:
+        return
+    finished = [t for t in study.trials if t.value is not None]
+    best = max([t.value for t in finished] + ([score] if score is not None else []), default=None)
+    on_trial(
+        TrialDone(
+            record["trial"], record["state"], score, best, record["params"], record["seconds"], record.get("epochs", 0)
+        )
+    )

@@ -1,0 +1,34 @@
+"""grutext tune: a seeded, time-boxed search that keeps the best trial as a normal checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from grutext.cli import cli
+
+
+def test_tune_keeps_the_best_trial(split_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tuned"
+    args = ["tune", str(split_dir), "-o", str(out), "--trials", "4", "--set", "epochs=3", "--set", "vocab_size=200"]
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    tuning = json.loads((out / "tuning.json").read_text())
+    done = [t for t in tuning["trials"] if t["state"] == "complete"]
+    assert len(tuning["trials"]) == 4 and done
+    assert tuning["best"]["score"] == max(t["score"] for t in done)
+    assert json.loads(result.stdout)["params"] == tuning["best"]["params"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["epochs"] == 3 and config["tokenizer"]["vocab_size"] == 200
+    assert config["model"]["hidden_size"] == tuning["best"]["params"]["hidden_size"]
+    assert CliRunner().invoke(cli, ["predict", "-m", str(out)], input="superb film\n").exit_code == 0
+    assert "trial 0:" in result.stderr and "kept trial with validation" in result.stderr
+    assert not list(tmp_path.glob(".tune-*"))  # the trials' folders are gone
+
+
+def test_tune_refuses_unknown_settings_before_any_trial(split_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["tune", str(split_dir), "-o", str(tmp_path / "t"), "--set", "epochz=3"])
+    assert result.exit_code == 1 and "unknown setting(s) epochz" in result.output
+    assert not (tmp_path / "t").exists()
