@@ -95,6 +95,16 @@ def data_options(func: F) -> F:
     return func
 
 
+engine_option = click.option(
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="auto",
+    show_default=True,
+    help="onnx: model.onnx on onnxruntime (no torch import); torch: the model as trained; auto: onnx when the "
+    "checkpoint has model.onnx and the device is the CPU.",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="grutext")
 def cli() -> None:
@@ -306,11 +316,6 @@ _K = TokenizerConfig()
     default=None,
     help="Pretrained word vectors to start the embedding table from: GloVe or word2vec/fastText .vec text, "
     "or word2vec binary, optionally gzipped. Stored in the checkpoint; predict never needs the file.",
-)
-@click.option(
-    "--freeze-vectors",
-    is_flag=True,
-    help="Keep the pretrained rows fixed instead of fine-tuning them (needs --vectors).",
 )
 @click.option(
     "--streaming",
@@ -624,14 +629,7 @@ def _parse_setting(text: str) -> Any:
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
     help="Multi-label: use this decision threshold instead of the tuned ones.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(ENGINES),
-    default="auto",
-    show_default=True,
-    help="onnx: model.onnx on onnxruntime (no torch import); torch: the model as trained; auto: onnx when the "
-    "checkpoint has model.onnx and the device is the CPU.",
-)
+@engine_option
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object on stdout.")
 @handle_errors
 def evaluate(
@@ -738,14 +736,7 @@ def render_metrics(console: Any, metrics: dict[str, Any], title: str) -> None:
     "--batch-size", type=click.IntRange(min=1), default=INFER_BATCH_SIZE, show_default=True, help="Texts per batch."
 )
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help="Where to run the model.")
-@click.option(
-    "--engine",
-    type=click.Choice(ENGINES),
-    default="auto",
-    show_default=True,
-    help="onnx: model.onnx on onnxruntime (no torch import); torch: the model as trained; auto: onnx when the "
-    "checkpoint has model.onnx and the device is the CPU.",
-)
+@engine_option
 @handle_errors
 def predict(
     model_dir: Path,
@@ -869,9 +860,7 @@ def export(model_dir: Path, fmt: str, output: Path | None) -> None:
 )
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Server processes.")
-@click.option(
-    "--engine", type=click.Choice(ENGINES), default="auto", show_default=True, help="What runs the model (as predict)."
-)
+@engine_option
 @click.option(
     "--max-body",
     type=click.IntRange(min=1),
@@ -929,7 +918,7 @@ def serve(model_dir: Path, host: str, port: int, workers: int, engine: str, max_
 @click.option(
     "--input-format", type=click.Choice(INPUT_FORMATS), default="auto", show_default=True, help="As for predict."
 )
-@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True, help="What runs the model.")
+@engine_option
 @handle_errors
 def explain(
     model_dir: Path,
@@ -1025,7 +1014,7 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
 )
 @click.option("--split", help="Split of DATASET to score (default: test, or the only split there is).")
 @data_options
-@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True, help="What runs the model.")
+@engine_option
 @handle_errors
 def report(model_dir: Path, dataset: str | None, output: Path, split: str | None, engine: str, **opts: Any) -> None:
     """Write an HTML report with charts: learning curves, confusion matrix, per-class scores, calibration.

@@ -156,7 +156,6 @@ class TrainConfig:
     early_stop_metric: str = "auto"  # auto: macro_f1 for imbalanced or multi-label data, else accuracy
     thresholds: str = "global"  # multi-label: one tuned threshold, or one per label
     vectors: str | None = None  # a pretrained word-vector file the embedding table starts from
-    freeze_vectors: bool = False  # keep the pretrained rows fixed
     vectors_vocab: int = 0  # also give rows to the file's first N words the training data lacks
     vectors_std: float | None = None  # rescale the vectors to this standard deviation (None: as the file has them)
     word_dropout: float = 0.0  # share of training tokens replaced by [UNK] at each step
@@ -197,7 +196,6 @@ class TrainConfig:
         _check_choice("train.thresholds", self.thresholds, THRESHOLD_MODES)
         if self.vectors is not None and (not isinstance(self.vectors, str) or not self.vectors):
             raise ConfigError(f"train.vectors must be a file path, got {self.vectors!r}")
-        _check_bool("train.freeze_vectors", self.freeze_vectors)
         _check_int("train.vectors_vocab", self.vectors_vocab, 0, MAX_VOCAB)
         if self.vectors_std is not None:
             _check_float("train.vectors_std", self.vectors_std, 0.0, 100.0, lo_open=True)
@@ -214,8 +212,6 @@ class TrainConfig:
         if self.steps_per_epoch is not None:
             _check_int("train.steps_per_epoch", self.steps_per_epoch, 1, 10**9)
         _check_int("train.max_validation", self.max_validation, 1, 10**8)
-        if self.freeze_vectors and self.vectors is None:
-            raise ConfigError("--freeze-vectors needs --vectors FILE")
 
 
 T = TypeVar("T")

@@ -32,7 +32,7 @@ from tokenizers import Tokenizer
 
 from grutext.backend import choose, make_optimizer, prepare, resolve_device, torch_threads
 from grutext.batching import collate
-from grutext.checkpoint import TrainerState, check_output_dir, read_trainer_state, save, write_trainer_state
+from grutext.checkpoint import check_output_dir, read_trainer_state
 from grutext.config import DataShape, ModelConfig, TokenizerConfig, TrainConfig, to_dict
 from grutext.data import sort_labels
 from grutext.distributed import Group
@@ -60,6 +60,9 @@ from grutext.training import (
     _infer,
     _silent,
     _stopping,
+    checkpoint_writer,
+    end_epoch,
+    interrupted_state,
     seed_everything,
     task_from_counts,
 )
@@ -294,8 +297,6 @@ def train_streaming(
     if pretrained is not None:
         with torch.no_grad():
             model.embedding.weight.copy_(torch.from_numpy(pretrained.weights))
-    if cfg.freeze_vectors:
-        model.embedding.weight.requires_grad_(False)
     if task.prior is not None:
         with torch.no_grad():
             model.classifier.bias.copy_(task.prior)
@@ -349,26 +350,7 @@ def train_streaming(
     if pretrained is not None:
         sections["vectors"] = pretrained.summary
 
-    def write(weights: dict[str, torch.Tensor], metrics: dict[str, Any], state: TrainerState | None) -> Path:
-        model.load_state_dict(weights)
-        if group is not None and not group.leader:
-            group.barrier()
-            return output
-        decision = task.kept_decision or task.head.decision_section()
-        path = save(
-            output,
-            model=model,
-            tokenizer=tokenizer,
-            tokenizer_config=tok_cfg,
-            labels=labels,
-            sections={**sections, **({"decision": decision} if decision is not None else {})},
-            metrics=metrics,
-            overwrite=True if resume else overwrite,
-            extra=(lambda root: write_trainer_state(root, state)) if state is not None else None,
-        )
-        if group is not None:
-            group.barrier()
-        return path
+    write = checkpoint_writer(output, model, tokenizer, tok_cfg, labels, sections, task, group, resume or overwrite)
 
     with StopSignals() as stop, torch_threads(device, backend):
         stopped = "ran all epochs"
@@ -400,7 +382,7 @@ def train_streaming(
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()
                 loop.step, loop.global_step = loop.step + 1, loop.global_step + 1
-                loop.loss_sum += loss.item() * len(batch_ids)
+                loop.loss_sum += loss.item() * len(batch_ids) * world  # rank 0's estimate, over all ranks
                 loop.seen += len(batch_ids) * world
                 loop.tokens += int(batch.lengths.sum()) * world
                 elapsed = time.perf_counter() - began
@@ -410,7 +392,7 @@ def train_streaming(
                         loop.step,
                         steps_per_epoch,
                         loop.global_step,
-                        loop.loss_sum / max(loop.seen / world, 1),
+                        loop.loss_sum / max(loop.seen, 1),
                         loop.seen / max(elapsed, 1e-9),
                         optimizer.lr,
                     )
@@ -424,31 +406,7 @@ def train_streaming(
                 stopped = "interrupted"
                 break
             seconds = time.perf_counter() - began
-            val_metrics, val_loss, val_score = task.score(_infer(model, val_ids, device, group), val_y)
-            score = [val_score, -val_loss]
-            improved = score > loop.best_score
-            if improved:
-                loop.best_score, loop.best_epoch, loop.bad_epochs = score, epoch, 0
-                best_state.update(_clone(model.state_dict()))
-                task.kept_decision = task.head.decision_section()
-            else:
-                loop.bad_epochs += 1
-            done = EpochDone(
-                epoch,
-                loop.loss_sum / max(loop.seen / world, 1),
-                val_loss,
-                task.metric,
-                val_score,
-                val_metrics["macro_f1"],
-                improved,
-                seconds,
-                loop.seen / max(seconds, 1e-9),
-                loop.tokens / max(seconds, 1e-9),
-            )
-            loop.history.append(dataclasses.asdict(done))
-            emit(done)
-            loop.epoch, loop.step, loop.loss_sum, loop.seen, loop.tokens, loop.seconds = epoch + 1, 0, 0.0, 0, 0, 0.0
-            loop.data_position = 0
+            end_epoch(model, task, loop, best_state, val_ids, val_y, device, group, seconds, emit)
             if cfg.max_steps is not None and loop.global_step >= cfg.max_steps:
                 stopped = f"reached --max-steps {cfg.max_steps}"
                 break
@@ -462,18 +420,7 @@ def train_streaming(
             stopped = f"ran all {cfg.epochs} epochs"
 
         if stopped == "interrupted" and stop.signum is not None:
-            rng = {"cpu": torch.get_rng_state()}
-            if group is not None:
-                rng = {f"cpu_rank{r}": states["cpu"] for r, states in enumerate(group.gather(rng))}
-            optimizer_state = optimizer.state_dict()
-            state = TrainerState(
-                dataclasses.asdict(loop),
-                _clone(model.state_dict()),
-                best_state,
-                optimizer_state["optimizer"],
-                optimizer_state["scheduler"],
-                rng,
-            )
+            state = interrupted_state(model, optimizer, loop, best_state, device, group)
             kept = best_state if loop.best_epoch else state.model
             path = write(kept, {"interrupted": True, "epoch": loop.epoch, "history": loop.history}, state)
             raise Interrupted(

@@ -523,8 +523,6 @@ def train(
     if pretrained is not None:
         with torch.no_grad():
             model.embedding.weight.copy_(torch.from_numpy(pretrained.weights))
-    if cfg.freeze_vectors:
-        model.embedding.weight.requires_grad_(False)
     if task.prior is not None:
         # Start every sigmoid at its label's frequency, not at 0.5: rare labels are otherwise spent for
         # thousands of steps pulling their bias down before they learn anything (Lin et al. 2017).
@@ -585,27 +583,7 @@ def train(
     elif trainer_state is not None and "vectors" in saved:
         sections["vectors"] = saved["vectors"]
 
-    def write(weights: dict[str, torch.Tensor], metrics: dict[str, Any], state: TrainerState | None) -> Path:
-        model.load_state_dict(weights)
-        if group is not None and not group.leader:  # rank 0 writes; the others wait until it has
-            group.barrier()
-            return output
-        # An interrupted run keeps the thresholds of its best epoch (0.5 before the first one).
-        decision = task.kept_decision or task.head.decision_section()
-        path = save(
-            output,
-            model=model,
-            tokenizer=tokenizer,
-            tokenizer_config=tok_cfg,
-            labels=labels,
-            sections={**sections, **({"decision": decision} if decision is not None else {})},
-            metrics=metrics,
-            overwrite=True if resume else overwrite,
-            extra=(lambda root: write_trainer_state(root, state)) if state is not None else None,
-        )
-        if group is not None:
-            group.barrier()
-        return path
+    write = checkpoint_writer(output, model, tokenizer, tok_cfg, labels, sections, task, group, resume or overwrite)
 
     with StopSignals() as stop, torch_threads(device, backend):
         try:
@@ -618,20 +596,7 @@ def train(
             )
             raise TrainingError(f"{exc}; kept the best epoch so far ({loop.best_epoch}) in {path}") from None
         if stopped == "interrupted" and stop.signum is not None:
-            rng = {"cpu": torch.get_rng_state()}
-            if device.type == "cuda":
-                rng["cuda"] = torch.cuda.get_rng_state(device)
-            if group is not None:  # every rank's own dropout stream
-                rng = {f"{k}_rank{r}": v for r, states in enumerate(group.gather(rng)) for k, v in states.items()}
-            optimizer_state = optimizer.state_dict()
-            state = TrainerState(
-                dataclasses.asdict(loop),
-                _clone(model.state_dict()),
-                best_state,
-                optimizer_state["optimizer"],
-                optimizer_state["scheduler"],
-                rng,
-            )
+            state = interrupted_state(model, optimizer, loop, best_state, device, group)
             path = write(
                 best_state if loop.best_epoch else state.model,
                 {
@@ -699,6 +664,109 @@ def _data_section(spec: DataSpec, data: LabelledData, sizes: dict[str, int]) -> 
         "validation_from": data.validation_from,
         "skipped_rows": data.skipped,
     }
+
+
+def checkpoint_writer(
+    output: Path,
+    model: GRUClassifier,
+    tokenizer: Tokenizer,
+    tok_cfg: TokenizerConfig,
+    labels: list[str],
+    sections: dict[str, Any],
+    task: Task,
+    group: Group | None,
+    overwrite: bool,
+) -> Callable[[dict[str, torch.Tensor], dict[str, Any], TrainerState | None], Path]:
+    """write(weights, metrics, trainer state or None) -> the checkpoint's path; only rank 0 writes."""
+
+    def write(weights: dict[str, torch.Tensor], metrics: dict[str, Any], state: TrainerState | None) -> Path:
+        model.load_state_dict(weights)
+        if group is not None and not group.leader:  # rank 0 writes; the others wait until it has
+            group.barrier()
+            return output
+        # An interrupted run keeps the thresholds of its best epoch (0.5 before the first one).
+        decision = task.kept_decision or task.head.decision_section()
+        path = save(
+            output,
+            model=model,
+            tokenizer=tokenizer,
+            tokenizer_config=tok_cfg,
+            labels=labels,
+            sections={**sections, **({"decision": decision} if decision is not None else {})},
+            metrics=metrics,
+            overwrite=overwrite,
+            extra=(lambda root: write_trainer_state(root, state)) if state is not None else None,
+        )
+        if group is not None:
+            group.barrier()
+        return path
+
+    return write
+
+
+def interrupted_state(
+    model: GRUClassifier,
+    optimizer: Optimizer,
+    loop: LoopState,
+    best_state: dict[str, torch.Tensor],
+    device: torch.device,
+    group: Group | None,
+) -> TrainerState:
+    """What --resume needs: the loop, the current and best weights, the optimizer, every rank's RNG."""
+    rng = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    if group is not None:  # every rank's own dropout stream
+        rng = {f"{k}_rank{r}": v for r, states in enumerate(group.gather(rng)) for k, v in states.items()}
+    optimizer_state = optimizer.state_dict()
+    return TrainerState(
+        dataclasses.asdict(loop),
+        _clone(model.state_dict()),
+        best_state,
+        optimizer_state["optimizer"],
+        optimizer_state["scheduler"],
+        rng,
+    )
+
+
+def end_epoch(
+    model: GRUClassifier,
+    task: Task,
+    loop: LoopState,
+    best_state: dict[str, torch.Tensor],
+    val_ids: list[list[int]],
+    val_y: torch.Tensor,
+    device: torch.device,
+    group: Group | None,
+    seconds: float,
+    emit: Callable[[Event], None],
+) -> None:
+    """Score the epoch on validation, keep the weights if they are the best yet, report, reset the counters."""
+    val_metrics, val_loss, val_score = task.score(_infer(model, val_ids, device, group), val_y)
+    score = [val_score, -val_loss]
+    improved = score > loop.best_score
+    if improved:
+        loop.best_score, loop.best_epoch, loop.bad_epochs = score, loop.epoch, 0
+        best_state.update(_clone(model.state_dict()))
+        task.kept_decision = task.head.decision_section()
+    else:
+        loop.bad_epochs += 1
+    done = EpochDone(
+        loop.epoch,
+        loop.loss_sum / max(loop.seen, 1),
+        val_loss,
+        task.metric,
+        val_score,
+        val_metrics["macro_f1"],
+        improved,
+        seconds,
+        loop.seen / max(seconds, 1e-9),
+        loop.tokens / max(seconds, 1e-9),
+    )
+    loop.history.append(dataclasses.asdict(done))
+    emit(done)
+    loop.epoch, loop.step, loop.loss_sum, loop.seen, loop.tokens, loop.seconds = loop.epoch + 1, 0, 0.0, 0, 0, 0.0
+    loop.data_position = 0
 
 
 def _silent(event: Event) -> None:
@@ -843,34 +911,10 @@ def _fit_epochs(
                 loop.seconds = elapsed
                 return "interrupted"
         seconds = time.perf_counter() - start
-        val_logits = _infer(model, ids["validation"], device, group)
-        val_metrics, val_loss, val_score = task.score(val_logits, y["validation"])
-        score = [val_score, -val_loss]
-        improved = score > loop.best_score
         if cfg.average_last:
             recent.append(_clone(model.state_dict()))
             del recent[: -cfg.average_last]
-        if improved:
-            loop.best_score, loop.best_epoch, loop.bad_epochs = score, epoch, 0
-            best_state.update(_clone(model.state_dict()))
-            task.kept_decision = task.head.decision_section()
-        else:
-            loop.bad_epochs += 1
-        done = EpochDone(
-            epoch,
-            loop.loss_sum / max(loop.seen, 1),
-            val_loss,
-            task.metric,
-            val_score,
-            val_metrics["macro_f1"],
-            improved,
-            seconds,
-            loop.seen / max(seconds, 1e-9),
-            loop.tokens / max(seconds, 1e-9),
-        )
-        loop.history.append(dataclasses.asdict(done))
-        emit(done)
-        loop.epoch, loop.step, loop.loss_sum, loop.seen, loop.tokens, loop.seconds = epoch + 1, 0, 0.0, 0, 0, 0.0
+        end_epoch(model, task, loop, best_state, ids["validation"], y["validation"], device, group, seconds, emit)
         if cfg.max_steps is not None and loop.global_step >= cfg.max_steps:
             return f"reached --max-steps {cfg.max_steps}"
         if loop.bad_epochs and loop.bad_epochs >= cfg.patience:  # patience 0: stop at the first worse epoch
