@@ -148,21 +148,142 @@ def grutext_run(folder: Path, out: Path, args: list[str]) -> dict[str, Any]:
     }
 
 
-def predict_speed(model: Path, texts: list[str], tmp: Path) -> dict[str, float]:
+def predict_speed(model: Path, texts: list[str], tmp: Path, engine: str = "auto") -> dict[str, float]:
+    """Whole-command lines/s over at least 50,000 lines, and the median of 5 one-line runs through a pipe."""
     lines = [" ".join(t.split()) for t in texts]
-    reps = max(1, 100_000 // len(lines))
+    reps = max(1, 50_000 // len(lines) + (50_000 % len(lines) > 0))
     path = tmp / "predict.txt"
     path.write_text("\n".join(lines * reps) + "\n", encoding="utf-8")
-    wall, _, out, _ = run_with_rss([*GRUTEXT, "predict", "--model", str(model), str(path)])
+    command = [*GRUTEXT, "predict", "--model", str(model), "--engine", engine]
+    wall, _, out, _ = run_with_rss([*command, str(path)])
     assert out.count(b"\n") == len(lines) * reps
-    latencies = [
-        run_with_rss([*GRUTEXT, "predict", "--model", str(model)], (lines[0] + "\n").encode())[0] for _ in range(5)
-    ]
+    latencies = [run_with_rss(command, (lines[0] + "\n").encode())[0] for _ in range(5)]
     return {
         "lines_per_s": len(lines) * reps / wall,
         "lines": len(lines) * reps,
         "one_line_seconds": statistics.median(latencies),
     }
+
+
+def int8_check(model: Path, test: list[dict[str, Any]], tmp: Path) -> dict[str, float]:
+    """onnxruntime's dynamic int8 quantization of model.onnx: in-process speed and accuracy against fp32."""
+    import numpy as np
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from grutext.onnx_engine import OnnxPredictor
+
+    fp32 = OnnxPredictor.load(model)
+    quantized = tmp / "int8.onnx"
+    quantize_dynamic(str(model / "model.onnx"), str(quantized), weight_type=QuantType.QInt8)
+    int8 = OnnxPredictor.load(model)
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    int8.session = ort.InferenceSession(str(quantized), options, providers=["CPUExecutionProvider"])
+    texts = [r["text"] for r in test]
+    truth = [r["label"] for r in test]
+    out: dict[str, float] = {}
+    for name, engine in (("fp32", fp32), ("int8", int8)):
+        engine.predict_proba(texts[:256])
+        start = time.perf_counter()
+        probs = engine.predict_proba(texts)
+        out[f"{name}_lines_per_s"] = len(texts) / (time.perf_counter() - start)
+        labels = [engine.labels[i] for i in np.asarray(probs).argmax(axis=1)]
+        out[f"{name}_accuracy"] = sum(a == b for a, b in zip(labels, truth, strict=True)) / len(truth)
+    nodes = [n.op_type for n in __import__("onnx").load(str(quantized)).graph.node]
+    out["int8_quantized_nodes"] = sum(op in ("MatMulInteger", "DynamicQuantizeLinear", "ConvInteger") for op in nodes)
+    out["fp32_gru_nodes"] = sum(op in ("GRU", "LSTM") for op in nodes)
+    return out
+
+
+def serve_load(model: Path, texts: list[str], requests: int = 4000, concurrency: int = 16) -> dict[str, Any]:
+    """`grutext serve` on a free port: one text per request, `requests` of them at `concurrency` at once, and
+    500 one at a time; throughput, p50/p99 latency, errors."""
+    import http.client
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [*GRUTEXT, "serve", "--model", str(model), "--port", str(port)],
+        stderr=subprocess.DEVNULL,
+    )
+    local = threading.local()
+
+    def post(text: str) -> tuple[float, bool]:
+        if not hasattr(local, "conn"):
+            local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        body = json.dumps({"texts": [text]}).encode()
+        start = time.perf_counter()
+        try:
+            local.conn.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
+            response = local.conn.getresponse()
+            ok = response.status == 200 and len(json.loads(response.read())["predictions"]) == 1
+        except (OSError, http.client.HTTPException, ValueError):
+            local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            ok = False
+        return time.perf_counter() - start, ok
+
+    try:
+        for _ in range(300):
+            try:
+                http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/health")
+                break
+            except OSError:
+                time.sleep(0.05)
+        results: dict[str, Any] = {}
+        for name, count, workers in (("concurrent", requests, concurrency), ("sequential", 500, 1)):
+            batch = [texts[i % len(texts)] for i in range(count)]
+            start = time.perf_counter()
+            with ThreadPoolExecutor(workers) as pool:
+                done = list(pool.map(post, batch))
+            wall = time.perf_counter() - start
+            latency = sorted(d for d, _ in done)
+            results[name] = {
+                "requests": count,
+                "concurrency": workers,
+                "requests_per_s": count / wall,
+                "p50_ms": 1000 * latency[len(latency) // 2],
+                "p99_ms": 1000 * latency[int(len(latency) * 0.99) - 1],
+                "errors": sum(not ok for _, ok in done),
+            }
+        return results
+    finally:
+        server.send_signal(__import__("signal").SIGTERM)
+        server.wait(timeout=60)
+
+
+def ddp_throughput(folder: Path, tmp: Path, steps: int = 300) -> dict[str, Any]:
+    """Training tokens/s over `steps` steps: 2 torchrun ranks of 1 thread each (reference backend, the one
+    data-parallel runs use) against 1 process of 2 threads (the fast backend, the default; and the
+    reference backend)."""
+    args = ["--epochs", "1", "--max-steps", str(steps), "--json"]
+    out: dict[str, Any] = {}
+    runs = {
+        "1 process, fast backend (scans on 2 cores)": ([*GRUTEXT, "train"], {}, []),
+        "1 process x 2 threads, reference backend": ([*GRUTEXT, "train"], {}, ["--backend", "reference"]),
+        "2 ranks x 1 thread, reference backend (torchrun, gloo)": (
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "grutext",
+             "train"],
+            {"OMP_NUM_THREADS": "1"},
+            ["--batch-size", "16", "--max-steps", str(steps)],
+        ),
+    }  # fmt: skip
+    for name, (command, env, extra) in runs.items():
+        target = tmp / f"ddp-{len(out)}"
+        cmd = [*command, str(folder), "--output", str(target), "--overwrite", *args, *extra]
+        start = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env}, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+        history = json.loads((target / "metrics.json").read_text())["history"]
+        tokens = sum(h["tokens_per_s"] * h["seconds"] for h in history)
+        seconds = sum(h["seconds"] for h in history)
+        out[name] = {"tokens_per_s": tokens / seconds, "wall_seconds": time.perf_counter() - start}
+    return out
 
 
 def fasttext_run(train: list[dict[str, Any]], test: list[dict[str, Any]], tmp: Path) -> dict[str, float] | None:
@@ -239,6 +360,8 @@ def main() -> None:
     parser.add_argument("--skip-reference", action="store_true", help="skip the (slow) tutorial GRU")
     parser.add_argument("--defaults", default="sst2", help="datasets also trained with default settings")
     parser.add_argument("--stream-lines", type=int, default=1_000_000, help="lines in the streaming test (>= 200k)")
+    parser.add_argument("--serve", default="sst2", help="datasets whose model is load-tested behind grutext serve")
+    parser.add_argument("--ddp", default="sst2,imdb", help="datasets for the data-parallel throughput comparison")
     parser.add_argument("--render", type=Path, help="only rewrite --out from an earlier run's bench/results/bench.json")
     args = parser.parse_args()
     if args.render:
@@ -251,6 +374,7 @@ def main() -> None:
     report["startup_seconds"] = startup_seconds()
     print(json.dumps(report), file=sys.stderr, flush=True)
     defaults = set(args.defaults.split(","))
+    serve_on, ddp_on = set(args.serve.split(",")), set(args.ddp.split(","))
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         for name in args.datasets.split(","):
@@ -262,7 +386,13 @@ def main() -> None:
                 row["defaults"] = grutext_run(folder, tmp / f"{name}-d", [])
             model = tmp / (f"{name}-d" if with_defaults else f"{name}-1")
             row["predict_model"] = "default settings" if with_defaults else "the one-epoch model"
-            row["predict"] = predict_speed(model, [r["text"] for r in test], tmp)
+            row["predict"] = predict_speed(model, [r["text"] for r in test], tmp, "onnx")
+            row["predict_torch"] = predict_speed(model, [r["text"] for r in test], tmp, "torch")
+            row["int8"] = int8_check(model, test, tmp)
+            if name in serve_on:
+                row["serve"] = serve_load(model, [r["text"] for r in test])
+            if name in ddp_on:
+                row["ddp"] = ddp_throughput(folder, tmp)
             row["fasttext"] = fasttext_run(train, test, tmp)
             if not args.skip_reference:
                 row["reference"] = reference_run(train, test)
@@ -321,17 +451,44 @@ def render(r: dict[str, Any], argv: str) -> str:
                 f"| fastText (wordNgrams 2, 5 epochs) | {ft['accuracy']:.4f} | {ft['train_seconds']:.1f} s | | | | |"
             )
         lines.append("")
-        p = row["predict"]
-        lines.append(
-            f"predict ({row['predict_model']}): **{p['lines_per_s']:,.0f} lines/s** over {p['lines']:,} test lines "
-            "(whole command, start-up included); "
-            f"one line through a pipe: **{p['one_line_seconds']:.2f} s** (median of 5)."
-            + (
-                f" fastText predict: {row['fasttext']['lines_per_s']:,.0f} lines/s (in-process)."
-                if row.get("fasttext")
-                else ""
+        p, t = row["predict"], row.get("predict_torch")
+        lines.append(f"predict ({row['predict_model']}, whole command, start-up included, {p['lines']:,} test lines):")
+        lines.append("")
+        lines.append("| engine | lines/s | one line through a pipe (median of 5) |")
+        lines.append("|---|---:|---:|")
+        lines.append(f"| onnx (the default) | **{p['lines_per_s']:,.0f}** | **{p['one_line_seconds']:.2f} s** |")
+        if t:
+            lines.append(f"| torch | {t['lines_per_s']:,.0f} | {t['one_line_seconds']:.2f} s |")
+            lines.append("")
+            lines.append(
+                f"The ONNX engine runs at **{p['lines_per_s'] / t['lines_per_s']:.1f}x** the torch engine's lines/s."
             )
-        )
+        if row.get("fasttext"):
+            lines.append(f"fastText predict: {row['fasttext']['lines_per_s']:,.0f} lines/s (in-process).")
+        if row.get("int8"):
+            q = row["int8"]
+            lines.append("")
+            lines.append(
+                f"int8 (onnxruntime `quantize_dynamic`, in-process): {q['int8_lines_per_s']:,.0f} lines/s and "
+                f"accuracy {q['int8_accuracy']:.4f}, against fp32 {q['fp32_lines_per_s']:,.0f} lines/s and "
+                f"{q['fp32_accuracy']:.4f}; the quantized graph still runs {q['fp32_gru_nodes']} recurrent node(s) in "
+                "fp32."
+            )
+        if row.get("serve"):
+            lines += ["", "`grutext serve` (one text per request; every request answered, errors counted):", ""]
+            lines.append("| load | requests | requests/s | p50 latency | p99 latency | errors |")
+            lines.append("|---|---:|---:|---:|---:|---:|")
+            for key, v in row["serve"].items():
+                lines.append(
+                    f"| {key}, {v['concurrency']} at a time | {v['requests']:,} | {v['requests_per_s']:,.0f} "
+                    f"| {v['p50_ms']:.1f} ms | {v['p99_ms']:.1f} ms | {v['errors']} |"
+                )
+        if row.get("ddp"):
+            lines += ["", "Data-parallel throughput (300 training steps, one epoch's settings, real tokens/s):", ""]
+            lines.append("| run | train tokens/s | wall time |")
+            lines.append("|---|---:|---:|")
+            for key, v in row["ddp"].items():
+                lines.append(f"| {key} | {v['tokens_per_s']:,.0f} | {v['wall_seconds']:.1f} s |")
         if "reference" in row:
             speedup = row["reference"]["epoch_seconds"] / row["one_epoch"]["wall_seconds"]
             lines.append(

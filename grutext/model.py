@@ -32,9 +32,9 @@ class GRULayer(nn.Module):
 
     reset_after = True
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: int, hidden_size: int, device: torch.device | str | None = None) -> None:
         super().__init__()
-        self.rnn = nn.GRU(input_size, hidden_size, num_layers=1, batch_first=True)
+        self.rnn = nn.GRU(input_size, hidden_size, num_layers=1, batch_first=True, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.rnn(x)[0]  # [B, T, H]
@@ -44,9 +44,9 @@ class GRULayer(nn.Module):
 class LSTMLayer(nn.Module):
     """One direction of one layer of PyTorch's LSTM (`--cell lstm`), for comparison with the GRUs."""
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: int, hidden_size: int, device: torch.device | str | None = None) -> None:
         super().__init__()
-        self.rnn = nn.LSTM(input_size, hidden_size, num_layers=1, batch_first=True)
+        self.rnn = nn.LSTM(input_size, hidden_size, num_layers=1, batch_first=True, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.rnn(x)[0]  # [B, T, H]
@@ -65,15 +65,15 @@ class Cho2014Cell(nn.Module):
     scales h *before* the recurrent matmul, and z weights the *new* state.
     """
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: int, hidden_size: int, device: torch.device | str | None = None) -> None:
         super().__init__()
         self.input_size, self.hidden_size = input_size, hidden_size
-        self.W_z = nn.Parameter(torch.empty(hidden_size, hidden_size + input_size))
-        self.W_r = nn.Parameter(torch.empty(hidden_size, hidden_size + input_size))
-        self.W = nn.Parameter(torch.empty(hidden_size, hidden_size + input_size))
-        self.b_z = nn.Parameter(torch.empty(hidden_size))
-        self.b_r = nn.Parameter(torch.empty(hidden_size))
-        self.b = nn.Parameter(torch.empty(hidden_size))
+        self.W_z = nn.Parameter(torch.empty(hidden_size, hidden_size + input_size, device=device))
+        self.W_r = nn.Parameter(torch.empty(hidden_size, hidden_size + input_size, device=device))
+        self.W = nn.Parameter(torch.empty(hidden_size, hidden_size + input_size, device=device))
+        self.b_z = nn.Parameter(torch.empty(hidden_size, device=device))
+        self.b_r = nn.Parameter(torch.empty(hidden_size, device=device))
+        self.b = nn.Parameter(torch.empty(hidden_size, device=device))
         bound = hidden_size**-0.5  # PyTorch's GRU initialisation
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
@@ -92,9 +92,9 @@ class Cho2014Layer(nn.Module):
 
     reset_after = False
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: int, hidden_size: int, device: torch.device | str | None = None) -> None:
         super().__init__()
-        self.cell = Cho2014Cell(input_size, hidden_size)
+        self.cell = Cho2014Cell(input_size, hidden_size, device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.new_zeros(x.size(0), self.cell.hidden_size)
@@ -146,7 +146,7 @@ class Encoder(nn.Module):
     """Stacked, optionally bidirectional recurrent layers over right-padded batches. `runner` runs one layer's
     directions; the fast CPU backend replaces the reference `run_layer` with its scan."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, device: torch.device | str | None = None) -> None:
         super().__init__()
         self.directions = 2 if cfg.bidirectional else 1
         self.forward_layers = nn.ModuleList()
@@ -154,9 +154,9 @@ class Encoder(nn.Module):
         size = cfg.embedding_size
         for _ in range(cfg.layers):
             layer = LAYERS[cfg.cell]
-            self.forward_layers.append(layer(size, cfg.hidden_size))
+            self.forward_layers.append(layer(size, cfg.hidden_size, device))
             if cfg.bidirectional:
-                self.backward_layers.append(layer(size, cfg.hidden_size))
+                self.backward_layers.append(layer(size, cfg.hidden_size, device))
             size = cfg.hidden_size * self.directions
         self.dropout: nn.Module = nn.Dropout(cfg.dropout)
         self.output_size = size
@@ -213,13 +213,19 @@ def skip_pooling(pooling: str) -> str:
 class GRUClassifier(nn.Module):
     """Embedding -> recurrent encoder -> pooling -> dropout -> linear. Returns logits."""
 
-    def __init__(self, cfg: ModelConfig, shape: DataShape) -> None:
+    def __init__(self, cfg: ModelConfig, shape: DataShape, device: torch.device | str | None = None) -> None:
         super().__init__()
         self.cfg, self.shape = cfg, shape
-        self.embedding = nn.Embedding(shape.vocab_size, cfg.embedding_size, padding_idx=PAD_ID)
-        self.encoder = Encoder(cfg)
+        table = None
+        if device is not None and torch.device(device).type == "meta":
+            # the shape alone: torch's normal_ on the meta device imports torch._dynamo (1 s)
+            table = torch.empty(shape.vocab_size, cfg.embedding_size, device=device)
+        self.embedding = nn.Embedding(
+            shape.vocab_size, cfg.embedding_size, padding_idx=PAD_ID, device=device, _weight=table
+        )
+        self.encoder = Encoder(cfg, device)
         self.dropout: nn.Module = nn.Dropout(cfg.dropout)
-        self.classifier = nn.Linear(classifier_features(cfg, self.encoder.output_size), shape.num_labels)
+        self.classifier = nn.Linear(classifier_features(cfg, self.encoder.output_size), shape.num_labels, device=device)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # ids: [B, T] right-padded with PAD_ID; lengths: [B], each >= 1
@@ -238,6 +244,5 @@ class GRUClassifier(nn.Module):
 def parameter_shapes(cfg: ModelConfig, shape: DataShape) -> dict[str, tuple[int, ...]]:
     """The state_dict shapes a config implies, from the model itself built on the meta device (nothing is
     allocated), so a checkpoint's weights can be checked against its config.json before any is read."""
-    with torch.device("meta"):
-        model = GRUClassifier(cfg, shape)
+    model = GRUClassifier(cfg, shape, device="meta")
     return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}

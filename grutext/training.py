@@ -880,9 +880,9 @@ def _fit_epochs(
                 batch.ids = batch.ids.masked_fill(hide, UNK_ID)
             target = train_y[batch.index].to(device)  # [B] or [B, C]
             logits = runner(batch.ids, batch.lengths)  # [B, C]
-            # The loss is normalised over the whole global batch, times the ranks DDP averages over, so N
-            # ranks take exactly the step one process takes on the same texts.
-            loss = task.loss(logits, target, task.normalizer(train_y[whole]) / world)
+            # Under torchrun the loss is normalised over the whole global batch, times the ranks DDP averages
+            # over, so N ranks take exactly the step one process takes on the same texts.
+            loss = task.loss(logits, target, task.normalizer(train_y[whole]) / world if world > 1 else None)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss.item()} at epoch {epoch}, step {step + 1}; lower --lr "
@@ -894,7 +894,7 @@ def _fit_epochs(
             loop.step, loop.global_step = step + 1, loop.global_step + 1
             loop.loss_sum += loss.item() * len(whole)  # rank 0 shows its own estimate of the mean
             loop.seen += len(whole)
-            loop.tokens += sum(max(1, lengths[i]) for i in whole)
+            loop.tokens += int(batch.lengths.sum()) if world == 1 else sum(max(1, lengths[i]) for i in whole)
             elapsed = time.perf_counter() - start
             emit(
                 StepDone(

@@ -31,3 +31,15 @@ def test_training_never_imports_torch_dynamo(split_dir: Path, tmp_path: Path) ->
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_loading_a_checkpoint_never_imports_torch_dynamo(trained: Path) -> None:
+    """Checking the weights' shapes builds the model on the meta device; torch's normal_ there imports
+    torch._dynamo (1 s), so the embedding's shape is made without it."""
+    code = (
+        "import sys\nfrom grutext.checkpoint import load\n"
+        f"load({str(trained)!r})\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"
