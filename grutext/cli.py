@@ -392,7 +392,7 @@ def train(dataset: str, output: Path, as_json: bool, overwrite: bool, resume: bo
     except KeyboardInterrupt as exc:
         click.echo("interrupted before training started; nothing was written", err=True)
         sys.exit(interrupt_code(exc))
-    if as_json:
+    if as_json and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
         click.echo(json.dumps({"path": str(result.path), **result.metrics}, ensure_ascii=False))
 
 

@@ -69,8 +69,9 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(split_dir: Path
 
 
 def test_progress_comes_from_rank_0_only(split_dir: Path, tmp_path: Path) -> None:
-    done = torchrun(str(split_dir), "-o", str(tmp_path / "m"), *SMALL, "--epochs", "1")
+    done = torchrun(str(split_dir), "-o", str(tmp_path / "m"), *SMALL, "--epochs", "1", "--json")
     assert done.stderr.count("epoch 1:") == 1 and done.stderr.count("saved ") == 1
+    assert len(done.stdout.splitlines()) == 1 and '"world_size"' not in done.stdout
 
 
 @pytest.mark.parametrize("flag", [["--backend", "fast"]])
