@@ -131,7 +131,7 @@ def _batches(
     labels: dict[str, int],
     multi: bool,
     cfg: TrainConfig,
-    epoch: int,
+    pass_number: int,
     skip: int,
     rank: int,
     world: int,
@@ -139,7 +139,7 @@ def _batches(
     position: list[int],
 ) -> Iterator[tuple[list[Ids], torch.Tensor]]:
     """This rank's batches of one pass: (ids per text, targets). `position[0]` follows the records read."""
-    rng = random.Random(f"{cfg.seed}-{epoch}-{rank}")
+    rng = random.Random(f"{cfg.seed}-{pass_number}-{rank}")
     buffer: list[tuple[Ids, list[str]]] = []
     pending: list[Record] = []
 
@@ -353,25 +353,36 @@ def train_streaming(
     write = checkpoint_writer(output, model, tokenizer, tok_cfg, labels, sections, task, group, resume or overwrite)
 
     with StopSignals() as stop, torch_threads(device, backend):
-        stopped = "ran all epochs"
-        first_epoch = loop.epoch
-        for epoch in range(first_epoch, cfg.epochs + 1):
+        stopped = f"ran all {cfg.epochs} epochs"
+        position[0] = loop.data_position  # a resumed run goes on where it stopped, in the same pass
+
+        def next_pass() -> Iterator[tuple[list[Ids], torch.Tensor]]:
+            """The batches of the pass in progress: a pass is one read of the training stream, in its own order."""
+            skip, position[0] = position[0], 0
+            return _batches(
+                source, tokenizer, tok_cfg, index, found.multi_label, cfg, loop.data_pass, skip, rank, world,
+                has_validation, position,
+            )  # fmt: skip
+
+        batches: Iterator[tuple[list[Ids], torch.Tensor]] | None = None
+        for epoch in range(loop.epoch, cfg.epochs + 1):
             loop.epoch = epoch
-            skip = loop.data_position if epoch == first_epoch else 0  # a resumed run goes on where it stopped
             emit(EpochStarted(epoch, cfg.epochs, steps_per_epoch))
             model.train()
             began = time.perf_counter() - loop.seconds
-            batches = _batches(
-                source, tokenizer, tok_cfg, index, found.multi_label, cfg, epoch, skip, rank, world, has_validation,
-                position,
-            )  # fmt: skip
+            batches = batches or next_pass()
             interrupted = False
             while cfg.steps_per_epoch is None or loop.step < cfg.steps_per_epoch:
                 batch_ids, target = next(batches, ([], torch.empty(0)))
-                if group is not None and group.any(not batch_ids):  # every rank ends the pass at the same step
-                    break
-                if not batch_ids:
-                    break
+                ended = not batch_ids
+                if cfg.steps_per_epoch is None and group is not None:  # every rank ends the pass at the same step
+                    ended = group.any(ended)
+                if ended:
+                    loop.data_pass, position[0] = loop.data_pass + 1, 0
+                    batches = next_pass()  # with --steps-per-epoch an epoch runs on into the next pass
+                    if cfg.steps_per_epoch is None:
+                        break
+                    continue
                 batch = collate(batch_ids, range(len(batch_ids))).to(device)  # type: ignore[arg-type]
                 if cfg.word_dropout:
                     hide = (torch.rand(batch.ids.shape, device=device) < cfg.word_dropout) & (batch.ids != PAD_ID)
@@ -400,13 +411,15 @@ def train_streaming(
                 if cfg.max_steps is not None and loop.global_step >= cfg.max_steps:
                     break
                 if _stopping(stop, group):
-                    loop.seconds, loop.data_position, interrupted = elapsed, position[0], True
+                    loop.seconds, interrupted = elapsed, True
                     break
             if interrupted:
                 stopped = "interrupted"
                 break
             seconds = time.perf_counter() - began
+            loop.data_position = position[0]
             end_epoch(model, task, loop, best_state, val_ids, val_y, device, group, seconds, emit)
+            loop.data_position = position[0]  # end_epoch resets it for in-memory runs; a stream goes on
             if cfg.max_steps is not None and loop.global_step >= cfg.max_steps:
                 stopped = f"reached --max-steps {cfg.max_steps}"
                 break
@@ -416,10 +429,9 @@ def train_streaming(
             if _stopping(stop, group):
                 stopped = "interrupted"
                 break
-        else:
-            stopped = f"ran all {cfg.epochs} epochs"
 
         if stopped == "interrupted" and stop.signum is not None:
+            loop.data_position = position[0]
             state = interrupted_state(model, optimizer, loop, best_state, device, group)
             kept = best_state if loop.best_epoch else state.model
             path = write(kept, {"interrupted": True, "epoch": loop.epoch, "history": loop.history}, state)

@@ -296,8 +296,18 @@ def _encode_joined(tokenizer: Tokenizer, texts: list[str], cfg: TokenizerConfig)
     return out
 
 
+ENCODE_GROUP = 4096  # texts the tokenizer holds Encoding objects for at a time (they take ~100 bytes a token)
+
+
 def encode(tokenizer: Tokenizer, texts: Sequence[str], cfg: TokenizerConfig) -> list[list[int]]:
-    """Token ids per text, at most max_length each; an empty text gives an empty list."""
+    """Token ids per text, at most max_length each; an empty text gives an empty list. Large inputs go
+    through the tokenizer ENCODE_GROUP texts at a time, so its transient objects stay bounded."""
+    if len(texts) > ENCODE_GROUP:
+        return [
+            row
+            for k in range(0, len(texts), ENCODE_GROUP)
+            for row in encode(tokenizer, texts[k : k + ENCODE_GROUP], cfg)
+        ]
     cut = list(capped(texts, cfg))
     ids = _encode_joined(tokenizer, cut, cfg) if len(cut) >= JOIN_MIN else None
     if ids is None:

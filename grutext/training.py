@@ -339,7 +339,8 @@ class LoopState:
     history: list[dict[str, Any]] = field(default_factory=list)
     data_fingerprint: str = ""
     backend: str = "fast"  # the optimizer state's format follows the backend
-    data_position: int = 0  # streaming: records this rank had read in the epoch in progress
+    data_position: int = 0  # streaming: records read in the pass in progress
+    data_pass: int = 0  # streaming: passes over the training stream begun before this one
 
 
 class StopSignals:

@@ -25,13 +25,13 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 
 def train(*args: str) -> dict[str, object]:
-    result = CliRunner().invoke(cli, ["train", *args, *TINY, "--streaming", "--json"])
+    result = CliRunner().invoke(cli, ["train", *TINY, "--streaming", "--json", *args])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
 def test_a_split_folder_streams_with_its_validation_and_test(split_dir: Path, tmp_path: Path) -> None:
-    metrics = train(str(split_dir), "-o", str(tmp_path / "m"), "--epochs", "6")
+    metrics = train(str(split_dir), "-o", str(tmp_path / "m"), "--epochs", "10", "--patience", "10")
     assert metrics["test"]["n"] == 60 and metrics["validation"]["n"] == 40  # type: ignore[index]
     assert metrics["test"]["accuracy"] > 0.8  # type: ignore[index]
     config = json.loads((tmp_path / "m" / "config.json").read_text())
@@ -135,3 +135,23 @@ def test_memory_stays_flat_on_a_3_gb_file(tmp_path: Path) -> None:
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     print(f"300 streaming steps over a {path.stat().st_size / 2**30:.1f} GiB jsonl: peak RSS {peak / 2**30:.2f} GiB")
     assert peak < 1.2 * 2**30
+
+
+def test_steps_per_epoch_epochs_continue_the_stream(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --steps-per-epoch an epoch takes the next steps of the stream: epoch 2 does not start the file again."""
+    from grutext.streaming import StreamSource
+
+    reads: list[str] = []
+    original = StreamSource.records
+
+    def spy(self: StreamSource, split: str, rank: int = 0, world: int = 1):  # type: ignore[no-untyped-def]
+        reads.append(split)
+        return original(self, split, rank, world)
+
+    monkeypatch.setattr(StreamSource, "records", spy)
+    data = write_jsonl(tmp_path / "train.jsonl", sentiment_rows(2000, seed=5))
+    metrics = train(
+        str(data), "-o", str(tmp_path / "m"), "--labels", "neg,pos", "--steps-per-epoch", "3", "--shuffle-buffer", "64"
+    )
+    assert len(metrics["history"]) == 3  # type: ignore[arg-type]
+    assert reads.count("train") == 2  # the scan, then one pass that the three epochs share
