@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,7 +162,14 @@ def save(
         if with_onnx:  # every checkpoint predicts on the ONNX engine: no torch import, 2x the lines/s
             from grutext.onnx_export import export
 
-            export(read_meta(tmp))
+            try:
+                export(read_meta(tmp))
+            except Exception as exc:  # the model is what training made: keep it, torch can run it
+                warnings.warn(
+                    f"model.onnx could not be written ({type(exc).__name__}: {exc}); predict runs the torch engine "
+                    "(retry with `grutext export`)",
+                    stacklevel=2,
+                )
         if extra is not None:
             extra(tmp)
 

@@ -100,8 +100,8 @@ engine_option = click.option(
     type=click.Choice(ENGINES),
     default="auto",
     show_default=True,
-    help="onnx: model.onnx on onnxruntime (no torch import); torch: the model as trained; auto: onnx when the "
-    "checkpoint has model.onnx and the device is the CPU.",
+    help="onnx: model.onnx on onnxruntime (predict then never imports torch); torch: the model as trained; auto: "
+    "onnx when the checkpoint has model.onnx and the device is the CPU.",
 )
 
 
@@ -389,8 +389,8 @@ def train(dataset: str, output: Path, as_json: bool, overwrite: bool, resume: bo
     except Interrupted as exc:
         click.echo(str(exc), err=True)
         sys.exit(128 + exc.signum)
-    except KeyboardInterrupt as exc:
-        click.echo("interrupted before training started; nothing was written", err=True)
+    except KeyboardInterrupt as exc:  # before training started, or a second Ctrl-C that stops at once
+        click.echo("interrupted; nothing was saved", err=True)
         sys.exit(interrupt_code(exc))
     if as_json and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
         click.echo(json.dumps({"path": str(result.path), **result.metrics}, ensure_ascii=False))
@@ -592,10 +592,16 @@ def tune(
             soft_wrap=True,
         )
 
-    result = run_tune(
-        dataset, output, trials=trials, timeout=timeout * 60, seed=seed, fixed=fixed, overwrite=overwrite,
-        on_trial=on_trial,
-    )  # fmt: skip
+    from grutext.errors import Interrupted
+
+    try:
+        result = run_tune(
+            dataset, output, trials=trials, timeout=timeout * 60, seed=seed, fixed=fixed, overwrite=overwrite,
+            on_trial=on_trial,
+        )  # fmt: skip
+    except Interrupted as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(128 + exc.signum)
     console.print(f"kept trial with validation {result.best_score:.4f} in {result.path}", markup=False)
     if as_json:
         click.echo(json.dumps({"path": str(result.path), "score": result.best_score, "params": result.best_params}))
@@ -783,18 +789,9 @@ def predict(
 
 
 def _use_threads(model: Any) -> None:
-    """The thread count that suits the torch backend the model runs on: a process-wide setting, so the CLI's
-    call (the ONNX engine sets its own session's)."""
-    checkpoint = getattr(model, "checkpoint", None)
-    if checkpoint is None:
-        return
-    import torch
+    from grutext.engine import use_threads
 
-    from grutext.backend import cpu_threads
-
-    threads = cpu_threads(next(checkpoint.model.parameters()).device, checkpoint.backend)
-    if threads is not None:
-        torch.set_num_threads(threads)
+    use_threads(model)
 
 
 def _quiet_exit(code: int) -> NoReturn:
@@ -839,10 +836,10 @@ def export(model_dir: Path, fmt: str, output: Path | None) -> None:
     from grutext.onnx_export import export as run_export
 
     meta = read_meta(model_dir)
-    path = run_export(meta)
-    click.echo(f"wrote {path}", err=True)
+    click.echo(f"wrote {meta.path / 'model.onnx'}", err=True)
+    path = run_export(meta, output)
     if output is not None:
-        click.echo(f"wrote {run_export(meta, output)}", err=True)
+        click.echo(f"wrote {path}", err=True)
 
 
 # --------------------------------------------------------------------------------------------- serve
@@ -971,7 +968,12 @@ def explain(
     except BrokenPipeError:
         _quiet_exit(0)
     if html_file is not None:
-        html_file.write_text(page(shown), encoding="utf-8")
+        try:
+            html_file.write_text(page(shown), encoding="utf-8")
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot write {html_file}: {exc.strerror}; choose another --html path"
+            ) from None
         click.echo(f"wrote {html_file}", err=True)
 
 
@@ -1062,7 +1064,7 @@ def info(model_dir: Path, as_json: bool) -> None:
     """
     from grutext.checkpoint import describe, load
 
-    ckpt = load(model_dir)
+    ckpt = load(model_dir)  # the weights too: info is also how a user checks a copied checkpoint is whole
     described = describe(ckpt)
     if as_json:
         click.echo(json.dumps(described, ensure_ascii=False))
@@ -1091,7 +1093,7 @@ def info(model_dir: Path, as_json: bool) -> None:
         ),
         ("training data", f"{described['data'].get('source', '?')} {described['data'].get('sizes', '')}"),
     ]
-    if ckpt.multi_label:
+    if ckpt.shape.multi_label:
         d = described["decision"] or {}
         when = f"threshold {d['threshold']}" if d.get("threshold") is not None else "per-label thresholds"
         rows.append(

@@ -23,6 +23,7 @@ class Group:
     rank: int
     world: int
     local_rank: int
+    device: str = "cpu"  # where collectives' tensors live: NCCL reduces CUDA tensors only
 
     @staticmethod
     def from_env(device_kind: str) -> Group | None:
@@ -34,7 +35,9 @@ class Group:
 
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
-        return Group(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = f"cuda:{local}" if device_kind == "cuda" else "cpu"
+        return Group(dist.get_rank(), dist.get_world_size(), local, device)
 
     @property
     def leader(self) -> bool:
@@ -60,7 +63,7 @@ class Group:
         """True on every rank when any rank says so (a signal seen by one rank stops all at the same step)."""
         import torch.distributed as dist
 
-        value = torch.tensor([1.0 if flag else 0.0])
+        value = torch.tensor([1.0 if flag else 0.0], device=self.device)
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value.item())
 

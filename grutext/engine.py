@@ -36,3 +36,18 @@ def load_engine(
     from grutext.predict import Predictor
 
     return Predictor.load(path, str(resolve_device(device)), batch_size, threshold)
+
+
+def use_threads(model: Any) -> None:
+    """Set torch's intra-op threads to what the torch engine's backend wants (one for the fast CPU path, whose
+    scans parallelise themselves). Process-wide: for the command line and a server process, not a library."""
+    checkpoint = getattr(model, "checkpoint", None)
+    if checkpoint is None:  # the ONNX engine sets its own session's threads
+        return
+    import torch
+
+    from grutext.backend import cpu_threads
+
+    threads = cpu_threads(next(checkpoint.model.parameters()).device, checkpoint.backend)
+    if threads is not None:
+        torch.set_num_threads(threads)

@@ -78,6 +78,28 @@ def explain(model: Any, texts: Sequence[str], label: str | None = None) -> list[
     if label is not None and label not in labels:
         raise UsageError(f"--label {label!r} is not one of the model's labels ({', '.join(labels)})")
     encoded = tokens_with_offsets(model, texts)
+    out: list[Explanation] = []
+    group: list[int] = []  # texts whose occluded rows go through the model together
+    budget = 0
+    for k, (ids, _) in enumerate(encoded):
+        group.append(k)
+        budget += (len(ids) + 1) * max(len(ids), 1)
+        if budget >= TOKEN_BUDGET or k == len(encoded) - 1:
+            out.extend(_explain_group(model, labels, label, [texts[i] for i in group], [encoded[i] for i in group]))
+            group, budget = [], 0
+    return out
+
+
+TOKEN_BUDGET = 1_000_000  # occluded tokens held at once: a 512-token text alone makes 263k
+
+
+def _explain_group(
+    model: Any,
+    labels: list[str],
+    label: str | None,
+    texts: list[str],
+    encoded: list[tuple[list[int], list[tuple[int, int]]]],
+) -> list[Explanation]:
     rows: list[list[int]] = []
     for ids, _ in encoded:
         rows.append(ids)

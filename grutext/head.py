@@ -82,6 +82,12 @@ class SingleLabel(Head):
     def targets(self, split: Split) -> torch.Tensor:
         """[N] class ids."""
         self.check_known(split)
+        odd = next((i for i, row in enumerate(split.labels) if len(row) != 1), None)
+        if odd is not None:
+            raise DataError(
+                f"{split.origin}: row {odd + 1} has {len(split.labels[odd])} labels, but the model is single-label "
+                "(one label per text); evaluate it on single-label data"
+            )
         return torch.tensor([self.index[row[0]] for row in split.labels], dtype=torch.int64)
 
     def loss(

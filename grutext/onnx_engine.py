@@ -44,7 +44,8 @@ class OnnxPredictor:
         self.decision: Decision | None = meta.decision.with_threshold(threshold) if meta.decision else None
         # Batches run side by side, one thread each: a batch's matmuls are too small for threads to share (one
         # session with two intra-op threads ran 50k sst2 lines in 10.7 s, two one-thread workers in 5.0 s).
-        self.workers = workers or min(os.cpu_count() or 1, MAX_WORKERS)
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        self.workers = workers or min(usable, MAX_WORKERS)
         self._pool: ThreadPoolExecutor | None = None
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
@@ -136,6 +137,12 @@ class OnnxPredictor:
 
     def stream(self, texts: Iterable[str], chunk_size: int = 4096, wait: float = 0.05) -> Iterator[list[Prediction]]:
         return stream(self.predict, texts, chunk_size, wait)
+
+    def close(self) -> None:
+        """Stop the worker threads (they also end with the process)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
 
     def info(self) -> dict[str, Any]:
         """What `grutext info --json` prints (the parameter count read from the weights file's header)."""

@@ -179,7 +179,8 @@ def build(weights: dict[str, Array], cfg: ModelConfig, num_labels: int, multi_la
 
 
 def export(meta: Meta, output: Path | None = None) -> Path:
-    """Write the checkpoint's model as ONNX, atomically: `model.onnx` inside the checkpoint, or `output`."""
+    """Write the checkpoint's model as ONNX, atomically, as `model.onnx` inside the checkpoint, and a copy at
+    `output` (a file, or a folder to hold model.onnx) when given; returns where the copy went."""
     import onnx
     from safetensors.numpy import load_file
 
@@ -192,19 +193,29 @@ def export(meta: Meta, output: Path | None = None) -> Path:
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.checker.check_model(model)
-    target = output or meta.path / ONNX_FILE
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target = meta.path / ONNX_FILE
+    write_file(target, model.SerializeToString())
+    if output is not None:
+        if output.is_dir():
+            output = output / ONNX_FILE
+        write_file(output, target.read_bytes())
+        return output
+    return target
+
+
+def write_file(target: Path, data: bytes) -> None:
+    """Write atomically (a temporary sibling, fsynced, renamed); a bad path is one CheckpointError."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
-            fh.write(model.SerializeToString())
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise
-    return target
+        raise CheckpointError(f"cannot write {target}: {exc.strerror}; choose another path") from None
 
 
 def fingerprint(meta: Meta) -> dict[str, str]:

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from grutext.data import Split
+from grutext.errors import DataError
 
 CALIBRATION_BINS = 10
 MISTAKES_SHOWN = 12
@@ -224,7 +225,10 @@ def _mistakes(ev: Evaluation, labels: list[str], decision: Any) -> list[dict[str
 
 def write_report(model: Any, info: dict[str, Any], stored: dict[str, Any], out: Path, ev: Evaluation | None) -> Path:
     """Draw the charts and write OUT/index.html. `stored` is the checkpoint's metrics.json."""
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot write the report to {out}: {exc.strerror}; choose another --output") from None
     if ev is None:
         split = "test" if stored.get("test") else "validation"
         ev = Evaluation(f"the {split} split, as scored at training time", stored.get(split, {}))

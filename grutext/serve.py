@@ -16,11 +16,14 @@ texts, and one forward pass serves them all. Every bad request gets a 4xx JSON e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+from grutext.errors import ConfigError
 from grutext.prediction import Prediction, record
 
 BATCH_WAIT = 0.005  # seconds a batch stays open for more requests
@@ -68,7 +71,6 @@ class Batcher:
     task: asyncio.Task[None] | None = None
     batches: int = 0
     texts: int = 0
-    inflight: set[asyncio.Future[list[Prediction]]] = field(default_factory=set)
 
     async def predict(self, texts: list[str]) -> list[Prediction]:
         if self.queue is None:
@@ -80,36 +82,40 @@ class Batcher:
 
     async def _run(self) -> None:
         assert self.queue is not None
-        loop = asyncio.get_running_loop()
         while True:
             batch = [await self.queue.get()]
-            size = len(batch[0].texts)
-            deadline = loop.time() + self.wait
-            while size < MAX_BATCH_TEXTS:
-                timeout = deadline - loop.time()
-                if timeout <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), timeout)
-                except TimeoutError:
-                    break
-                batch.append(item)
-                size += len(item.texts)
-            texts = [t for item in batch for t in item.texts]
             try:
-                preds = await loop.run_in_executor(None, self.model.predict, texts)
-            except Exception as exc:  # handed to every request of the batch
+                await self._serve(batch)
+            except Exception as exc:  # the batch fails, the batcher goes on
                 for item in batch:
                     if not item.future.done():
                         item.future.set_exception(exc)
-                continue
-            self.batches += 1
-            self.texts += len(texts)
-            start = 0
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_result(preds[start : start + len(item.texts)])
-                start += len(item.texts)
+
+    async def _serve(self, batch: list[_Pending]) -> None:
+        """Gather what arrives within the window (or up to MAX_BATCH_TEXTS), run one forward pass, answer."""
+        assert self.queue is not None
+        loop = asyncio.get_running_loop()
+        size = len(batch[0].texts)
+        deadline = loop.time() + self.wait
+        while size < MAX_BATCH_TEXTS:
+            timeout = deadline - loop.time()
+            if timeout <= 0:
+                break
+            try:
+                item = await asyncio.wait_for(self.queue.get(), timeout)
+            except asyncio.TimeoutError:  # the builtin TimeoutError only from Python 3.11 on
+                break
+            batch.append(item)
+            size += len(item.texts)
+        texts = [t for item in batch for t in item.texts]
+        preds = await loop.run_in_executor(None, self.model.predict, texts)
+        self.batches += 1
+        self.texts += len(texts)
+        start = 0
+        for item in batch:
+            if not item.future.done():
+                item.future.set_result(preds[start : start + len(item.texts)])
+            start += len(item.texts)
 
 
 def parse_request(body: bytes, max_texts: int, num_labels: int) -> tuple[list[str], int | None]:
@@ -150,19 +156,11 @@ def create_app(config: ServeConfig | None = None) -> Any:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from grutext.engine import load_engine
+    from grutext.engine import load_engine, use_threads
 
     config = config or ServeConfig.from_env()
     model = load_engine(config.model, config.engine)
-    checkpoint = getattr(model, "checkpoint", None)
-    if checkpoint is not None:  # the torch engine: the thread count its backend wants (a server process's own)
-        import torch
-
-        from grutext.backend import cpu_threads
-
-        threads = cpu_threads(next(checkpoint.model.parameters()).device, checkpoint.backend)
-        if threads is not None:
-            torch.set_num_threads(threads)
+    use_threads(model)  # a server process runs one model: its thread count is the process's own
     batcher = Batcher(model, config.batch_wait)
     info = model.info()
 
@@ -225,19 +223,43 @@ def log_config() -> dict[str, Any]:
 def run(config: ServeConfig, host: str, port: int, workers: int) -> None:
     """Serve until SIGINT or SIGTERM, which stop accepting connections and drain the requests in flight; then
     return (exit status 0)."""
-    import signal
+    import socket
 
     import uvicorn
 
-    # uvicorn handles the signals while it runs, and raises the one it caught again once it has drained:
-    # with these handlers that second delivery is a no-op, so a drained server ends with status 0.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, frame: None)
-    os.environ[MODEL_ENV] = config.to_env()
+    try:  # a port in use is the user's error, said in one line (uvicorn would log it and exit 3)
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another --port or --host") from None
     if workers == 1:  # one process: the model is loaded (and its errors raised) before the port opens
         app = create_app(config)
-        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=log_config())).run()
+        with _drain_then_exit_0():
+            uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_config=log_config())).run()
     else:
-        uvicorn.run(
-            "grutext.serve:create_app", factory=True, host=host, port=port, workers=workers, log_config=log_config()
-        )
+        os.environ[MODEL_ENV] = config.to_env()  # how the worker processes learn what to serve
+        with _drain_then_exit_0():
+            uvicorn.run(
+                "grutext.serve:create_app",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_config=log_config(),
+            )
+
+
+@contextlib.contextmanager
+def _drain_then_exit_0() -> Iterator[None]:
+    """uvicorn handles SIGINT/SIGTERM while it runs (it stops accepting and drains), then raises the signal
+    again: with these handlers, only around the server, that second delivery is a no-op, so a drained server
+    ends with status 0. The previous handlers come back after."""
+    import signal
+
+    previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

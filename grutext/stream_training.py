@@ -81,7 +81,6 @@ class Scan:
     counts: Counter[str]
     rows: int  # training records seen (held-out ones excluded), or -1 when the scan stopped early
     multi_label: bool
-    all_labelled: bool
     bytes_per_record: float
 
 
@@ -90,7 +89,7 @@ def scan(source: StreamSource, cfg: TrainConfig, has_validation: bool) -> Scan:
     sample: list[str] = []
     validation: list[Record] = []
     counts: Counter[str] = Counter()
-    rows, multi, everyone = 0, source.label_sep is not None, True
+    rows, multi = 0, source.label_sep is not None
     full = cfg.labels is None
     for _, record in source.records("train"):
         if record is None:
@@ -121,7 +120,7 @@ def scan(source: StreamSource, cfg: TrainConfig, has_validation: bool) -> Scan:
             f"{source.name}: no validation texts (no validation split, and none of the {rows} training texts "
             f"fell in the held-out {cfg.val_fraction:.0%}); raise --val-fraction or add a validation split"
         )
-    return Scan(sample, validation, counts, rows if full else -1, multi, everyone, per_record)
+    return Scan(sample, validation, counts, rows if full else -1, multi, per_record)
 
 
 def _batches(
@@ -166,6 +165,7 @@ def _batches(
             continue
         if not has_validation and held_out(record.text, cfg.val_fraction):
             continue
+        _check_arity(record, multi, f"{source.name}, record {i + 1}")
         if any(name not in labels for name in record.labels):
             unknown = sorted(n for n in record.labels if n not in labels)
             raise DataError(
@@ -178,6 +178,15 @@ def _batches(
             yield from flush()
     encode_pending()
     yield from flush()
+
+
+def _check_arity(record: Record, multi: bool, where: str) -> None:
+    """A row with several labels where the task is single-label (the scan stopped before seeing any)."""
+    if not multi and len(record.labels) != 1:
+        raise DataError(
+            f"{where}: {len(record.labels)} labels in a stream the scan took for single-label; for multi-label "
+            "data let the scan read all labels (drop --labels), or write labels as lists"
+        )
 
 
 def _targets(rows: list[list[str]], labels: dict[str, int], multi: bool) -> torch.Tensor:
@@ -240,7 +249,8 @@ def train_streaming(
         if not known.issuperset(record.labels):
             unknown = sorted(set(record.labels) - known)
             raise DataError(f"{spec.source}: validation label {unknown[0]!r} is not in --labels ({', '.join(labels)})")
-    task = task_from_counts(labels, found.counts, max(found.rows, 1), found.multi_label, found.all_labelled, cfg)
+    # Every record a stream yields has a label (label-less rows are bad rows), so multi-label predicts one at least.
+    task = task_from_counts(labels, found.counts, max(found.rows, 1), found.multi_label, True, cfg)
     sizes = {"train": found.rows} if found.rows >= 0 else {}  # not counted when --labels spared the full scan
     sizes["validation"] = len(found.validation)
     held = "validation split" if has_validation else f"held-out {cfg.val_fraction:.0%} of train by text hash"
@@ -441,8 +451,6 @@ def train_streaming(
                 "--resume",
                 stop.signum,
             )
-        if loop.best_epoch == 0:
-            raise ConfigError("training stopped before its first validation; give it more steps (--steps-per-epoch)")
         model.load_state_dict(best_state)
         val_metrics, _, _ = task.score(_infer(model, val_ids, device, group), val_y, task.per_label)
         task.kept_decision = task.head.decision_section()
@@ -494,10 +502,19 @@ def _score_test(
     """The kept model's scores on the start of the test split (at most MAX_TEST texts)."""
     records = []
     for i, record in source.records("test"):
-        if record is not None and all(n in index for n in record.labels):
+        if record is not None:
+            unknown = sorted(set(record.labels) - set(index))
+            if unknown:
+                raise DataError(
+                    f"{source.name} [test], record {i + 1}: label {unknown[0]!r} is not one the model knows "
+                    f"({', '.join(index)}); check --label-column, or drop the test split"
+                )
+            _check_arity(record, multi, f"{source.name} [test], record {i + 1}")
             records.append(record)
         if i + 1 >= MAX_TEST:
             break
+    if not records:
+        raise DataError(f"{source.name}: the test split holds no usable records")
     ids = encode(tokenizer, [r.text for r in records], tok_cfg)
     probs = task.head.probabilities(_infer(model, ids, device, group))
     return task.head.metrics(probs, _targets([r.labels for r in records], index, multi))

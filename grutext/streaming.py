@@ -113,19 +113,28 @@ class StreamSource:
                 yield from batch.to_pylist()
             return
         counted = _Counted(open(path, "rb"))  # noqa: SIM115 - closed below
+        base = self.bytes_read
         try:
             raw: IO[bytes] = io.BufferedReader(counted)
             if raw.peek(2)[:2] == b"\x1f\x8b":  # type: ignore[attr-defined]
                 raw = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
             text = io.TextIOWrapper(raw, encoding=self.encoding, errors="strict", newline="")
-            base = self.bytes_read
             if fmt in ("csv", "tsv"):
                 rows = iter_csv(text, "\t" if fmt == "tsv" else ",", origin)
                 header = next(rows, (0, []))[1]
-                for _, row in rows:
+                for number, row in rows:
                     self.bytes_read = base + counted.count
-                    if row:
-                        yield dict(zip(header, row, strict=False)) if len(row) == len(header) else {}
+                    if not row:
+                        continue  # a blank line
+                    if len(row) != len(header):
+                        if self.on_bad_row == "skip":
+                            yield {}  # counted as a bad row
+                            continue
+                        raise DataError(
+                            f"{origin}, line {number}: {len(row)} fields where the header has {len(header)}; fix the "
+                            "row (quote fields holding the delimiter), or pass --on-bad-row skip"
+                        )
+                    yield dict(zip(header, row, strict=True))
             elif fmt == "fasttext":
                 for line in text:
                     self.bytes_read = base + counted.count
@@ -154,7 +163,7 @@ class StreamSource:
                 "--encoding"
             ) from None
         finally:
-            self.bytes_read = base + counted.count if "base" in locals() else self.bytes_read
+            self.bytes_read = base + counted.count
             counted.close()
 
     # ------------------------------------------------------------------ columns and records
@@ -233,7 +242,10 @@ def open_stream(
                 f"{path}: --streaming reads split files (train.jsonl, validation.csv, test.parquet ...); "
                 "folder-per-class and save_to_disk folders load without --streaming"
             )
-        return StreamSource(str(path), files, None, **common)  # type: ignore[arg-type]
+        stream = StreamSource(str(path), files, None, **common)  # type: ignore[arg-type]
+        first = files.get("train", next(iter(files.values())))[0]
+        stream.class_names = _parquet_class_names(first, label_column)
+        return stream
     if path.exists():
         if file_format(path) is None:
             raise DataError(f"{path}: --streaming reads jsonl, csv, tsv, parquet and fastText .txt files")

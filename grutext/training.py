@@ -471,12 +471,12 @@ def train(
     # ---- tokenizer: trained on the training split only (a resumed run reuses the saved one); under torchrun
     # rank 0 trains it (and reads the vectors) and every other rank receives it
     start = time.perf_counter()
+    pretrained = None
     if group is not None and not group.leader:
         tokenizer_json, embed_dim = group.broadcast(None)
         tokenizer = Tokenizer.from_str(tokenizer_json)
         configure_truncation(tokenizer, tok_cfg)
         model_cfg = dataclasses.replace(model_cfg, embed_dim=embed_dim)
-        pretrained = None
     elif trainer_state is not None:
         previous = load(output)
         if previous.labels != labels:
@@ -485,8 +485,6 @@ def train(
     else:
         tokenizer = train_tokenizer(data.splits["train"].texts, tok_cfg)
     tokenizer_seconds = time.perf_counter() - start
-    if group is None or group.leader:
-        pretrained = None
     if cfg.vectors is not None and trainer_state is None and (group is None or group.leader):
         # a resumed run has its table in the saved state; DDP hands rank 0's table to the other ranks
         pretrained = pretrained_embeddings(
@@ -697,6 +695,7 @@ def checkpoint_writer(
             metrics=metrics,
             overwrite=overwrite,
             extra=(lambda root: write_trainer_state(root, state)) if state is not None else None,
+            with_onnx=state is None,  # an interrupted run's checkpoint is written within a signal's grace period
         )
         if group is not None:
             group.barrier()
@@ -810,13 +809,12 @@ def fit(
     model, or its DistributedDataParallel wrapper under torchrun."""
     lengths = [len(r) for r in ids["train"]]
     recent: list[dict[str, torch.Tensor]] = []  # the last epochs' weights, for average_last
-    try:
-        return _fit_epochs(
-            runner, model, optimizer, loop, best_state, ids, y, task, cfg, device, emit, stop, recent, lengths, group
-        )
-    finally:
-        if len(recent) > 1 and loop.best_epoch and stop.signum is None:
-            _keep_average_if_better(model, recent, loop, best_state, ids, y, task, device, group)
+    stopped = _fit_epochs(
+        runner, model, optimizer, loop, best_state, ids, y, task, cfg, device, emit, stop, recent, lengths, group
+    )
+    if len(recent) > 1 and loop.best_epoch and stopped != "interrupted":
+        _keep_average_if_better(model, recent, loop, best_state, ids, y, task, device, group)
+    return stopped
 
 
 def _keep_average_if_better(

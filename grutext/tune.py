@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grutext.errors import ConfigError
+from grutext.errors import ConfigError, Interrupted, TrainingError
 
 TUNING_FILE = "tuning.json"
 
@@ -41,7 +42,7 @@ class TrialDone:
     """One finished trial, for the progress display."""
 
     number: int
-    state: str  # complete, pruned, failed
+    state: str  # complete, pruned, failed (the loss diverged), interrupted
     score: float | None
     best: float | None
     params: dict[str, Any]
@@ -96,6 +97,7 @@ def tune(
     work = Path(tempfile.mkdtemp(prefix=".tune-", dir=output.absolute().parent))
     records: list[dict[str, Any]] = []
     best: dict[str, Any] = {}
+    stopped: list[Interrupted] = []  # a signal during a trial ends the search
 
     def objective(trial: optuna.Trial) -> float:
         params = {name: _suggest(trial, name, kind, bounds) for name, (kind, bounds) in space.items()}
@@ -114,11 +116,17 @@ def tune(
         try:
             spec, tok_cfg, model_cfg, cfg = configs_from_options(data, options)
             result = train(spec, tok_cfg, model_cfg, cfg, folder, on_event=on_event)
-        except _Pruned:
+        except (_Pruned, TrainingError, Interrupted) as exc:
             shutil.rmtree(folder, ignore_errors=True)
-            record.update(state="pruned", seconds=round(time.perf_counter() - start, 1))
+            state = {_Pruned: "pruned", TrainingError: "failed", Interrupted: "interrupted"}[type(exc)]
+            record.update(state=state, seconds=round(time.perf_counter() - start, 1))
+            if isinstance(exc, TrainingError):
+                record["error"] = str(exc)
             records.append(record)
             _report(on_trial, record, study)
+            if isinstance(exc, Interrupted):  # keep what the finished trials found
+                stopped.append(exc)
+                study.stop()
             raise optuna.TrialPruned() from None
         chosen_by = json.loads((folder / "config.json").read_text(encoding="utf-8"))["train"]
         score = _score(result.metrics["validation"], chosen_by["resolved_early_stop_metric"])
@@ -136,7 +144,11 @@ def tune(
     try:
         study.optimize(objective, n_trials=trials, timeout=timeout, catch=())
         if not best:
-            raise ConfigError("no trial finished (all were pruned or the time ran out); give tune more --timeout")
+            if stopped:
+                raise stopped[0]
+            raise ConfigError(
+                "no trial finished (all were pruned or failed, or the time ran out); give tune more --timeout"
+            )
         folder = Path(best["folder"])
         (folder / TUNING_FILE).write_text(
             json.dumps({"best": {"score": best["score"], "params": best["params"]}, "trials": records}, indent=2)
@@ -148,6 +160,12 @@ def tune(
         folder.rename(output)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if stopped:
+        raise Interrupted(
+            f"{signal.Signals(stopped[0].signum).name}: the search stopped after {len(records)} trial(s); kept the "
+            f"best so far (validation {best['score']:.4f}) in {output}",
+            stopped[0].signum,
+        )
     return TuneResult(output, best["score"], best["params"], records)
 
 
