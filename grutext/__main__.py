@@ -1,21 +1,27 @@
 """`python -m grutext` and the `grutext` command.
 
-SIGTERM is turned into an exception before anything else is imported, so a signal at any moment of a command
-(even while torch is being imported) ends it the documented way: one line and exit 143 (130 for Ctrl-C).
+SIGINT and SIGTERM get their handler before anything else is imported, so a signal at any moment of a command
+(even while torch or onnxruntime is being imported) ends it the documented way: one line and exit 143 (130 for
+Ctrl-C).
 """
 
 import os
 import signal
 
-from grutext.errors import interrupt_code, raise_terminated
+from grutext.errors import interrupt_code, raise_interrupt, signal_received
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, raise_terminated)
+    signal.signal(signal.SIGINT, raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     try:
         from grutext import cli
     except KeyboardInterrupt as exc:
         os._exit(interrupt_code(exc))
+    except Exception:  # an import that a signal broke half-way (see raise_interrupt)
+        if signal_received() is None:
+            raise
+        os._exit(interrupt_code())
     cli.main()
 
 

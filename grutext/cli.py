@@ -39,7 +39,7 @@ from grutext.config import (
     TokenizerConfig,
     TrainConfig,
 )
-from grutext.errors import GrutextError, UsageError, interrupt_code
+from grutext.errors import GrutextError, UsageError, interrupt_code, signal_received
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,11 +63,18 @@ def handle_errors(func: F) -> F:
         except GrutextError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt as exc:
-            code = interrupt_code(exc)
-            click.echo(f"{func.__name__}: interrupted by {signal.Signals(code - 128).name}", err=True)
-            sys.exit(code)
+            _stopped(func.__name__, interrupt_code(exc))
+        except Exception:
+            if signal_received() is None:
+                raise
+            _stopped(func.__name__, interrupt_code())  # a signal that surfaced as another error (see raise_interrupt)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _stopped(command: str, code: int) -> NoReturn:
+    click.echo(f"{command}: interrupted by {signal.Signals(code - 128).name}", err=True)
+    sys.exit(code)
 
 
 def data_options(func: F) -> F:
@@ -1138,6 +1145,8 @@ def main() -> None:
             print(exc.code, file=sys.stderr)
     except KeyboardInterrupt as exc:  # while click parses, before any command runs
         code = interrupt_code(exc)
+    if signal_received() is not None and code not in (0, 130, 143):  # a signal that surfaced as another error
+        code = interrupt_code()
     _leave(code)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 
 class GrutextError(Exception):
     """Base class: the message says what happened, where, and how to fix it."""
@@ -39,11 +41,25 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so every command stops the same way (exit 143)."""
 
 
-def raise_terminated(signum: int, frame: object) -> None:
-    """The SIGTERM handler the command line installs first thing."""
-    raise Terminated
+_received: list[int] = []
 
 
-def interrupt_code(exc: BaseException) -> int:
+def raise_interrupt(signum: int, frame: object) -> None:
+    """The SIGINT and SIGTERM handler the command line installs first thing.
+
+    It also records the signal: a KeyboardInterrupt raised inside a native module's initialisation comes out
+    as an ImportError (onnxruntime's pybind11 init does this), and the CLI must still end as a stop by signal."""
+    _received.append(signum)
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def signal_received() -> int | None:
+    """The first signal the command line's handler caught, if any."""
+    return _received[0] if _received else None
+
+
+def interrupt_code(exc: BaseException | None = None) -> int:
     """The exit status for a stop by signal: 128 + its number, 143 for SIGTERM and 130 for SIGINT."""
+    if exc is None:
+        return 128 + (signal_received() or signal.SIGINT)
     return 143 if isinstance(exc, Terminated) else 130

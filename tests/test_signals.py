@@ -136,6 +136,29 @@ def test_ctrl_c_during_evaluate_exits_130_with_one_line(trained: Path, tmp_path:
     assert err == "evaluate: interrupted by SIGINT\n"
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_that_surfaces_as_another_error_still_exits_128_plus_n(signum: int) -> None:
+    """A signal during onnxruntime's import came out of its pybind11 init as `ImportError: initialization
+    failed`, and predict exited 1 with a traceback (1 run in 50). Any error after a caught signal is a stop."""
+    script = (
+        "import signal, sys\n"
+        "from grutext import errors\n"
+        "from grutext.cli import handle_errors\n"
+        "signal.signal(signal.SIGINT, errors.raise_interrupt)\n"
+        "signal.signal(signal.SIGTERM, errors.raise_interrupt)\n"
+        "@handle_errors\n"
+        "def predict():\n"
+        "    try:\n"
+        f"        signal.raise_signal({int(signum)})\n"
+        "    except KeyboardInterrupt:\n"
+        "        raise ImportError('initialization failed') from None\n"
+        "predict()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=60)
+    assert done.returncode == 128 + signum, done.stderr
+    assert done.stderr == f"predict: interrupted by {signal.Signals(signum).name}\n"
+
+
 # ------------------------------------------------------------------------------------------------ slow
 
 
