@@ -127,28 +127,17 @@ class ReferenceOptimizer:
     """torch.optim.AdamW (fused on a GPU), LambdaLR and clip_grad_norm_, exactly as a tutorial would."""
 
     def __init__(
-        self,
-        model: GRUClassifier,
-        *,
-        lr: float,
-        weight_decay: float,
-        grad_clip: float,
-        factor: Callable[[int], float],
-        embedding_lr_scale: float = 1.0,
+        self, model: nn.Module, *, lr: float, weight_decay: float, grad_clip: float, factor: Callable[[int], float]
     ) -> None:
         self.params = [p for p in model.parameters() if p.requires_grad]
         fused = self.params[0].device.type == "cuda"
-        table = model.embedding.weight
-        groups: list[dict[str, Any]] = [{"params": [p for p in self.params if p is not table]}]
-        if table.requires_grad:
-            groups.insert(0, {"params": [table], "lr": lr * embedding_lr_scale})
-        self.adamw = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=fused)
+        self.adamw = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay, fused=fused)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.adamw, factor)
         self.grad_clip = grad_clip
 
     @property
     def lr(self) -> float:
-        return float(self.adamw.param_groups[-1]["lr"])
+        return float(self.adamw.param_groups[0]["lr"])
 
     def zero_grad(self) -> None:
         self.adamw.zero_grad(set_to_none=True)
@@ -175,13 +164,14 @@ def make_optimizer(
     grad_clip: float,
     total_steps: int,
     warmup: float,
-    embedding_lr_scale: float = 1.0,
 ) -> Optimizer:
     """AdamW with warmup and linear decay, clipped, on the backend's implementation."""
     factor = warmup_then_linear_decay(total_steps, warmup)
-    kwargs = {"lr": lr, "weight_decay": weight_decay, "grad_clip": grad_clip, "embedding_lr_scale": embedding_lr_scale}
     if backend == "fast":
         from grutext import fast
 
-        return cast(Optimizer, fast.make_optimizer(model, factor=factor, **kwargs))
-    return ReferenceOptimizer(model, factor=factor, **kwargs)
+        return cast(
+            Optimizer,
+            fast.make_optimizer(model, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, factor=factor),
+        )
+    return ReferenceOptimizer(model, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, factor=factor)

@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: the ONNX engine p
     import torch
 
 BUCKET_CHUNK = 50  # batches per sorting chunk
+# Token ids per text: lists of ints, or int32 arrays where many are held (streaming keeps them compact).
+TokenRows = Sequence[Sequence[int] | npt.NDArray[np.int32]]
 
 
 @dataclass
@@ -34,7 +36,7 @@ class Batch:
         return Batch(self.ids.to(device), self.lengths.to(device), self.index)
 
 
-def pad(ids: Sequence[Sequence[int]], index: Sequence[int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def pad(ids: TokenRows, index: Sequence[int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """The chosen rows right-padded to the longest of them, and their lengths. An empty row becomes one PAD
     token, so every length >= 1."""
     rows = [ids[i] for i in index]
@@ -45,7 +47,7 @@ def pad(ids: Sequence[Sequence[int]], index: Sequence[int]) -> tuple[npt.NDArray
     return out, lengths
 
 
-def collate(ids: Sequence[Sequence[int]], index: Sequence[int]) -> Batch:
+def collate(ids: TokenRows, index: Sequence[int]) -> Batch:
     """pad() as tensors, with the rows' positions in `ids`."""
     import torch
 
@@ -77,7 +79,7 @@ def tokens_per_batch_size(batch_size: int, max_len: int) -> int:
     return max(1, min(batch_size, 65536 // max(1, max_len)))
 
 
-def inference_batches(ids: Sequence[Sequence[int]], batch_size: int = INFER_BATCH_SIZE) -> list[list[int]]:
+def inference_batches(ids: TokenRows, batch_size: int = INFER_BATCH_SIZE) -> list[list[int]]:
     """Batches of positions for inference: sorted by length, longest first, sized by tokens."""
     lengths = [max(1, len(r)) for r in ids]
     out: list[list[int]] = []
@@ -88,7 +90,7 @@ def inference_batches(ids: Sequence[Sequence[int]], batch_size: int = INFER_BATC
 
 
 def infer(
-    model: torch.nn.Module, ids: Sequence[Sequence[int]], device: torch.device, batch_size: int = INFER_BATCH_SIZE
+    model: torch.nn.Module, ids: TokenRows, device: torch.device, batch_size: int = INFER_BATCH_SIZE
 ) -> torch.Tensor:
     """Logits [N, C] on the CPU, in the order of `ids`."""
     import torch

@@ -55,30 +55,20 @@ def pretrained_embeddings(
     texts: Sequence[str],
     seed: int,
     expected_dim: int | None = None,
-    unseen: int = 0,
-    std: float | None = None,
+    std: float = 0.0,
 ) -> Pretrained:
     """Align the vector file at `path` with `tokenizer`'s vocabulary (grown by the file's rare training words
     for the word tokenizer), and return the starting table and the coverage figures."""
     vocab = tokenizer.get_vocab()
     wanted = {token for token in vocab if token not in SPECIAL_TOKENS}
     rare: set[str] = set()
-    if cfg.kind != "word":
-        unseen = 0  # whole words only fit a word vocabulary
     if cfg.kind == "word":  # every training word is a candidate, however rare
         rare = set(word_counts(tokenizer, capped(texts, cfg))) - wanted
     candidates = wanted | rare
     lowered = {word.lower() for word in candidates}
 
-    unseen_words: list[str] = []  # the file's first `unseen` words that no training text holds
-
     def keep(word: str) -> bool:
-        if word in candidates or word.lower() in lowered:
-            return True
-        if len(unseen_words) < unseen:
-            unseen_words.append(word)
-            return True
-        return False
+        return word in candidates or word.lower() in lowered
 
     found = read_vectors(path, keep, expected_dim)
     by_lower = _lookup(found.vectors)
@@ -87,7 +77,7 @@ def pretrained_embeddings(
         exact = found.vectors.get(token)
         return exact if exact is not None else by_lower.get(token.lower())
 
-    extra = sorted({word for word in rare if vector_of(word) is not None} | set(unseen_words))
+    extra = sorted(word for word in rare if vector_of(word) is not None)
     room = MAX_VOCAB - len(vocab)
     if extra:
         tokenizer = add_words(tokenizer, extra[:room], cfg)
@@ -103,7 +93,7 @@ def pretrained_embeddings(
         if vector is not None:
             weights[index] = vector
             hit[index] = True
-    if std is not None and found.std > 0:  # the table at another scale, its geometry unchanged
+    if std and found.std > 0:  # the table at another scale, its geometry unchanged
         weights = ((weights - found.mean) * (std / found.std)).astype(np.float32)
         weights[PAD_ID] = 0.0
     rows = len(vocab) - len(SPECIAL_TOKENS)

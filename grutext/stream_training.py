@@ -155,8 +155,8 @@ def _batches(
             yield [ids for ids, _ in group], _targets([names for _, names in group], labels, multi)
 
     def encode_pending() -> None:
-        ids = encode(tokenizer, [r.text for r in pending], tok_cfg)
-        buffer.extend((np.asarray(row, dtype=np.int32), r.labels) for row, r in zip(ids, pending, strict=True))
+        ids = _encode_compact(tokenizer, [r.text for r in pending], tok_cfg)
+        buffer.extend((row, r.labels) for row, r in zip(ids, pending, strict=True))
         pending.clear()
 
     for i, record in source.records("train", rank, world):
@@ -178,6 +178,15 @@ def _batches(
             yield from flush()
     encode_pending()
     yield from flush()
+
+
+def _encode_compact(tokenizer: Tokenizer, texts: list[str], tok_cfg: TokenizerConfig) -> list[Ids]:
+    """encode() as int32 arrays, ENCODE_CHUNK texts at a time: what streaming keeps in memory."""
+    return [
+        np.asarray(row, dtype=np.int32)
+        for k in range(0, len(texts), ENCODE_CHUNK)
+        for row in encode(tokenizer, texts[k : k + ENCODE_CHUNK], tok_cfg)
+    ]
 
 
 def _check_arity(record: Record, multi: bool, where: str) -> None:
@@ -275,7 +284,6 @@ def train_streaming(
                 found.sample,
                 cfg.seed,
                 model_cfg.embed_dim,
-                cfg.vectors_vocab,
                 cfg.vectors_std,
             )
             tokenizer = pretrained.tokenizer
@@ -327,7 +335,6 @@ def train_streaming(
         grad_clip=cfg.grad_clip,
         total_steps=total_steps,
         warmup=cfg.warmup,
-        embedding_lr_scale=cfg.embedding_lr_scale,
     )
     loop = LoopState(backend=backend)
     best_state = _clone(model.state_dict())
@@ -341,11 +348,17 @@ def train_streaming(
     emit(ModelBuilt(model.num_parameters(), str(device), backend, (loop.epoch, loop.step) if trainer_state else None))
 
     validation = found.validation
-    val_ids = encode(tokenizer, [r.text for r in validation], tok_cfg)
+    val_ids = _encode_compact(tokenizer, [r.text for r in validation], tok_cfg)
     index = {name: i for i, name in enumerate(labels)}
     val_y = _targets([r.labels for r in validation], index, found.multi_label)
+    # The texts are no longer needed: only the ids stay in memory (int32 arrays: a list of Python ints costs
+    # 9x as much, 150 MB for 20,000 texts of 200 tokens).
+    found.sample.clear()
+    found.validation.clear()
+    del validation
     sections: dict[str, Any] = {"train": to_dict(cfg), "data": {}}
     sections["train"].update(resolved_early_stop_metric=task.metric, resolved_lr=lr, world_size=world)
+    sections["train"]["resolved_word_dropout"] = word_dropout = cfg.resolved_word_dropout(found.multi_label)
     sections["data"] = {
         "source": spec.source,
         "config_name": spec.config_name,
@@ -393,9 +406,9 @@ def train_streaming(
                     if cfg.steps_per_epoch is None:
                         break
                     continue
-                batch = collate(batch_ids, range(len(batch_ids))).to(device)  # type: ignore[arg-type]
-                if cfg.word_dropout:
-                    hide = (torch.rand(batch.ids.shape, device=device) < cfg.word_dropout) & (batch.ids != PAD_ID)
+                batch = collate(batch_ids, range(len(batch_ids))).to(device)
+                if word_dropout:
+                    hide = (torch.rand(batch.ids.shape, device=device) < word_dropout) & (batch.ids != PAD_ID)
                     batch.ids = batch.ids.masked_fill(hide, UNK_ID)
                 target = target.to(device)
                 loss = task.loss(runner(batch.ids, batch.lengths), target, task.normalizer(target.cpu()))
@@ -499,8 +512,19 @@ def _score_test(
     device: torch.device,
     group: Group | None,
 ) -> dict[str, Any]:
-    """The kept model's scores on the start of the test split (at most MAX_TEST texts)."""
-    records = []
+    """The kept model's scores on the start of the test split (at most MAX_TEST texts), read and scored
+    ENCODE_CHUNK texts at a time so that memory stays flat."""
+    records: list[Record] = []
+    probs: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
+
+    def score_chunk() -> None:
+        if records:
+            ids = _encode_compact(tokenizer, [r.text for r in records], tok_cfg)
+            probs.append(task.head.probabilities(_infer(model, ids, device, group)))
+            targets.append(_targets([r.labels for r in records], index, multi))
+            records.clear()
+
     for i, record in source.records("test"):
         if record is not None:
             unknown = sorted(set(record.labels) - set(index))
@@ -513,8 +537,9 @@ def _score_test(
             records.append(record)
         if i + 1 >= MAX_TEST:
             break
-    if not records:
+        if len(records) >= ENCODE_CHUNK:
+            score_chunk()
+    score_chunk()
+    if not probs:
         raise DataError(f"{source.name}: the test split holds no usable records")
-    ids = encode(tokenizer, [r.text for r in records], tok_cfg)
-    probs = task.head.probabilities(_infer(model, ids, device, group))
-    return task.head.metrics(probs, _targets([r.labels for r in records], index, multi))
+    return task.head.metrics(torch.cat(probs), torch.cat(targets))

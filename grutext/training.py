@@ -25,7 +25,7 @@ from tokenizers import Tokenizer
 
 from grutext.artifacts import read_json
 from grutext.backend import Optimizer, choose, make_optimizer, prepare, resolve_device, torch_threads
-from grutext.batching import bucket_batches, collate, infer
+from grutext.batching import TokenRows, bucket_batches, collate, infer
 from grutext.checkpoint import (
     TrainerState,
     check_output_dir,
@@ -494,7 +494,6 @@ def train(
             data.splits["train"].texts,
             cfg.seed,
             model_cfg.embed_dim,
-            cfg.vectors_vocab,
             cfg.vectors_std,
         )
         tokenizer = pretrained.tokenizer
@@ -545,7 +544,6 @@ def train(
         grad_clip=cfg.grad_clip,
         total_steps=total_steps,
         warmup=cfg.warmup,
-        embedding_lr_scale=cfg.embedding_lr_scale,
     )
     loop = LoopState(data_fingerprint=fingerprint(data), backend=backend)
     best_state = _clone(model.state_dict())
@@ -574,6 +572,7 @@ def train(
     sections: dict[str, Any] = {"train": to_dict(cfg), "data": _data_section(spec, data, sizes)}
     sections["train"]["resolved_early_stop_metric"] = task.metric
     sections["train"]["resolved_lr"] = lr
+    sections["train"]["resolved_word_dropout"] = cfg.resolved_word_dropout(data.multi_label)
     sections["train"]["world_size"] = world
     if task.weight is not None:
         sections["train"]["resolved_class_weight"] = dict(zip(labels, task.weight.tolist(), strict=True))
@@ -734,7 +733,7 @@ def end_epoch(
     task: Task,
     loop: LoopState,
     best_state: dict[str, torch.Tensor],
-    val_ids: list[list[int]],
+    val_ids: TokenRows,
     val_y: torch.Tensor,
     device: torch.device,
     group: Group | None,
@@ -773,7 +772,7 @@ def _silent(event: Event) -> None:
     """The event sink of ranks other than 0."""
 
 
-def _infer(model: GRUClassifier, ids: list[list[int]], device: torch.device, group: Group | None) -> torch.Tensor:
+def _infer(model: GRUClassifier, ids: TokenRows, device: torch.device, group: Group | None) -> torch.Tensor:
     """Logits of every row; under torchrun each rank runs its share and all ranks get them all, in order."""
     if group is None:
         return infer(model, ids, device)
@@ -808,55 +807,8 @@ def fit(
     Updates `loop` and `best_state` in place; returns why it stopped (or "interrupted"). `runner` is the
     model, or its DistributedDataParallel wrapper under torchrun."""
     lengths = [len(r) for r in ids["train"]]
-    recent: list[dict[str, torch.Tensor]] = []  # the last epochs' weights, for average_last
-    stopped = _fit_epochs(
-        runner, model, optimizer, loop, best_state, ids, y, task, cfg, device, emit, stop, recent, lengths, group
-    )
-    if len(recent) > 1 and loop.best_epoch and stopped != "interrupted":
-        _keep_average_if_better(model, recent, loop, best_state, ids, y, task, device, group)
-    return stopped
-
-
-def _keep_average_if_better(
-    model: GRUClassifier,
-    recent: list[dict[str, torch.Tensor]],
-    loop: LoopState,
-    best_state: dict[str, torch.Tensor],
-    ids: dict[str, list[list[int]]],
-    y: dict[str, torch.Tensor],
-    task: Task,
-    device: torch.device,
-    group: Group | None,
-) -> None:
-    """Checkpoint averaging: the mean of the last epochs' weights replaces the best epoch's when validation
-    scores it higher."""
-    average = {k: torch.stack([s[k].float() for s in recent]).mean(0).to(best_state[k].dtype) for k in best_state}
-    model.load_state_dict(average)
-    _, val_loss, val_score = task.score(_infer(model, ids["validation"], device, group), y["validation"])
-    if [val_score, -val_loss] > loop.best_score:
-        best_state.update(average)
-        loop.best_score = [val_score, -val_loss]
-        task.kept_decision = task.head.decision_section()
-
-
-def _fit_epochs(
-    runner: torch.nn.Module,
-    model: GRUClassifier,
-    optimizer: Optimizer,
-    loop: LoopState,
-    best_state: dict[str, torch.Tensor],
-    ids: dict[str, list[list[int]]],
-    y: dict[str, torch.Tensor],
-    task: Task,
-    cfg: TrainConfig,
-    device: torch.device,
-    emit: Callable[[Event], None],
-    stop: StopSignals,
-    recent: list[dict[str, torch.Tensor]],
-    lengths: list[int],
-    group: Group | None,
-) -> str:
     train_ids, train_y = ids["train"], y["train"]
+    word_dropout = cfg.resolved_word_dropout(task.head.multi_label)
     rank, world = (group.rank, group.world) if group is not None else (0, 1)
     for epoch in range(loop.epoch, cfg.epochs + 1):
         loop.epoch = epoch
@@ -874,8 +826,8 @@ def _fit_epochs(
         for step in range(loop.step, len(batches)):
             whole = batches[step]
             batch = collate(train_ids, whole[rank::world]).to(device)
-            if cfg.word_dropout:  # whole words hidden behind [UNK]: the model may not lean on any single one
-                hide = (torch.rand(batch.ids.shape, device=device) < cfg.word_dropout) & (batch.ids != PAD_ID)
+            if word_dropout:  # whole words hidden behind [UNK]: the model may not lean on any single one
+                hide = (torch.rand(batch.ids.shape, device=device) < word_dropout) & (batch.ids != PAD_ID)
                 batch.ids = batch.ids.masked_fill(hide, UNK_ID)
             target = train_y[batch.index].to(device)  # [B] or [B, C]
             logits = runner(batch.ids, batch.lengths)  # [B, C]
@@ -910,9 +862,6 @@ def _fit_epochs(
                 loop.seconds = elapsed
                 return "interrupted"
         seconds = time.perf_counter() - start
-        if cfg.average_last:
-            recent.append(_clone(model.state_dict()))
-            del recent[: -cfg.average_last]
         end_epoch(model, task, loop, best_state, ids["validation"], y["validation"], device, group, seconds, emit)
         if cfg.max_steps is not None and loop.global_step >= cfg.max_steps:
             return f"reached --max-steps {cfg.max_steps}"

@@ -106,23 +106,11 @@ def install(model: GRUClassifier) -> None:
 
 
 def make_optimizer(
-    model: GRUClassifier,
-    *,
-    lr: float,
-    weight_decay: float,
-    grad_clip: float,
-    factor: Callable[[int], float],
-    embedding_lr_scale: float = 1.0,
+    model: GRUClassifier, *, lr: float, weight_decay: float, grad_clip: float, factor: Callable[[int], float]
 ) -> object:
     """The fast backend's TrainingOptimizer (see grutext.backend.Optimizer for the interface)."""
     from grutext.fast.optim import TrainingOptimizer
 
     return TrainingOptimizer(
-        model,
-        model.embedding,
-        lr=lr,
-        weight_decay=weight_decay,
-        grad_clip=grad_clip,
-        factor=factor,
-        embedding_lr_scale=embedding_lr_scale,
+        model, model.embedding, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, factor=factor
     )

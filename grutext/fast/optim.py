@@ -368,11 +368,9 @@ class TrainingOptimizer:
         weight_decay: float,
         grad_clip: float,
         factor: Callable[[int], float],
-        embedding_lr_scale: float = 1.0,
     ) -> None:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.grad_clip = grad_clip
-        self.embedding_lr_scale = embedding_lr_scale
         self.rows: LazyAdamW | None = None
         self.row_index = -1
         self._stale = False  # rows lag behind the current step
@@ -418,7 +416,7 @@ class TrainingOptimizer:
         clip_gradients(grads, self.grad_clip)
         self.dense.step()
         if self.rows is not None:
-            self.rows.step(self.dense.lr * self.embedding_lr_scale)
+            self.rows.step(self.dense.lr)
             self._stale = True
         self.schedule.step()
 
