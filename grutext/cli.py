@@ -396,6 +396,9 @@ def train(dataset: str, output: Path, as_json: bool, overwrite: bool, resume: bo
     from grutext.training import ModelBuilt, configs_from_options
     from grutext.training import train as run_train
 
+    source = click.get_current_context().get_parameter_source("vectors_std")
+    if opts["vectors"] is None and source is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError("--vectors-std rescales pretrained vectors; pass --vectors FILE with it")
     spec, tok_cfg, model_cfg, cfg = configs_from_options(dataset, opts)
     if opts["streaming"]:
         _keep_heap_flat()

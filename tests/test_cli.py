@@ -76,8 +76,11 @@ def test_max_steps_stops_early(split_dir: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "flag",
-    [["--epochs", "0"], ["--lr", "-1"], ["--max-length", "0"], ["--dropout", "2"], ["--pooling", "median"]],
-)
+    [
+        ["--epochs", "0"], ["--lr", "-1"], ["--max-length", "0"], ["--dropout", "2"], ["--pooling", "median"],
+        ["--word-dropout", "1"], ["--label-smoothing", "0.6"], ["--vectors-std", "0.5"],  # the last without --vectors
+    ],
+)  # fmt: skip
 def test_invalid_option_values_are_usage_errors(split_dir: Path, tmp_path: Path, flag: list[str]) -> None:
     result = run("train", str(split_dir), "-o", str(tmp_path / "m"), *flag)
     assert result.exit_code == 2
