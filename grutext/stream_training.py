@@ -440,7 +440,6 @@ def train_streaming(
                 stopped = "interrupted"
                 break
             seconds = time.perf_counter() - began
-            loop.data_position = position[0]
             end_epoch(model, task, loop, best_state, val_ids, val_y, device, group, seconds, emit)
             loop.data_position = position[0]  # end_epoch resets it for in-memory runs; a stream goes on
             if cfg.max_steps is not None and loop.global_step >= cfg.max_steps:
