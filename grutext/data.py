@@ -757,19 +757,37 @@ def to_split(
 
 
 def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """A stratified `fraction` of train becomes validation; classes with a single example stay in train."""
+    """A stratified `fraction` of train becomes validation; classes with a single example stay in train.
+
+    Copies of one text go to the same side: a validation text that is also a training text scores
+    memory, not generalisation, and misleads early stopping. Carved row by row, 269 of mpqa's 956
+    validation phrases (28%) were training phrases too, while none of its test phrases are. Where a
+    class cannot be carved that way (every text in it repeated too often), that class is carved row by row."""
     rng = random.Random(seed)
-    by_class: dict[str, list[int]] = {}
-    for i, row in enumerate(train.labels):
-        by_class.setdefault(row[0] if row else "", []).append(i)
+    copies: dict[str, list[int]] = {}
+    for i, text in enumerate(train.texts):
+        copies.setdefault(text, []).append(i)
+    by_class: dict[str, list[list[int]]] = {}
+    for group in copies.values():
+        row = train.labels[group[0]]
+        by_class.setdefault(row[0] if row else "", []).append(group)
     val_idx: list[int] = []
     for key in sorted(by_class):
-        idx = by_class[key]
-        rng.shuffle(idx)
-        take = round(fraction * len(idx))
-        if take == 0 and len(idx) >= 2 and fraction * len(idx) >= 0.2:
+        groups = by_class[key]
+        rows = sum(len(g) for g in groups)
+        rng.shuffle(groups)
+        take = round(fraction * rows)
+        if take == 0 and rows >= 2 and fraction * rows >= 0.2:
             take = 1
-        val_idx.extend(idx[:take])
+        taken: list[int] = []
+        for group in groups:
+            if len(taken) + len(group) <= take:
+                taken.extend(group)
+        if take and not taken:  # only texts with many copies: row by row
+            flat = sorted(i for g in groups for i in g)
+            rng.shuffle(flat)
+            taken = flat[:take]
+        val_idx.extend(taken)
     chosen = set(val_idx)
     if not chosen:
         raise DataError(
@@ -827,7 +845,7 @@ def training_splits(data: LabelledData, val_fraction: float, seed: int) -> Label
     validation_from = "validation split"
     if "validation" not in splits:
         splits["train"], splits["validation"] = carve_validation(splits["train"], val_fraction, seed)
-        validation_from = f"stratified {val_fraction:.0%} of train (seed {seed})"
+        validation_from = f"stratified {val_fraction:.0%} of train, copies of a text together (seed {seed})"
     labels = {n for row in splits["train"].labels for n in row}
     if not data.multi_label and len(labels) < 2:
         only = next(iter(labels)) if labels else "(none)"

@@ -210,6 +210,22 @@ def test_validation_is_carved_stratified_and_seeded(tmp_path: Path) -> None:
     assert c.texts != b.texts
 
 
+def test_copies_of_a_text_stay_on_one_side_of_the_carve(tmp_path: Path) -> None:
+    # Phrase datasets repeat texts: a validation copy of a training text would score memory
+    rows = [{"text": f"phrase {i % 40}", "label": "pos" if i % 2 else "neg"} for i in range(200)]
+    train, val = carve_validation(load_labelled(str(write_jsonl(tmp_path / "a.jsonl", rows))).splits["train"], 0.1, 3)
+    assert val.texts and not set(val.texts) & set(train.texts)
+    assert len(val.texts) == 20 and sorted(r[0] for r in val.labels) == ["neg"] * 10 + ["pos"] * 10
+    # Without copies the carve is the row-by-row one, so a seed picks the same rows as before
+    unique = load_labelled(str(write_jsonl(tmp_path / "b.jsonl", sentiment_rows(100)))).splits["train"]
+    assert len(set(unique.texts)) == 100
+    assert carve_validation(unique, 0.1, 1)[1].texts == [unique.texts[i] for i in (2, 5, 8, 19, 31, 43, 48, 95, 96, 98)]
+    # A class made of one repeated text cannot be carved by text: it is carved row by row
+    same = [{"text": "yes", "label": "a"}] * 10 + [{"text": "no", "label": "b"}] * 10
+    val = carve_validation(load_labelled(str(write_jsonl(tmp_path / "c.jsonl", same))).splits["train"], 0.1, 0)[1]
+    assert sorted(val.texts) == ["no", "yes"]
+
+
 def test_single_class_is_an_error(tmp_path: Path) -> None:
     data = load_labelled(str(write_jsonl(tmp_path / "a.jsonl", [{"text": f"t{i}", "label": "a"} for i in range(9)])))
     with pytest.raises(DataError, match=r"single class \('a'\)"):
