@@ -1,0 +1,89 @@
+"""Where the ONNX engine's predict time goes: tokenizing, the graph (per operator), and the rest.
+
+    python bench/onnx_profile.py --model models/sst2 --data DATA/sst2 --lines 20000
+
+In-process, one intra-op thread and one batch at a time, so the shares add up: it tokenizes the test texts
+(repeated up to --lines) as the engine does, runs the engine's batches through an onnxruntime session with
+profiling on, and turns the records into predictions and output lines. Prints seconds per stage and each
+operator's share of the graph's kernel time. A floor for the whole command follows: the engine cannot be faster
+than its recurrent operator alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True, help="a folder with test.jsonl")
+    parser.add_argument("--lines", type=int, default=20_000)
+    args = parser.parse_args()
+
+    import onnxruntime as ort
+
+    from grutext.batching import inference_batches, pad
+    from grutext.onnx_engine import OnnxPredictor
+    from grutext.prediction import format_prediction, predictions
+    from grutext.tokenizer import encode
+
+    rows = [json.loads(line) for line in (args.data / "test.jsonl").read_text(encoding="utf-8").splitlines()]
+    texts = [" ".join(r["text"].split()) for r in rows]
+    texts = (texts * (args.lines // len(texts) + 1))[: args.lines]
+    engine = OnnxPredictor.load(args.model)
+    stages: dict[str, float] = {}
+
+    start = time.perf_counter()
+    ids = encode(engine.meta.tokenizer, texts, engine.meta.tokenizer_config)
+    stages["tokenize"] = time.perf_counter() - start
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "ort")
+        session = ort.InferenceSession(str(args.model / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        probs = np.empty((len(ids), len(engine.labels)), dtype=np.float32)
+        start = time.perf_counter()
+        for index in inference_batches(ids, engine.batch_size):
+            batch, lengths = pad(ids, index)
+            probs[index] = session.run(None, {"ids": batch, "lengths": lengths})[0]
+        stages["graph (padding included)"] = time.perf_counter() - start
+        events = json.loads(Path(session.end_profiling()).read_text())
+
+    start = time.perf_counter()
+    lines = "".join(format_prediction(p, "label") + "\n" for p in predictions(engine.labels, probs, engine.decision))
+    stages["records and lines"] = time.perf_counter() - start
+    assert lines.count("\n") == len(texts)
+
+    per_op: collections.Counter[str] = collections.Counter()
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            per_op[event["args"]["op_name"]] += event["dur"]
+    kernel = sum(per_op.values())
+    total = sum(stages.values())
+    tokens = sum(len(r) for r in ids)
+    print(f"{len(texts):,} lines, {tokens / len(texts):.1f} tokens a line, one thread:")
+    for name, seconds in stages.items():
+        print(f"  {name:<26} {seconds:7.2f} s  {100 * seconds / total:5.1f}%")
+    print("graph kernel time by operator:")
+    for op, micros in per_op.most_common(6):
+        print(f"  {op:<26} {micros / 1e6:7.2f} s  {100 * micros / kernel:5.1f}%")
+    recurrent = sum(per_op[op] for op in ("GRU", "LSTM")) / 1e6
+    print(
+        f"the recurrent operator alone: {len(texts) / recurrent:,.0f} lines/s a thread; everything: "
+        f"{len(texts) / total:,.0f} lines/s a thread ({100 * recurrent / total:.0f}% of the time in the operator)"
+    )
+
+
+if __name__ == "__main__":
+    main()
