@@ -29,6 +29,7 @@ from grutext.config import (
     ENGINES,
     INFER_BATCH_SIZE,
     INPUT_FORMATS,
+    MAX_VOCAB,
     MULTI_LABEL_LR,
     POOLINGS,
     SINGLE_LABEL_LR,
@@ -279,6 +280,15 @@ _K = TokenizerConfig()
     default=_M.embedding_skip,
     show_default=True,
     help="Also pool the word embeddings beside the GRU states (a bag-of-words path, as in RCNN).",
+)
+@click.option(
+    "--bigrams",
+    "bigram_buckets",
+    type=click.IntRange(min=0, max=MAX_VOCAB),
+    default=_M.bigram_buckets,
+    show_default=True,
+    help="Add a fastText-style head over the words and their hashed word bigrams, with this many buckets "
+    "(0: none; 50000 is a start). It is trained by its own loss; its logits are averaged with the GRU's.",
 )
 @click.option(
     "--cell",
@@ -1130,6 +1140,7 @@ def info(model_dir: Path, as_json: bool) -> None:
         f"embedding {m['embed_dim']} -> {'bi' if m['bidirectional'] else 'uni'}directional {cell} "
         f"{m['layers']}x{m['hidden_size']} -> {m['pooling']} pooling"
         f"{' (+ pooled embeddings)' if m.get('embedding_skip') else ''} -> linear {len(ckpt.labels)}"
+        + (f", averaged with a bigram head ({m['bigram_buckets']:,} buckets)" if m.get("bigram_buckets") else "")
     )
     t = described["tokenizer"]
     rows = [

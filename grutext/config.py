@@ -90,6 +90,8 @@ class ModelConfig:
     pooling: str = "maxmean"
     cell: str = "gru"
     embedding_skip: bool = False  # also pool the embeddings themselves, beside the recurrent states
+    bigram_buckets: int = 0  # a fastText-style head over words and hashed word bigrams, this many buckets (0: none)
+    bigram_dim: int = 32  # the width of that head's table
 
     def __post_init__(self) -> None:
         if self.embed_dim is not None:
@@ -101,6 +103,8 @@ class ModelConfig:
         _check_choice("model.pooling", self.pooling, POOLINGS)
         _check_choice("model.cell", self.cell, CELLS)
         _check_bool("model.embedding_skip", self.embedding_skip)
+        _check_int("model.bigram_buckets", self.bigram_buckets, 0, MAX_VOCAB)
+        _check_int("model.bigram_dim", self.bigram_dim, 1, MAX_DIM)
 
     @property
     def embedding_size(self) -> int:
@@ -108,6 +112,7 @@ class ModelConfig:
 
 
 DEFAULT_EMBED_DIM = 128
+BIGRAM_HASH = 1_000_003  # a prime: a bigram's bucket is (first id * BIGRAM_HASH + second id) mod buckets
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from grutext.config import DataShape, ModelConfig
+from grutext.config import BIGRAM_HASH, DataShape, ModelConfig
 from grutext.tokenizer import PAD_ID
 
 
@@ -226,6 +226,13 @@ class GRUClassifier(nn.Module):
         self.encoder = Encoder(cfg, device)
         self.dropout: nn.Module = nn.Dropout(cfg.dropout)
         self.classifier = nn.Linear(classifier_features(cfg, self.encoder.output_size), shape.num_labels, device=device)
+        if cfg.bigram_buckets:  # rows: the vocabulary's words, then the bigram buckets
+            rows, dim = shape.vocab_size + cfg.bigram_buckets, cfg.bigram_dim
+            bag = torch.empty(rows, dim, device=device)
+            if bag.device.type != "meta":
+                nn.init.uniform_(bag, -1.0 / dim, 1.0 / dim)  # fastText's start
+            self.bigram_table = nn.Embedding(rows, dim, device=device, _weight=bag)
+            self.bigram_classifier = nn.Linear(dim, shape.num_labels, device=device)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # ids: [B, T] right-padded with PAD_ID; lengths: [B], each >= 1
@@ -235,10 +242,37 @@ class GRUClassifier(nn.Module):
         if self.cfg.embedding_skip:  # a bag-of-words path beside the encoder, pooled like RCNN (Lai et al. 2015)
             pooled = torch.cat([pooled, pool([x], lengths, skip_pooling(self.cfg.pooling))], dim=-1)
         logits: torch.Tensor = self.classifier(self.dropout(pooled))  # [B, C]
-        return logits
+        if not self.cfg.bigram_buckets:
+            return logits
+        bag: torch.Tensor = self.bigram_classifier(self.bigram_bag(ids, lengths))  # [B, C]
+        if self.training:  # both heads side by side [B, 2C]: each is trained by its own loss (see `heads`)
+            return torch.cat([logits, bag], dim=1)
+        return (logits + bag) / 2
+
+    @property
+    def heads(self) -> int:
+        """How many heads' logits a training forward returns side by side: 2 with the bigram head. Each head
+        gets its own loss, so the bag learns as a fastText model would rather than leaning on the GRU (one
+        head over both, tried first, lost validation accuracy); their logits are averaged at inference."""
+        return 2 if self.cfg.bigram_buckets else 1
+
+    def bigram_bag(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The mean [B, D] of the table's rows for a text's tokens and its hashed word bigrams."""
+        position = torch.arange(ids.size(1), device=ids.device)
+        pairs = bigram_ids(ids, self.shape.vocab_size, self.cfg.bigram_buckets)  # [B, T-1]
+        grams = torch.cat([ids, pairs], dim=1)  # [B, 2T-1]
+        real = torch.cat([position[None, :] < lengths[:, None], position[None, 1:] < lengths[:, None]], dim=1)
+        mask = real.unsqueeze(-1).to(self.bigram_table.weight.dtype)
+        rows: torch.Tensor = self.bigram_table(grams)  # [B, 2T-1, D]
+        return (rows * mask).sum(dim=1) / mask.sum(dim=1)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def bigram_ids(ids: torch.Tensor, vocab_size: int, buckets: int) -> torch.Tensor:
+    """Rows [B, T-1] of the bigram table for each pair of neighbouring token ids (after the vocabulary's rows)."""
+    return (ids[:, :-1] * BIGRAM_HASH + ids[:, 1:]) % buckets + vocab_size
 
 
 def parameter_shapes(cfg: ModelConfig, shape: DataShape) -> dict[str, tuple[int, ...]]:

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from grutext.artifacts import ONNX_FILE, WEIGHTS_FILE, Meta
-from grutext.config import ModelConfig, to_dict
+from grutext.config import BIGRAM_HASH, ModelConfig, to_dict
 from grutext.errors import CheckpointError
 
 OPSET = 17
@@ -109,6 +109,29 @@ def _pool(g: _Graph, states: str, mask: str, minus_inf: str, lengths_f: str, mod
     return str(g.op("Reshape", [by_batch, g.const([0, -1], "shape", np.int64)]))
 
 
+def _bigram_bag(g: _Graph, weights: dict[str, Array], ids: str, lengths: str, time: str, buckets: int) -> str:
+    """GRUClassifier.bigram_bag as nodes: [B, D], the mean of the rows of a text's tokens and bigrams."""
+    from onnx import TensorProto
+
+    vocab = weights["embedding.weight"].shape[0]
+    one, end = g.const([1], "one", np.int64), g.const([np.iinfo(np.int64).max], "end", np.int64)
+    axis = g.const([1], "axis1", np.int64)
+    first = g.op("Slice", [ids, g.const([0], "zero1", np.int64), g.const([-1], "minus1", np.int64), axis])
+    second = g.op("Slice", [ids, one, end, axis])
+    pairs = g.op("Add", [g.op("Mul", [first, g.const(BIGRAM_HASH, "hash", np.int64)]), second])
+    bucket = g.op("Mod", [pairs, g.const(buckets, "buckets", np.int64)])
+    pairs = g.op("Add", [bucket, g.const(vocab, "vocab", np.int64)])  # [B, T-1], as grutext.model.bigram_ids
+    grams = g.op("Concat", [ids, pairs], axis=1)  # [B, 2T-1]
+    column = g.op("Unsqueeze", [lengths, g.const([1], "axis", np.int64)])  # [B, 1]
+    position = g.op("Unsqueeze", [time, g.const([0], "axis0", np.int64)])  # [1, T]
+    later = g.op("Slice", [position, one, end, axis])  # [1, T-1]
+    real = g.op("Concat", [g.op("Less", [position, column]), g.op("Less", [later, column])], axis=1)  # [B, 2T-1]
+    mask = g.op("Unsqueeze", [g.op("Cast", [real], to=TensorProto.FLOAT), g.const([2], "axis2", np.int64)])
+    rows = g.op("Gather", [g.const(weights["bigram_table.weight"], "bigram_table"), grams], axis=0)  # [B, 2T-1, D]
+    total = g.op("ReduceSum", [g.op("Mul", [rows, mask]), axis], keepdims=0)
+    return str(g.op("Div", [total, g.op("ReduceSum", [mask, axis], keepdims=0)]))
+
+
 def build(weights: dict[str, Array], cfg: ModelConfig, num_labels: int, multi_label: bool) -> Any:
     """The ONNX model of a GRUClassifier with these weights."""
     from onnx import TensorProto, helper
@@ -159,6 +182,11 @@ def build(weights: dict[str, Array], cfg: ModelConfig, num_labels: int, multi_la
         [pooled, g.const(weights["classifier.weight"], "classifier_w"), g.const(weights["classifier.bias"], "b")],
         transB=1,
     )
+    if cfg.bigram_buckets:  # the bag of tokens and hashed bigrams, its logits averaged with the GRU's
+        bag = _bigram_bag(g, weights, ids, lengths, time, cfg.bigram_buckets)
+        bag_w = g.const(weights["bigram_classifier.weight"], "bag_w")
+        bag_logits = g.op("Gemm", [bag, bag_w, g.const(weights["bigram_classifier.bias"], "b")], transB=1)
+        logits = g.op("Mul", [g.op("Add", [logits, bag_logits]), g.const(0.5, "half")])
     if multi_label:
         g.nodes.append(helper.make_node("Sigmoid", [logits], ["probs"]))
     else:

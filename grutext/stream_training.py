@@ -411,7 +411,9 @@ def train_streaming(
                     hide = (torch.rand(batch.ids.shape, device=device) < word_dropout) & (batch.ids != PAD_ID)
                     batch.ids = batch.ids.masked_fill(hide, UNK_ID)
                 target = target.to(device)
-                loss = task.loss(runner(batch.ids, batch.lengths), target, task.normalizer(target.cpu()))
+                loss = task.training_loss(
+                    runner(batch.ids, batch.lengths), target, model.heads, task.normalizer(target.cpu())
+                )
                 optimizer.zero_grad()
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimizer.step()

@@ -236,6 +236,17 @@ class Task:
             return self.head.loss(logits, target, self.weight, smoothing)
         return self.head.loss(logits, target, self.weight, smoothing, reduction="sum") / normalizer
 
+    def training_loss(
+        self, logits: torch.Tensor, target: torch.Tensor, heads: int, normalizer: float | None = None
+    ) -> torch.Tensor:
+        """The loss of a training forward: with several heads side by side ([B, heads x C], the bigram
+        head's model), the sum of each head's own loss."""
+        parts = logits.chunk(heads, dim=1) if heads > 1 else (logits,)
+        total = self.loss(parts[0], target, normalizer)
+        for part in parts[1:]:
+            total = total + self.loss(part, target, normalizer)
+        return total
+
     def normalizer(self, target: torch.Tensor) -> float:
         """What the mean loss over these targets divides by: rows (times labels, multi-label), or the rows'
         class weights (weighted single-label, as torch's cross-entropy does)."""
@@ -830,10 +841,11 @@ def fit(
                 hide = (torch.rand(batch.ids.shape, device=device) < word_dropout) & (batch.ids != PAD_ID)
                 batch.ids = batch.ids.masked_fill(hide, UNK_ID)
             target = train_y[batch.index].to(device)  # [B] or [B, C]
-            logits = runner(batch.ids, batch.lengths)  # [B, C]
+            logits = runner(batch.ids, batch.lengths)  # [B, C], or [B, 2C] with the bigram head
             # Under torchrun the loss is normalised over the whole global batch, times the ranks DDP averages
             # over, so N ranks take exactly the step one process takes on the same texts.
-            loss = task.loss(logits, target, task.normalizer(train_y[whole]) / world if world > 1 else None)
+            normalizer = task.normalizer(train_y[whole]) / world if world > 1 else None
+            loss = task.training_loss(logits, target, model.heads, normalizer)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"the loss became {loss.item()} at epoch {epoch}, step {step + 1}; lower --lr "

@@ -34,6 +34,7 @@ SPACE: dict[str, tuple[str, Any]] = {
     "word_dropout": ("float", (0.0, 0.3)),
     "weight_decay": ("log", (1e-4, 1e-1)),
     "layers": ("choice", (1, 2)),
+    "bigram_buckets": ("choice", (0, 50_000)),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,33 @@ def test_train_reports_on_stderr_and_writes_checkpoint(split_dir: Path, tmp_path
     assert "epoch 1:" in result.stderr and f"saved {out}" in result.stderr
 
 
+def test_bigram_head_trains_and_predicts_alike_on_both_engines(split_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    result = run("train", str(split_dir), "-o", str(out), *TINY, "--bigrams", "101", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["test"]["accuracy"] >= 0.8
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["bigram_buckets"] == 101 and config["model"]["bigram_dim"] == 32
+    text = "a wonderful superb film\nawful and dull\nthe\n"
+    predict = ("predict", "-m", str(out), "--format", "tsv", "--engine")
+    lines = {engine: run(*predict, engine, input=text).stdout for engine in ("torch", "onnx")}
+    assert lines["torch"] == lines["onnx"] and lines["torch"].count("\n") == 3
+    assert json.loads(run("info", "-m", str(out), "--json").stdout)["model"]["bigram_buckets"] == 101
+    assert "bigram" in run("info", "-m", str(out)).stderr
+
+
+def test_a_checkpoint_from_before_the_bigram_head_loads_without_one(trained: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    shutil.copytree(trained, old)
+    config = json.loads((old / "config.json").read_text())
+    for key in ("bigram_buckets", "bigram_dim"):
+        del config["model"][key]
+    (old / "config.json").write_text(json.dumps(config))
+    result = run("predict", "-m", str(old), "--engine", "torch", input="a wonderful film\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split()[0] in ("pos", "neg")
+
+
 def test_train_refuses_non_empty_output_without_overwrite(split_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m"
     out.mkdir()
@@ -79,6 +107,7 @@ def test_max_steps_stops_early(split_dir: Path, tmp_path: Path) -> None:
     [
         ["--epochs", "0"], ["--lr", "-1"], ["--max-length", "0"], ["--dropout", "2"], ["--pooling", "median"],
         ["--word-dropout", "1"], ["--label-smoothing", "0.6"], ["--vectors-std", "0.5"],  # the last without --vectors
+        ["--bigrams", "-1"],
     ],
 )  # fmt: skip
 def test_invalid_option_values_are_usage_errors(split_dir: Path, tmp_path: Path, flag: list[str]) -> None:

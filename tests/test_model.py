@@ -12,7 +12,7 @@ from grutext.batching import collate, infer
 from grutext.config import DataShape, ModelConfig
 from grutext.fast import FastDropout
 from grutext.fast.optim import clip_gradients
-from grutext.model import GRUClassifier, reversal_index
+from grutext.model import GRUClassifier, bigram_ids, reversal_index
 
 CPU = torch.device("cpu")
 
@@ -38,18 +38,21 @@ def test_reversal_index_reverses_within_length_and_is_an_involution() -> None:
         ("gru", "skip-max", True, 1),
         ("gru", "skip-mean", False, 1),
         ("gru", "skip-maxmean", True, 1),
+        ("gru", "bigram-maxmean", True, 1),
+        ("cho2014", "bigram-last", False, 2),
     ],
 )
 def test_padding_never_changes_logits(cell: str, pooling: str, bidirectional: bool, layers: int, backend: str) -> None:
-    skip = pooling.startswith("skip-")
+    skip, bigrams = pooling.startswith("skip-"), pooling.startswith("bigram-")
     model = make(
         backend,
         cell=cell,
-        pooling=pooling.removeprefix("skip-"),
+        pooling=pooling.removeprefix("skip-").removeprefix("bigram-"),
         bidirectional=bidirectional,
         layers=layers,
         dropout=0.5,
         embedding_skip=skip,
+        bigram_buckets=17 if bigrams else 0,
     )
     torch.manual_seed(1)
     texts = [torch.randint(2, 50, (n,)).tolist() for n in (1, 4, 9, 17, 2)]
@@ -64,6 +67,22 @@ def test_padding_never_changes_logits(cell: str, pooling: str, bidirectional: bo
 def _ids_lengths(texts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     batch = collate(texts, range(len(texts)))  # type: ignore[arg-type]
     return batch.ids, batch.lengths
+
+
+def test_the_bigram_head_trains_beside_the_gru_and_is_averaged_with_it() -> None:
+    model = make("reference", bigram_buckets=11, bigram_dim=4)
+    ids, lengths = _ids_lengths([[5, 6, 7], [8, 9]])
+    with torch.no_grad():
+        averaged = model(ids, lengths)
+        both = model.train()(ids, lengths)  # dropout 0.3 touches only the GRU's side
+    assert model.heads == 2 and averaged.shape == (2, 3) and both.shape == (2, 6)
+    with torch.no_grad():
+        bag = model.bigram_classifier(model.bigram_bag(ids, lengths))
+    torch.testing.assert_close(both[:, 3:], bag)
+    # the bag is the mean of the rows of the tokens and of the hashed pairs (5,6), (6,7): no pair crosses the padding
+    rows = [5, 6, 7, *bigram_ids(torch.tensor([[5, 6, 7]]), 50, 11)[0].tolist()]
+    torch.testing.assert_close(model.bigram_bag(ids, lengths)[0], model.bigram_table.weight[rows].mean(0))
+    assert make().heads == 1 and not hasattr(make(), "bigram_table")
 
 
 def test_padding_tokens_are_not_read_even_if_nonzero() -> None:
@@ -96,6 +115,7 @@ def test_parameter_count_matches_the_architecture() -> None:
         {"cell": "lstm", "bidirectional": False},
         {"embedding_skip": True, "layers": 3},
         {"pooling": "maxmean", "embedding_skip": True},
+        {"bigram_buckets": 7, "bigram_dim": 5},
     ],
 )
 def test_parameter_shapes_match_the_model(options: dict[str, object]) -> None:

@@ -54,6 +54,23 @@ def test_graph_gives_the_torch_models_probabilities(
     np.testing.assert_allclose(ours, theirs.numpy(), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_graph_gives_the_bigram_heads_probabilities(multi_label: bool) -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(embed_dim=7, hidden_size=5, bigram_buckets=13, bigram_dim=3)
+    model = prepare(GRUClassifier(cfg, DataShape(30, 4, multi_label)), torch.device("cpu"), "reference").eval()
+    weights = {k: v.numpy() for k, v in model.state_dict().items()}
+    session = ort.InferenceSession(build(weights, cfg, 4, multi_label).SerializeToString())
+    rng = np.random.default_rng(1)
+    for sizes in ((1, 9, 4, 17, 2, 6), (1, 1)):  # one-token texts have no bigram; a batch of them, none at all
+        ids, lengths = pad([rng.integers(2, 30, n).tolist() for n in sizes], range(len(sizes)))
+        ours = session.run(None, {"ids": ids, "lengths": lengths})[0]
+        with torch.no_grad():
+            logits = model(torch.from_numpy(ids), torch.from_numpy(lengths))
+        theirs = torch.sigmoid(logits) if multi_label else torch.softmax(logits, dim=1)
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=0, atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def exported(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     copy = tmp_path_factory.mktemp("onnx") / "m"
