@@ -318,6 +318,8 @@ def train_streaming(
     if task.prior is not None:
         with torch.no_grad():
             model.classifier.bias.copy_(task.prior)
+            if model.cfg.bigram_buckets:
+                model.bigram_classifier.bias.copy_(task.prior)
     model = prepare(model, device, backend)
     runner: torch.nn.Module = model
     if group is not None:

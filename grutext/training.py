@@ -537,6 +537,8 @@ def train(
         # thousands of steps pulling their bias down before they learn anything (Lin et al. 2017).
         with torch.no_grad():
             model.classifier.bias.copy_(task.prior)
+            if model.cfg.bigram_buckets:
+                model.bigram_classifier.bias.copy_(task.prior)
     model = prepare(model, device, backend)
     world = group.world if group is not None else 1
     runner: torch.nn.Module = model

@@ -190,11 +190,12 @@ def test_multilabel_outputs_start_at_each_labels_frequency(ml_data: Path, tmp_pa
     assert task.prior is not None
     assert task.prior.tolist() == pytest.approx(torch.log(freq / (1 - freq)).tolist())
     out = tmp_path / "m"
-    args = ["train", str(ml_data), "-o", str(out), *TINY, "--max-steps", "1", "--lr", "1e-6"]
+    args = ["train", str(ml_data), "-o", str(out), *TINY, "--max-steps", "1", "--lr", "1e-6", "--bigrams", "50"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
-    bias = load_file(str(out / "model.safetensors"))["classifier.bias"]
-    assert bias.tolist() == pytest.approx(task.prior.tolist(), abs=1e-3)  # one tiny step away from the prior
+    weights = load_file(str(out / "model.safetensors"))
+    for head in ("classifier", "bigram_classifier"):  # the bigram head starts there too
+        assert weights[f"{head}.bias"].tolist() == pytest.approx(task.prior.tolist(), abs=1e-3)  # one tiny step
     config = json.loads((out / "config.json").read_text())
     assert config["train"]["lr"] == 1e-6 and config["train"]["resolved_lr"] == 1e-6
 
