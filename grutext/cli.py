@@ -24,6 +24,7 @@ import click
 from grutext import __version__
 from grutext.config import (
     CELLS,
+    DEFAULT_BIGRAM_BUCKETS,
     DEVICES,
     EARLY_STOP_METRICS,
     ENGINES,
@@ -286,9 +287,9 @@ _K = TokenizerConfig()
     "bigram_buckets",
     type=click.IntRange(min=0, max=MAX_VOCAB),
     default=_M.bigram_buckets,
-    show_default=True,
-    help="Add a fastText-style head over the words and their hashed word bigrams, with this many buckets "
-    "(0: none; 50000 is a start). It is trained by its own loss; its logits are averaged with the GRU's.",
+    show_default=f"{DEFAULT_BIGRAM_BUCKETS} for single-label data, 0 for multi-label",
+    help="A fastText-style head over the words and their hashed word bigrams, with this many buckets (0: none). "
+    "It is trained by its own loss; its logits are averaged with the GRU's.",
 )
 @click.option(
     "--cell",

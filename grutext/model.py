@@ -215,6 +215,7 @@ class GRUClassifier(nn.Module):
 
     def __init__(self, cfg: ModelConfig, shape: DataShape, device: torch.device | str | None = None) -> None:
         super().__init__()
+        cfg = cfg.with_bigrams_for(shape.multi_label)
         self.cfg, self.shape = cfg, shape
         table = None
         if device is not None and torch.device(device).type == "meta":
@@ -259,7 +260,8 @@ class GRUClassifier(nn.Module):
     def bigram_bag(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The mean [B, D] of the table's rows for a text's tokens and its hashed word bigrams."""
         position = torch.arange(ids.size(1), device=ids.device)
-        pairs = bigram_ids(ids, self.shape.vocab_size, self.cfg.bigram_buckets)  # [B, T-1]
+        buckets = self.bigram_table.num_embeddings - self.shape.vocab_size
+        pairs = bigram_ids(ids, self.shape.vocab_size, buckets)  # [B, T-1]
         grams = torch.cat([ids, pairs], dim=1)  # [B, 2T-1]
         real = torch.cat([position[None, :] < lengths[:, None], position[None, 1:] < lengths[:, None]], dim=1)
         mask = real.unsqueeze(-1).to(self.bigram_table.weight.dtype)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from grutext.backend import prepare
 from grutext.batching import collate, infer
-from grutext.config import DataShape, ModelConfig
+from grutext.config import DEFAULT_BIGRAM_BUCKETS, DataShape, ModelConfig
 from grutext.fast import FastDropout
 from grutext.fast.optim import clip_gradients
 from grutext.model import GRUClassifier, bigram_ids, reversal_index
@@ -19,6 +20,7 @@ CPU = torch.device("cpu")
 
 def make(backend: str = "fast", **kwargs: object) -> GRUClassifier:
     torch.manual_seed(0)
+    kwargs = {"bigram_buckets": 0, **kwargs}  # the encoder alone unless a test asks for the bigram head
     cfg = ModelConfig(embed_dim=8, hidden_size=6, **kwargs)  # type: ignore[arg-type]
     return prepare(GRUClassifier(cfg, DataShape(vocab_size=50, num_labels=3)), CPU, backend).eval()
 
@@ -83,6 +85,17 @@ def test_the_bigram_head_trains_beside_the_gru_and_is_averaged_with_it() -> None
     rows = [5, 6, 7, *bigram_ids(torch.tensor([[5, 6, 7]]), 50, 11)[0].tolist()]
     torch.testing.assert_close(model.bigram_bag(ids, lengths)[0], model.bigram_table.weight[rows].mean(0))
     assert make().heads == 1 and not hasattr(make(), "bigram_table")
+
+
+def test_the_bigram_head_is_on_by_default_for_single_label_data_only() -> None:
+    default = ModelConfig(embed_dim=4, hidden_size=3)
+    single = GRUClassifier(default, DataShape(vocab_size=50, num_labels=3))
+    multi = GRUClassifier(default, DataShape(vocab_size=50, num_labels=3, multi_label=True))
+    assert single.cfg.bigram_buckets == DEFAULT_BIGRAM_BUCKETS and single.heads == 2
+    assert single.bigram_table.num_embeddings == 50 + DEFAULT_BIGRAM_BUCKETS
+    assert multi.cfg.bigram_buckets == 0 and multi.heads == 1 and not hasattr(multi, "bigram_table")
+    chosen = dataclasses.replace(default, bigram_buckets=7)
+    assert GRUClassifier(chosen, DataShape(vocab_size=50, num_labels=3, multi_label=True)).heads == 2
 
 
 def test_padding_tokens_are_not_read_even_if_nonzero() -> None:
