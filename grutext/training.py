@@ -426,7 +426,8 @@ def train(
         saved_model = _legacy_cells(saved.get("model", {}))
         if model_cfg.embed_dim is None:  # the default (or the vectors') dimension, resolved by that run
             model_cfg = dataclasses.replace(model_cfg, embed_dim=saved_model.get("embed_dim"))
-        model_cfg = model_cfg.with_bigrams_for(_saved_multi_label(saved))  # as that run resolved it
+        if model_cfg.bigram_buckets is None:  # the default: the head that run had (none, if it predates the head)
+            model_cfg = dataclasses.replace(model_cfg, bigram_buckets=saved_model.get("bigram_buckets", 0))
         differences = [
             *_config_differences(saved.get("tokenizer", {}), to_dict(tok_cfg)),
             *_config_differences(saved_model, to_dict(model_cfg)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from pathlib import Path
@@ -56,6 +57,9 @@ def test_resume_refuses_changed_settings_and_missing_state(split_dir: Path, tmp_
         train(spec, TOK, MODEL, CFG, out, on_event=signal_at(3))
     with pytest.raises(ConfigError, match=r"settings differ .*lr: 0.01 -> 0.02"):
         train(spec, TOK, MODEL, TrainConfig(**{**CFG.__dict__, "lr": 0.02}), out, resume=True)
+    no_head = dataclasses.replace(MODEL, bigram_buckets=0)  # the default head, resolved by the first run
+    with pytest.raises(ConfigError, match=r"settings differ .*bigram_buckets: 50000 -> 0"):
+        train(spec, TOK, no_head, CFG, out, resume=True)
     with pytest.raises(Exception, match="holds no resumable training state"):
         train(spec, TOK, MODEL, CFG, tmp_path / "never", resume=True)
 
