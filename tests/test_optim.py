@@ -105,7 +105,7 @@ def _model_and_batches() -> tuple[nn.Module, list[torch.Tensor]]:
 
 
 def _lazy(model: nn.Module, grad_clip: float = 1e9) -> TrainingOptimizer:
-    return TrainingOptimizer(model, model[0], lr=0.01, weight_decay=0.01, grad_clip=grad_clip, factor=lambda s: 1.0)
+    return TrainingOptimizer(model, [model[0]], lr=0.01, weight_decay=0.01, grad_clip=grad_clip, factor=lambda s: 1.0)
 
 
 def _train(model: nn.Module, batches: list[torch.Tensor], opt: TrainingOptimizer | torch.optim.Optimizer) -> None:
@@ -227,3 +227,48 @@ def test_clipping_the_row_block_clips_the_table_as_torch_does() -> None:
         dense.step()
     for a, b in zip(_weights(model).values(), reference.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+class TwoTables(nn.Module):
+    """Word rows and a bag of hashed pairs, as GRUClassifier with its bigram head: two sparse tables."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.words = nn.Embedding(30, 4, padding_idx=0)
+        self.out = nn.Linear(12, 2)
+        self.bag = nn.Embedding(50, 3)
+        self.bag_out = nn.Linear(3, 2)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        pairs = (ids[:, :-1] * 7 + ids[:, 1:]) % 20 + 30
+        bag = self.bag(torch.cat([ids, pairs], dim=1)).mean(dim=1)
+        return self.out(self.words(ids).flatten(1)) + self.bag_out(bag)  # type: ignore[no-any-return]
+
+
+def test_two_tables_match_one_torch_adamw_and_resume_bitwise() -> None:
+    torch.manual_seed(5)
+    model = TwoTables()
+    reference, twin = copy.deepcopy(model), copy.deepcopy(model)
+    batches = _model_and_batches()[1]
+
+    def lazy(m: TwoTables) -> TrainingOptimizer:
+        return TrainingOptimizer(m, [m.words, m.bag], lr=0.01, weight_decay=0.01, grad_clip=1e9, factor=lambda s: 1.0)
+
+    opt = lazy(model)
+    assert model.words.sparse and model.bag.sparse
+    dense = torch.optim.AdamW(reference.parameters(), lr=0.01, weight_decay=0.01)
+    _train(model, batches[:5], opt)
+    saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+    _train(model, batches[5:], opt)
+    _train(reference, batches, dense)
+    for (name, a), b in zip(_weights(model).items(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    ours, theirs = opt.state_dict()["optimizer"], dense.state_dict()
+    assert sorted(ours["state"]) == sorted(theirs["state"]) == [0, 1, 2, 3, 4, 5]
+    assert ours["param_groups"][0]["params"] == theirs["param_groups"][0]["params"]
+    restored = lazy(twin)
+    twin.load_state_dict(saved_model)
+    restored.load_state_dict(saved_opt)
+    _train(twin, batches[5:], restored)
+    for a, b in zip(_weights(model).values(), _weights(twin).values(), strict=True):
+        assert torch.equal(a, b)

@@ -111,6 +111,5 @@ def make_optimizer(
     """The fast backend's TrainingOptimizer (see grutext.backend.Optimizer for the interface)."""
     from grutext.fast.optim import TrainingOptimizer
 
-    return TrainingOptimizer(
-        model, model.embedding, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, factor=factor
-    )
+    tables = [model.embedding, *([model.bigram_table] if model.cfg.bigram_buckets else [])]
+    return TrainingOptimizer(model, tables, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, factor=factor)

@@ -24,8 +24,9 @@ training about as a change of float rounding does, only sooner.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -349,20 +350,29 @@ def clip_gradients(grads: list[torch.Tensor], max_norm: float) -> None:
         torch._foreach_mul_(grads, scale)
 
 
+class _Table:
+    """One embedding table on LazyAdamW: its optimizer, its position among the model's parameters (the one
+    torch AdamW's state_dict numbers it by) and its key in the model's state_dict."""
+
+    def __init__(self, rows: LazyAdamW, index: int, key: str) -> None:
+        self.rows, self.index, self.key = rows, index, key
+        self.stale = False  # rows lag behind the current step
+
+
 class TrainingOptimizer:
     """The fast backend's optimizer: clipping, AdamW and the schedule in one `step()`. FusedAdamW updates every
-    weight but the embedding table, which gets LazyAdamW (its gradient is then sparse). Keeps one learning
-    rate (the schedule drives `dense`) and reads and writes torch AdamW's state_dict format for all weights,
-    as if one AdamW held them.
+    weight but the embedding tables (the word table, and the bigram head's table), which get LazyAdamW (their
+    gradients are then sparse). Keeps one learning rate (the schedule drives `dense`) and reads and writes torch
+    AdamW's state_dict format for all weights, as if one AdamW held them.
 
-    The table's rows are brought up to date by hooks, so the training loop needs to know nothing of them: a
-    forward pre-hook on the embedding prepares the rows a training batch reads (and catches every row up
-    before an evaluation pass), and a state_dict hook on the model shows the table as it stands now."""
+    The tables' rows are brought up to date by hooks, so the training loop needs to know nothing of them: a
+    forward pre-hook on each table prepares the rows a training batch reads (and catches every row up before an
+    evaluation pass), and a state_dict hook on the model shows the tables as they stand now."""
 
     def __init__(
         self,
         model: nn.Module,
-        embedding: nn.Embedding,
+        tables: Sequence[nn.Embedding],
         *,
         lr: float,
         weight_decay: float,
@@ -371,33 +381,37 @@ class TrainingOptimizer:
     ) -> None:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.grad_clip = grad_clip
-        self.rows: LazyAdamW | None = None
-        self.row_index = -1
-        self._stale = False  # rows lag behind the current step
-        if embedding.weight.requires_grad:  # a frozen table (--freeze-vectors) needs no optimizer at all
+        self.tables: list[_Table] = []
+        for embedding in tables:
+            if not embedding.weight.requires_grad:  # a frozen table (--freeze-vectors) needs no optimizer at all
+                continue
             embedding.sparse = True
-            self.rows = LazyAdamW(embedding.weight, weight_decay=weight_decay)
-            self.row_index = next(i for i, p in enumerate(self.params) if p is embedding.weight)
-            embedding.register_forward_pre_hook(self._before_forward)
+            index = next(i for i, p in enumerate(self.params) if p is embedding.weight)
             prefix = next(name for name, module in model.named_modules() if module is embedding)
-            self._table_key = f"{prefix}.weight"
+            table = _Table(LazyAdamW(embedding.weight, weight_decay=weight_decay), index, f"{prefix}.weight")
+            embedding.register_forward_pre_hook(functools.partial(self._before_forward, table))
+            self.tables.append(table)
+        if self.tables:
             # torch marks the hook with an attribute, which a bound method cannot take: a plain function.
             model.register_state_dict_post_hook(lambda *args: self._caught_up(*args))  # type: ignore[no-untyped-call]
-        self.dense = FusedAdamW([p for p in self.params if p is not embedding.weight], lr=lr, weight_decay=weight_decay)
+        sparse = {table.index for table in self.tables}
+        self.dense_positions = [i for i in range(len(self.params)) if i not in sparse]
+        self.dense = FusedAdamW([self.params[i] for i in self.dense_positions], lr=lr, weight_decay=weight_decay)
         self.schedule = Schedule(self.dense, factor)
 
-    def _before_forward(self, module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-        assert self.rows is not None  # registered only with rows
+    @staticmethod
+    def _before_forward(table: _Table, module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         if module.training and torch.is_grad_enabled():
-            self.rows.prepare(args[0])  # the rows this batch reads, brought up to date
-        elif self._stale:
-            self.rows.flush()
-            self._stale = False
+            table.rows.prepare(args[0])  # the rows this batch reads, brought up to date
+        elif table.stale:
+            table.rows.flush()
+            table.stale = False
 
     def _caught_up(self, module: nn.Module, state: dict[str, Any], prefix: str, metadata: Any) -> None:
-        key = prefix + self._table_key
-        if self._stale and key in state and self.rows is not None:
-            state[key] = self.rows.current()
+        for table in self.tables:
+            key = prefix + table.key
+            if table.stale and key in state:
+                state[key] = table.rows.current()
 
     @property
     def lr(self) -> float:
@@ -405,43 +419,45 @@ class TrainingOptimizer:
 
     def zero_grad(self) -> None:
         self.dense.zero_grad()
-        if self.rows is not None:
-            self.rows.zero_grad()
+        for table in self.tables:
+            table.rows.zero_grad()
 
     def step(self) -> None:
-        """Clip every gradient (the table's as its block of rows), update, and advance the schedule."""
+        """Clip every gradient (each table's as its block of rows), update, and advance the schedule."""
         grads = [p.grad for p in self.dense.params if p.grad is not None]
-        if self.rows is not None and (block := self.rows.gradient()) is not None:
-            grads.append(block)
+        grads += [block for table in self.tables if (block := table.rows.gradient()) is not None]
         clip_gradients(grads, self.grad_clip)
         self.dense.step()
-        if self.rows is not None:
-            self.rows.step(self.dense.lr)
-            self._stale = True
+        for table in self.tables:
+            table.rows.step(self.dense.lr)
+            table.stale = True
         self.schedule.step()
 
     def state_dict(self) -> dict[str, Any]:
         state = self.dense.state_dict()
-        if self.rows is None:
+        if not self.tables:
             return {"optimizer": state, "scheduler": self.schedule.state_dict()}
-        k = self.row_index
-        merged = {(i if i < k else i + 1): s for i, s in state["state"].items()}
-        if self.rows.steps:
-            merged[k] = self.rows.state()
+        merged = {self.dense_positions[int(i)]: s for i, s in state["state"].items()}
+        for table in self.tables:
+            if table.rows.steps:
+                merged[table.index] = table.rows.state()
         groups = [{**g, "params": list(range(len(self.params)))} for g in state["param_groups"]]
         return {"optimizer": {"state": merged, "param_groups": groups}, "scheduler": self.schedule.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """A state this class wrote, or one torch AdamW wrote for the same weights (every row then current at
+        its step): an older run whose bigram table was updated densely resumes here too."""
         optimizer = state["optimizer"]
         self.schedule.load_state_dict(state["scheduler"])
-        if self.rows is None:
+        if not self.tables:
             self.dense.load_state_dict(optimizer)
             return
-        k = self.row_index
         entries = {int(i): s for i, s in optimizer["state"].items()}
-        if k in entries:
-            self.rows.load_state(entries.pop(k))
-        dense = {(i if i < k else i - 1): s for i, s in entries.items()}
-        groups = [{**g, "params": list(range(len(self.params) - 1))} for g in optimizer["param_groups"]]
+        for table in self.tables:
+            if table.index in entries:
+                table.rows.load_state(entries.pop(table.index))
+            table.stale = True
+        dense_index = {position: i for i, position in enumerate(self.dense_positions)}
+        dense = {dense_index[i]: s for i, s in entries.items()}
+        groups = [{**g, "params": list(range(len(self.dense_positions)))} for g in optimizer["param_groups"]]
         self.dense.load_state_dict({"state": dense, "param_groups": groups})
-        self._stale = True
