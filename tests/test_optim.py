@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -121,6 +123,23 @@ def _weights(model: nn.Module) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
+def _assert_resumes_bitwise(
+    model: nn.Module,
+    twin: nn.Module,
+    make: Callable[[Any], TrainingOptimizer],
+    saved_model: dict[str, torch.Tensor],
+    saved_opt: dict[str, Any],
+    rest: list[torch.Tensor],
+) -> None:
+    """`twin` restored from the saved model and optimizer states, trained on `rest`, ends where `model` did."""
+    restored = make(twin)
+    twin.load_state_dict(saved_model)
+    restored.load_state_dict(saved_opt)
+    _train(twin, rest, restored)
+    for a, b in zip(_weights(model).values(), _weights(twin).values(), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_training_optimizer_matches_one_torch_adamw_and_speaks_its_state_format() -> None:
     model, batches = _model_and_batches()
     reference = copy.deepcopy(model)
@@ -154,12 +173,7 @@ def test_state_dict_shows_the_table_caught_up_and_resume_continues_bitwise() -> 
     saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(lazy.state_dict())
     assert not torch.equal(saved_model["0.weight"], model[0].weight)  # rows still lag in place
     _train(model, batches[5:], lazy)
-    restored = _lazy(twin)
-    twin.load_state_dict(saved_model)
-    restored.load_state_dict(saved_opt)
-    _train(twin, batches[5:], restored)
-    for a, b in zip(_weights(model).values(), _weights(twin).values(), strict=True):
-        assert torch.equal(a, b)
+    _assert_resumes_bitwise(model, twin, _lazy, saved_model, saved_opt, batches[5:])
 
 
 def test_fused_adamw_and_schedule_are_torchs_adamw_and_lambdalr() -> None:
@@ -266,9 +280,4 @@ def test_two_tables_match_one_torch_adamw_and_resume_bitwise() -> None:
     ours, theirs = opt.state_dict()["optimizer"], dense.state_dict()
     assert sorted(ours["state"]) == sorted(theirs["state"]) == [0, 1, 2, 3, 4, 5]
     assert ours["param_groups"][0]["params"] == theirs["param_groups"][0]["params"]
-    restored = lazy(twin)
-    twin.load_state_dict(saved_model)
-    restored.load_state_dict(saved_opt)
-    _train(twin, batches[5:], restored)
-    for a, b in zip(_weights(model).values(), _weights(twin).values(), strict=True):
-        assert torch.equal(a, b)
+    _assert_resumes_bitwise(model, twin, lazy, saved_model, saved_opt, batches[5:])

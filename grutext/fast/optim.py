@@ -435,8 +435,6 @@ class TrainingOptimizer:
 
     def state_dict(self) -> dict[str, Any]:
         state = self.dense.state_dict()
-        if not self.tables:
-            return {"optimizer": state, "scheduler": self.schedule.state_dict()}
         merged = {self.dense_positions[int(i)]: s for i, s in state["state"].items()}
         for table in self.tables:
             if table.rows.steps:
@@ -449,9 +447,6 @@ class TrainingOptimizer:
         its step): an older run whose bigram table was updated densely resumes here too."""
         optimizer = state["optimizer"]
         self.schedule.load_state_dict(state["scheduler"])
-        if not self.tables:
-            self.dense.load_state_dict(optimizer)
-            return
         entries = {int(i): s for i, s in optimizer["state"].items()}
         for table in self.tables:
             if table.index in entries:
