@@ -34,12 +34,12 @@ def patch(alpha: float, calls: list[tuple[torch.Tensor, torch.Tensor]], y: dict[
     forward, bag, init = GRUClassifier.forward, GRUClassifier.bigram_bag, GRUClassifier.__init__
     infer, fit = training._infer, training.fit
 
-    def both_forward(self: GRUClassifier, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def both_forward(self: GRUClassifier, ids: torch.Tensor, lengths: torch.Tensor, *grams: Any) -> torch.Tensor:
         if not BOTH[0]:
-            return forward(self, ids, lengths)
+            return forward(self, ids, lengths, *grams)
         self.training = True  # the side-by-side branch; the dropout modules stay in eval mode
         try:
-            return forward(self, ids, lengths)
+            return forward(self, ids, lengths, *grams)
         finally:
             self.training = False
 
@@ -49,13 +49,13 @@ def patch(alpha: float, calls: list[tuple[torch.Tensor, torch.Tensor]], y: dict[
             with torch.no_grad():
                 self.bigram_table.weight.div_(alpha)
 
-    def scaled_bag(self: GRUClassifier, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return alpha * bag(self, ids, lengths)
+    def scaled_bag(self: GRUClassifier, ids: torch.Tensor, lengths: torch.Tensor, *grams: Any) -> torch.Tensor:
+        return alpha * bag(self, ids, lengths, *grams)
 
-    def both_infer(model: GRUClassifier, ids: Any, device: torch.device, group: Any) -> torch.Tensor:
+    def both_infer(model: GRUClassifier, ids: Any, device: torch.device, group: Any, grams: Any = None) -> torch.Tensor:
         BOTH[0] = True
         try:
-            logits = infer(model, ids, device, group)
+            logits = infer(model, ids, device, group, grams)
             if ids is not y["test_ids"]:  # a validation pass: test's logits at the same weights
                 calls.append((logits, infer(model, y["test_ids"], device, group)))
         finally:
@@ -91,7 +91,7 @@ def main() -> None:
     for name in args.datasets.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
             calls.clear()
-            tok, model, trn = configs({"seed": seed})
+            tok, model, trn = configs({"seed": seed, "char_ngrams": "0"})  # the head as it was measured
             with tempfile.TemporaryDirectory() as tmp:
                 result = training.train(training.DataSpec(str(args.data / name)), tok, model, trn, Path(tmp) / "m")
             epochs, (val, test) = calls[:-1], calls[-1]  # the last pass scores the kept model

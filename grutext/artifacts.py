@@ -130,6 +130,7 @@ def _model_sections(config: dict[str, Any], where: str) -> tuple[ModelConfig, Da
         model = {k: v for k, v in model.items() if k not in shape}
     model = {**model, "cell": LEGACY_CELLS.get(model.get("cell"), model.get("cell"))}  # type: ignore[arg-type]
     model.setdefault("bigram_buckets", 0)  # written before the bigram head: none, whatever today's default is
+    model.setdefault("char_ngrams", "0")  # likewise, written before the head read character n-grams
     return from_dict(ModelConfig, model, f"{where} [model]"), from_dict(DataShape, shape, f"{where} [shape]")
 
 

@@ -31,9 +31,21 @@ class Batch:
     ids: torch.Tensor  # [B, T] int64, right-padded with PAD_ID
     lengths: torch.Tensor  # [B] int64, each >= 1
     index: list[int]  # position of each row in the source sequence
+    grams: torch.Tensor | None = None  # [B, G] int64: character n-gram rows (for models that read them), padded
+    gram_lengths: torch.Tensor | None = None  # [B] int64, each >= 0
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(self.ids.to(device), self.lengths.to(device), self.index)
+        if self.grams is None or self.gram_lengths is None:
+            return Batch(self.ids.to(device), self.lengths.to(device), self.index)
+        grams, gram_lengths = self.grams.to(device), self.gram_lengths.to(device)
+        return Batch(self.ids.to(device), self.lengths.to(device), self.index, grams, gram_lengths)
+
+    @property
+    def inputs(self) -> tuple[torch.Tensor, ...]:
+        """What the model's forward takes: (ids, lengths), then (grams, gram_lengths) where there are some."""
+        if self.grams is None or self.gram_lengths is None:
+            return self.ids, self.lengths
+        return self.ids, self.lengths, self.grams, self.gram_lengths
 
 
 def pad(ids: TokenRows, index: Sequence[int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -47,12 +59,26 @@ def pad(ids: TokenRows, index: Sequence[int]) -> tuple[npt.NDArray[np.int64], np
     return out, lengths
 
 
-def collate(ids: TokenRows, index: Sequence[int]) -> Batch:
-    """pad() as tensors, with the rows' positions in `ids`."""
+def pad_grams(grams: TokenRows, index: Sequence[int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The chosen rows of character n-grams right-padded (with row 0, masked out), and their lengths (>= 0)."""
+    rows = [grams[i] for i in index]
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    out = np.zeros((len(rows), max(1, int(lengths.max()))), dtype=np.int64)
+    for j, row in enumerate(rows):
+        out[j, : len(row)] = row
+    return out, lengths
+
+
+def collate(ids: TokenRows, index: Sequence[int], grams: TokenRows | None = None) -> Batch:
+    """pad() as tensors, with the rows' positions in `ids` (and the rows' character n-grams, if given)."""
     import torch
 
     out, lengths = pad(ids, index)
-    return Batch(torch.from_numpy(out), torch.from_numpy(lengths), list(index))
+    batch = Batch(torch.from_numpy(out), torch.from_numpy(lengths), list(index))
+    if grams is not None:
+        rows, counts = pad_grams(grams, index)
+        batch.grams, batch.gram_lengths = torch.from_numpy(rows), torch.from_numpy(counts)
+    return batch
 
 
 def bucket_batches(lengths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -90,9 +116,14 @@ def inference_batches(ids: TokenRows, batch_size: int = INFER_BATCH_SIZE) -> lis
 
 
 def infer(
-    model: torch.nn.Module, ids: TokenRows, device: torch.device, batch_size: int = INFER_BATCH_SIZE
+    model: torch.nn.Module,
+    ids: TokenRows,
+    device: torch.device,
+    batch_size: int = INFER_BATCH_SIZE,
+    grams: TokenRows | None = None,
 ) -> torch.Tensor:
-    """Logits [N, C] on the CPU, in the order of `ids`."""
+    """Logits [N, C] on the CPU, in the order of `ids` (`grams`: the rows' character n-grams, for a model
+    that reads them)."""
     import torch
 
     was_training = model.training
@@ -100,8 +131,8 @@ def infer(
     out: torch.Tensor | None = None
     with torch.inference_mode():
         for index in inference_batches(ids, batch_size):
-            batch = collate(ids, index).to(device)
-            logits = model(batch.ids, batch.lengths).float().cpu()  # [B, C]
+            batch = collate(ids, index, grams).to(device)
+            logits = model(*batch.inputs).float().cpu()  # [B, C]
             if out is None:
                 out = torch.empty(len(ids), logits.size(1))
             out[batch.index] = logits

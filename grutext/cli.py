@@ -25,6 +25,7 @@ from grutext import __version__
 from grutext.config import (
     CELLS,
     DEFAULT_BIGRAM_BUCKETS,
+    DEFAULT_CHAR_NGRAMS,
     DEVICES,
     EARLY_STOP_METRICS,
     ENGINES,
@@ -40,8 +41,9 @@ from grutext.config import (
     ModelConfig,
     TokenizerConfig,
     TrainConfig,
+    parse_char_ngrams,
 )
-from grutext.errors import GrutextError, UsageError, interrupt_code, signal_received
+from grutext.errors import ConfigError, GrutextError, UsageError, interrupt_code, signal_received
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -132,6 +134,18 @@ def cli() -> None:
 
 _T = TrainConfig()
 _M = ModelConfig()
+
+
+def _char_ngrams(value: str | None) -> str | None:
+    """--char-ngrams checked as it is parsed, so a malformed value is a usage error (exit 2)."""
+    try:
+        if value is not None:
+            parse_char_ngrams(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc).removeprefix("model.char_ngrams ")) from None
+    return value
+
+
 _K = TokenizerConfig()
 
 
@@ -290,6 +304,18 @@ _K = TokenizerConfig()
     show_default=f"{DEFAULT_BIGRAM_BUCKETS} for single-label data, 0 for multi-label",
     help="A fastText-style head over the words and their hashed word bigrams, with this many buckets (0: none). "
     "It is trained by its own loss; its logits are averaged with the GRU's.",
+)
+@click.option(
+    "--char-ngrams",
+    "char_ngrams",
+    metavar="MIN-MAX",
+    default=_M.char_ngrams,
+    callback=lambda ctx, param, value: _char_ngrams(value),
+    show_default=DEFAULT_CHAR_NGRAMS
+    if DEFAULT_CHAR_NGRAMS == "0"
+    else f"{DEFAULT_CHAR_NGRAMS} with the bigram head and the word tokenizer, else 0",
+    help="The bigram head also reads the character n-grams of each word, MIN to MAX characters long, hashed into "
+    "its buckets (as fastText's -minn/-maxn), so words never seen in training still count. 0: none.",
 )
 @click.option(
     "--cell",
@@ -1141,7 +1167,13 @@ def info(model_dir: Path, as_json: bool) -> None:
         f"embedding {m['embed_dim']} -> {'bi' if m['bidirectional'] else 'uni'}directional {cell} "
         f"{m['layers']}x{m['hidden_size']} -> {m['pooling']} pooling"
         f"{' (+ pooled embeddings)' if m.get('embedding_skip') else ''} -> linear {len(ckpt.labels)}"
-        + (f", averaged with a bigram head ({m['bigram_buckets']:,} buckets)" if m.get("bigram_buckets") else "")
+        + (f", averaged with a bigram head ({m['bigram_buckets']:,} buckets" if m.get("bigram_buckets") else "")
+        + (
+            f", character {m['char_ngrams']}-grams"
+            if m.get("bigram_buckets") and m.get("char_ngrams", "0") != "0"
+            else ""
+        )
+        + (")" if m.get("bigram_buckets") else "")
     )
     t = described["tokenizer"]
     rows = [

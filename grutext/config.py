@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -94,6 +95,10 @@ class ModelConfig:
     # DEFAULT_BIGRAM_BUCKETS for single-label data and none for multi-label (where it was not measured)
     bigram_buckets: int | None = None
     bigram_dim: int = 32  # the width of that head's table
+    # that head also reads the hashed character n-grams of each word, "MIN-MAX" long (fastText's -minn/-maxn),
+    # in the same buckets; "0": none. None: the default, DEFAULT_CHAR_NGRAMS where the head is on and the
+    # tokenizer reads whole words (see `resolved_for`), else none.
+    char_ngrams: str | None = None
 
     def __post_init__(self) -> None:
         if self.embed_dim is not None:
@@ -108,6 +113,11 @@ class ModelConfig:
         if self.bigram_buckets is not None:
             _check_int("model.bigram_buckets", self.bigram_buckets, 0, MAX_VOCAB)
         _check_int("model.bigram_dim", self.bigram_dim, 1, MAX_DIM)
+        value: object = self.char_ngrams
+        if isinstance(value, int) and not isinstance(value, bool):  # "--set char_ngrams=0" parses as a number
+            object.__setattr__(self, "char_ngrams", str(value))
+        if self.char_ngrams is not None:
+            parse_char_ngrams(self.char_ngrams)
 
     @property
     def embedding_size(self) -> int:
@@ -120,9 +130,51 @@ class ModelConfig:
             return self
         return dataclasses.replace(self, bigram_buckets=0 if multi_label else DEFAULT_BIGRAM_BUCKETS)
 
+    @property
+    def char_span(self) -> tuple[int, int] | None:
+        """(shortest, longest) character n-gram the bigram head reads, or None for none (unresolved: none)."""
+        return None if self.char_ngrams is None or not self.bigram_buckets else parse_char_ngrams(self.char_ngrams)
+
+    def resolved_for(self, multi_label: bool, tokenizer_kind: str, streaming: bool = False) -> ModelConfig:
+        """The bigram head and its character n-grams resolved for the data and the tokenizer. The n-grams are
+        taken per word, so they need the word tokenizer (one token a word); streaming keeps each text's token
+        ids only, so it reads none. An explicit choice those rule out is refused, not silently dropped."""
+        cfg = self.with_bigrams_for(multi_label)
+        if cfg.char_ngrams is None:
+            on = cfg.bigram_buckets and tokenizer_kind == "word" and not streaming
+            return dataclasses.replace(cfg, char_ngrams=DEFAULT_CHAR_NGRAMS if on else "0")
+        if parse_char_ngrams(cfg.char_ngrams) is not None:
+            if not cfg.bigram_buckets:
+                raise ConfigError("--char-ngrams needs the bigram head, which they feed: drop --bigrams 0")
+            if tokenizer_kind != "word":
+                raise ConfigError(
+                    f"--char-ngrams needs --tokenizer word (they are taken per word), not {tokenizer_kind}"
+                )
+            if streaming:
+                raise ConfigError("--char-ngrams cannot be used with --streaming (it keeps token ids only)")
+        return cfg
+
+
+def parse_char_ngrams(value: str) -> tuple[int, int] | None:
+    """ "MIN-MAX" (or "N" for N-N) -> (MIN, MAX) with 1 <= MIN <= MAX <= MAX_CHAR_NGRAM; "0" -> None."""
+    if value == "0":
+        return None
+    found = re.fullmatch(r"([1-9])(?:-([1-9]))?", value) if isinstance(value, str) else None
+    if found is not None:
+        low, high = int(found[1]), int(found[2] or found[1])
+        if low <= high <= MAX_CHAR_NGRAM:
+            return low, high
+    raise ConfigError(
+        f"model.char_ngrams must be MIN-MAX (1 <= MIN <= MAX <= {MAX_CHAR_NGRAM}, e.g. 2-4) or 0 for none, "
+        f"got {value!r}"
+    )
+
 
 DEFAULT_EMBED_DIM = 128
 DEFAULT_BIGRAM_BUCKETS = 50_000
+# Off until measured on every benchmark set (docs/experiments.md); "2-4" is what was measured.
+DEFAULT_CHAR_NGRAMS = "0"
+MAX_CHAR_NGRAM = 9
 BIGRAM_HASH = 1_000_003  # a prime: a bigram's bucket is (first id * BIGRAM_HASH + second id) mod buckets
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from grutext.errors import UsageError
-from grutext.tokenizer import capped
+from grutext.tokenizer import capped, token_char_grams
 
 
 @dataclass
@@ -55,21 +55,47 @@ class Explanation:
         }
 
 
-def tokens_with_offsets(model: Any, texts: Sequence[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
-    """Token ids and character offsets per text, truncated as the model's tokenizer settings say."""
-    cfg = model.tokenizer_config
+@dataclass
+class Encoded:
+    """One text as the model reads it, token by token: ids, character offsets into the text and, for a model
+    that reads character n-grams, each token's own n-gram rows (deleting a token deletes its n-grams too)."""
+
+    ids: list[int]
+    offsets: list[tuple[int, int]]
+    grams: list[list[int]] | None
+
+    def without(self, drop: set[int]) -> tuple[list[int], list[int] | None]:
+        """The model's inputs with the tokens at `drop` deleted."""
+        ids = [t for i, t in enumerate(self.ids) if i not in drop]
+        if self.grams is None:
+            return ids, None
+        return ids, [g for i, grams in enumerate(self.grams) if i not in drop for g in grams]
+
+
+def tokens_with_offsets(model: Any, texts: Sequence[str]) -> list[Encoded]:
+    """Token ids, character offsets (and n-gram rows) per text, truncated as the model's tokenizer settings say."""
+    cfg, model_cfg = model.tokenizer_config, model.model_config
     tokenizer = model.tokenizer
+    span = model_cfg.char_span
+    grams = token_char_grams(tokenizer, texts, cfg, span, model_cfg.bigram_buckets) if span is not None else None
     out = []
-    for text, encoding in zip(
-        texts, tokenizer.encode_batch(list(capped(texts, cfg)), add_special_tokens=False), strict=True
+    for k, (text, encoding) in enumerate(
+        zip(texts, tokenizer.encode_batch(list(capped(texts, cfg)), add_special_tokens=False), strict=True)
     ):
         ids, offsets = list(encoding.ids), list(encoding.offsets)
         if len(ids) > cfg.max_length:  # head truncation is the tokenizer's own; head_tail keeps both ends
             head = (cfg.max_length + 1) // 2 if cfg.truncation == "head_tail" else cfg.max_length
             keep = list(range(head)) + list(range(len(ids) - (cfg.max_length - head), len(ids)))
             ids, offsets = [ids[i] for i in keep], [offsets[i] for i in keep]
-        out.append((ids, [(min(a, len(text)), min(b, len(text))) for a, b in offsets]))
+        clipped = [(min(a, len(text)), min(b, len(text))) for a, b in offsets]
+        out.append(Encoded(ids, clipped, None if grams is None else grams[k]))
     return out
+
+
+def _inputs(rows: list[tuple[list[int], list[int] | None]]) -> tuple[list[list[int]], list[list[int]] | None]:
+    """Rows of (ids, grams) as proba_of_ids takes them: ids, and grams where the model reads them."""
+    grams = [g for _, g in rows if g is not None]
+    return [ids for ids, _ in rows], grams if len(grams) == len(rows) else None
 
 
 def explain(model: Any, texts: Sequence[str], label: str | None = None) -> list[Explanation]:
@@ -81,9 +107,9 @@ def explain(model: Any, texts: Sequence[str], label: str | None = None) -> list[
     out: list[Explanation] = []
     group: list[int] = []  # texts whose occluded rows go through the model together
     budget = 0
-    for k, (ids, _) in enumerate(encoded):
+    for k, e in enumerate(encoded):
         group.append(k)
-        budget += (len(ids) + 1) * max(len(ids), 1)
+        budget += (len(e.ids) + 1) * max(len(e.ids), 1)
         if budget >= TOKEN_BUDGET or k == len(encoded) - 1:
             out.extend(_explain_group(model, labels, label, [texts[i] for i in group], [encoded[i] for i in group]))
             group, budget = [], 0
@@ -98,15 +124,16 @@ def _explain_group(
     labels: list[str],
     label: str | None,
     texts: list[str],
-    encoded: list[tuple[list[int], list[tuple[int, int]]]],
+    encoded: list[Encoded],
 ) -> list[Explanation]:
-    rows: list[list[int]] = []
-    for ids, _ in encoded:
-        rows.append(ids)
-        rows.extend(ids[:i] + ids[i + 1 :] for i in range(len(ids)))  # each token deleted in turn
-    probs = np.asarray(model.proba_of_ids(rows), dtype=np.float64)
+    rows: list[tuple[list[int], list[int] | None]] = []
+    for e in encoded:
+        rows.append(e.without(set()))
+        rows.extend(e.without({i}) for i in range(len(e.ids)))  # each token deleted in turn
+    probs = np.asarray(model.proba_of_ids(*_inputs(rows)), dtype=np.float64)
     out, at = [], 0
-    for text, (ids, offsets) in zip(texts, encoded, strict=True):
+    for text, e in zip(texts, encoded, strict=True):
+        ids, offsets = e.ids, e.offsets
         whole = probs[at]
         target = labels.index(label) if label is not None else int(whole.argmax())
         without = probs[at + 1 : at + 1 + len(ids), target]
@@ -126,18 +153,19 @@ def comprehensiveness(model: Any, texts: Sequence[str], k: int = 2, seed: int = 
     rng = random.Random(seed)
     explained = explain(model, texts)
     columns = [list(model.labels).index(e.label) for e in explained]
-    top: list[list[int]] = []
-    chance: list[list[int]] = []
-    for (ids, _), e in zip(tokens_with_offsets(model, texts), explained, strict=True):
-        if len(ids) <= k:
+    top: list[tuple[list[int], list[int] | None]] = []
+    chance: list[tuple[list[int], list[int] | None]] = []
+    for encoded, e in zip(tokens_with_offsets(model, texts), explained, strict=True):
+        n = len(encoded.ids)
+        if n <= k:
             raise UsageError(f"comprehensiveness at k={k} needs texts of more than {k} tokens: {e.text!r}")
-        order = sorted(range(len(ids)), key=lambda i: -e.tokens[i].attribution)
-        for drop, rows in ((set(order[:k]), top), (set(rng.sample(range(len(ids)), k)), chance)):
-            rows.append([t for i, t in enumerate(ids) if i not in drop])
+        order = sorted(range(n), key=lambda i: -e.tokens[i].attribution)
+        for drop, rows in ((set(order[:k]), top), (set(rng.sample(range(n), k)), chance)):
+            rows.append(encoded.without(drop))
     base = np.array([e.score for e in explained])
     falls = []
     for rows in (top, chance):
-        probs = np.asarray(model.proba_of_ids(rows), dtype=np.float64)
+        probs = np.asarray(model.proba_of_ids(*_inputs(rows)), dtype=np.float64)
         falls.append(float(np.mean(base - probs[np.arange(len(rows)), columns])))
     return falls[0], falls[1]
 

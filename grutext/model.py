@@ -235,8 +235,15 @@ class GRUClassifier(nn.Module):
             self.bigram_table = nn.Embedding(rows, dim, device=device, _weight=bag)
             self.bigram_classifier = nn.Linear(dim, shape.num_labels, device=device)
 
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        # ids: [B, T] right-padded with PAD_ID; lengths: [B], each >= 1
+    def forward(
+        self,
+        ids: torch.Tensor,
+        lengths: torch.Tensor,
+        grams: torch.Tensor | None = None,
+        gram_lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        # ids: [B, T] right-padded with PAD_ID; lengths: [B], each >= 1; with character n-grams (cfg.char_span)
+        # grams: [B, G] the bigram table's rows for them (tokenizer.char_grams), right-padded; gram_lengths: [B]
         x = self.dropout(self.embedding(ids))  # [B, T, E]
         states = self.encoder(x, lengths)  # D x [B, T, H]
         pooled = pool(states, lengths, self.cfg.pooling)  # [B, D*H], twice that for maxmean
@@ -245,7 +252,7 @@ class GRUClassifier(nn.Module):
         logits: torch.Tensor = self.classifier(self.dropout(pooled))  # [B, C]
         if not self.cfg.bigram_buckets:
             return logits
-        bag: torch.Tensor = self.bigram_classifier(self.bigram_bag(ids, lengths))  # [B, C]
+        bag: torch.Tensor = self.bigram_classifier(self.bigram_bag(ids, lengths, grams, gram_lengths))  # [B, C]
         if self.training:  # both heads side by side [B, 2C]: each is trained by its own loss (see `heads`)
             return torch.cat([logits, bag], dim=1)
         return (logits + bag) / 2
@@ -257,15 +264,27 @@ class GRUClassifier(nn.Module):
         head over both, tried first, lost validation accuracy); their logits are averaged at inference."""
         return 2 if self.cfg.bigram_buckets else 1
 
-    def bigram_bag(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The mean [B, D] of the table's rows for a text's tokens and its hashed word bigrams."""
+    def bigram_bag(
+        self,
+        ids: torch.Tensor,
+        lengths: torch.Tensor,
+        grams: torch.Tensor | None = None,
+        gram_lengths: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The mean [B, D] of the table's rows for a text's tokens, its hashed word bigrams and, when given, its
+        words' character n-grams: one lookup of the table (the fast backend prepares the rows of each)."""
         position = torch.arange(ids.size(1), device=ids.device)
         buckets = self.bigram_table.num_embeddings - self.shape.vocab_size
         pairs = bigram_ids(ids, self.shape.vocab_size, buckets)  # [B, T-1]
-        grams = torch.cat([ids, pairs], dim=1)  # [B, 2T-1]
-        real = torch.cat([position[None, :] < lengths[:, None], position[None, 1:] < lengths[:, None]], dim=1)
-        mask = real.unsqueeze(-1).to(self.bigram_table.weight.dtype)
-        rows: torch.Tensor = self.bigram_table(grams)  # [B, 2T-1, D]
+        parts = [ids, pairs]
+        real = [position[None, :] < lengths[:, None], position[None, 1:] < lengths[:, None]]
+        if self.cfg.char_span is not None:
+            if grams is None or gram_lengths is None:
+                raise ValueError("this model reads character n-grams: pass grams and gram_lengths")
+            parts.append(grams)
+            real.append(torch.arange(grams.size(1), device=ids.device)[None, :] < gram_lengths[:, None])
+        mask = torch.cat(real, dim=1).unsqueeze(-1).to(self.bigram_table.weight.dtype)
+        rows: torch.Tensor = self.bigram_table(torch.cat(parts, dim=1))  # [B, 2T-1 (+G), D]
         return (rows * mask).sum(dim=1) / mask.sum(dim=1)
 
     def num_parameters(self) -> int:

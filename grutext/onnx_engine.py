@@ -16,12 +16,12 @@ import numpy.typing as npt
 from tokenizers import Tokenizer
 
 from grutext.artifacts import ONNX_FILE, WEIGHTS_FILE, Meta, describe_meta, parameter_count, read_meta
-from grutext.batching import inference_batches, pad
-from grutext.config import INFER_BATCH_SIZE, TokenizerConfig
+from grutext.batching import inference_batches, pad, pad_grams
+from grutext.config import INFER_BATCH_SIZE, ModelConfig, TokenizerConfig
 from grutext.decision import Decision
 from grutext.errors import CheckpointError
 from grutext.prediction import Prediction, predictions, stream
-from grutext.tokenizer import encode
+from grutext.tokenizer import encode_inputs
 
 
 def has_onnx(path: str | Path) -> bool:
@@ -105,19 +105,31 @@ class OnnxPredictor:
     def tokenizer_config(self) -> TokenizerConfig:
         return self.meta.tokenizer_config
 
+    @property
+    def model_config(self) -> ModelConfig:
+        return self.meta.model_config
+
     def predict_proba(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Probabilities [N, C], rows in input order."""
-        return self.proba_of_ids(encode(self.meta.tokenizer, texts, self.meta.tokenizer_config))
+        return self.proba_of_ids(*encode_inputs(self.tokenizer, texts, self.tokenizer_config, self.model_config))
 
-    def proba_of_ids(self, ids: Sequence[Sequence[int]]) -> npt.NDArray[np.float32]:
-        """Probabilities [N, C] of token-id rows (as the tokenizer makes them)."""
+    def proba_of_ids(
+        self, ids: Sequence[Sequence[int]], grams: Sequence[Sequence[int]] | None = None
+    ) -> npt.NDArray[np.float32]:
+        """Probabilities [N, C] of token-id rows, with their character n-grams for a model that reads them (as
+        tokenizer.encode_inputs makes both)."""
         out = np.empty((len(ids), len(self.labels)), dtype=np.float32)
         if not ids:
             return out
+        if (grams is None) != (self.model_config.char_span is None):
+            raise ValueError("pass grams exactly when the model reads character n-grams (encode_inputs says)")
 
         def run(index: list[int]) -> tuple[list[int], npt.NDArray[np.float32]]:
             batch, lengths = pad(ids, index)
-            return index, self.session.run(None, {"ids": batch, "lengths": lengths})[0]
+            feed = {"ids": batch, "lengths": lengths}
+            if grams is not None:
+                feed["grams"], feed["gram_lengths"] = pad_grams(grams, index)
+            return index, self.session.run(None, feed)[0]
 
         batches = inference_batches(ids, self.batch_size)
         if self.workers > 1 and len(batches) > 1:

@@ -109,8 +109,11 @@ def _pool(g: _Graph, states: str, mask: str, minus_inf: str, lengths_f: str, mod
     return str(g.op("Reshape", [by_batch, g.const([0, -1], "shape", np.int64)]))
 
 
-def _bigram_bag(g: _Graph, weights: dict[str, Array], ids: str, lengths: str, time: str, buckets: int) -> str:
-    """GRUClassifier.bigram_bag as nodes: [B, D], the mean of the rows of a text's tokens and bigrams."""
+def _bigram_bag(
+    g: _Graph, weights: dict[str, Array], ids: str, lengths: str, time: str, buckets: int, chars: bool
+) -> str:
+    """GRUClassifier.bigram_bag as nodes: [B, D], the mean of the rows of a text's tokens and bigrams (and, with
+    `chars`, of the rows the inputs grams / gram_lengths give: its words' character n-grams)."""
     from onnx import TensorProto
 
     vocab = weights["embedding.weight"].shape[0]
@@ -121,11 +124,18 @@ def _bigram_bag(g: _Graph, weights: dict[str, Array], ids: str, lengths: str, ti
     pairs = g.op("Add", [g.op("Mul", [first, g.const(BIGRAM_HASH, "hash", np.int64)]), second])
     bucket = g.op("Mod", [pairs, g.const(buckets, "buckets", np.int64)])
     pairs = g.op("Add", [bucket, g.const(vocab, "vocab", np.int64)])  # [B, T-1], as grutext.model.bigram_ids
-    grams = g.op("Concat", [ids, pairs], axis=1)  # [B, 2T-1]
     column = g.op("Unsqueeze", [lengths, g.const([1], "axis", np.int64)])  # [B, 1]
     position = g.op("Unsqueeze", [time, g.const([0], "axis0", np.int64)])  # [1, T]
     later = g.op("Slice", [position, one, end, axis])  # [1, T-1]
-    real = g.op("Concat", [g.op("Less", [position, column]), g.op("Less", [later, column])], axis=1)  # [B, 2T-1]
+    parts, real_parts = [ids, pairs], [g.op("Less", [position, column]), g.op("Less", [later, column])]
+    if chars:
+        width = g.op("Gather", [g.op("Shape", ["grams"]), g.const(1, "one0", np.int64)], axis=0)
+        slots = g.op("Range", [g.const(0, "start", np.int64), width, g.const(1, "delta", np.int64)])  # [G]
+        counts = g.op("Unsqueeze", ["gram_lengths", g.const([1], "axis", np.int64)])  # [B, 1]
+        parts.append("grams")
+        real_parts.append(g.op("Less", [g.op("Unsqueeze", [slots, g.const([0], "axis0", np.int64)]), counts]))
+    grams = g.op("Concat", parts, axis=1)  # [B, 2T-1 (+G)]
+    real = g.op("Concat", real_parts, axis=1)
     mask = g.op("Unsqueeze", [g.op("Cast", [real], to=TensorProto.FLOAT), g.const([2], "axis2", np.int64)])
     rows = g.op("Gather", [g.const(weights["bigram_table.weight"], "bigram_table"), grams], axis=0)  # [B, 2T-1, D]
     total = g.op("ReduceSum", [g.op("Mul", [rows, mask]), axis], keepdims=0)
@@ -184,7 +194,7 @@ def build(weights: dict[str, Array], cfg: ModelConfig, num_labels: int, multi_la
         transB=1,
     )
     if cfg.bigram_buckets:  # the bag of tokens and hashed bigrams, its logits averaged with the GRU's
-        bag = _bigram_bag(g, weights, ids, lengths, time, cfg.bigram_buckets)
+        bag = _bigram_bag(g, weights, ids, lengths, time, cfg.bigram_buckets, cfg.char_span is not None)
         bag_w = g.const(weights["bigram_classifier.weight"], "bag_w")
         bag_logits = g.op("Gemm", [bag, bag_w, g.const(weights["bigram_classifier.bias"], "b")], transB=1)
         logits = g.op("Mul", [g.op("Add", [logits, bag_logits]), g.const(0.5, "half")])
@@ -198,6 +208,14 @@ def build(weights: dict[str, Array], cfg: ModelConfig, num_labels: int, multi_la
         [
             helper.make_tensor_value_info(ids, TensorProto.INT64, ["batch", "time"]),
             helper.make_tensor_value_info(lengths, TensorProto.INT64, ["batch"]),
+            *(
+                [
+                    helper.make_tensor_value_info("grams", TensorProto.INT64, ["batch", "grams"]),
+                    helper.make_tensor_value_info("gram_lengths", TensorProto.INT64, ["batch"]),
+                ]
+                if cfg.char_span is not None
+                else []
+            ),
         ],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", num_labels])],
         g.initializers,
@@ -250,9 +268,10 @@ def write_file(target: Path, data: bytes) -> None:
 def fingerprint(meta: Meta) -> dict[str, str]:
     """What ties a model.onnx to its checkpoint: the weights file's sha256, and the settings and labels it
     was built for. The ONNX engine refuses a graph whose fingerprint no longer matches."""
-    settings = json.dumps(
-        {"model": to_dict(meta.model_config), "shape": to_dict(meta.shape), "labels": meta.labels}, sort_keys=True
-    )
+    model = to_dict(meta.model_config)
+    if model.get("char_ngrams") == "0":  # as graphs written before the setting existed were fingerprinted
+        del model["char_ngrams"]
+    settings = json.dumps({"model": model, "shape": to_dict(meta.shape), "labels": meta.labels}, sort_keys=True)
     return {
         "grutext_weights_sha256": file_sha256(meta.path / WEIGHTS_FILE),
         "grutext_settings_sha256": hashlib.sha256(settings.encode()).hexdigest(),

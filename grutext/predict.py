@@ -11,9 +11,9 @@ from tokenizers import Tokenizer
 
 from grutext.batching import infer
 from grutext.checkpoint import Checkpoint, describe, load
-from grutext.config import INFER_BATCH_SIZE, TokenizerConfig
+from grutext.config import INFER_BATCH_SIZE, ModelConfig, TokenizerConfig
 from grutext.prediction import Prediction, format_prediction, stream
-from grutext.tokenizer import encode
+from grutext.tokenizer import encode_inputs
 
 __all__ = ["Prediction", "Predictor", "format_prediction"]
 
@@ -66,15 +66,21 @@ class Predictor:
     def tokenizer_config(self) -> TokenizerConfig:
         return self.checkpoint.tokenizer_config
 
+    @property
+    def model_config(self) -> ModelConfig:
+        return self.checkpoint.model_config
+
     def predict_proba(self, texts: Sequence[str]) -> torch.Tensor:
         """Probabilities [N, C], rows in input order: softmax, or per-label sigmoid for multi-label."""
-        return self.proba_of_ids(encode(self.checkpoint.tokenizer, texts, self.checkpoint.tokenizer_config))
+        return self.proba_of_ids(*encode_inputs(self.tokenizer, texts, self.tokenizer_config, self.model_config))
 
-    def proba_of_ids(self, ids: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Probabilities [N, C] of token-id rows (as the tokenizer makes them)."""
+    def proba_of_ids(self, ids: Sequence[Sequence[int]], grams: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
+        """Probabilities [N, C] of token-id rows, with their character n-grams for a model that reads them (as
+        tokenizer.encode_inputs makes both)."""
         if not ids:
             return torch.empty(0, len(self.labels))
-        return self.head.probabilities(infer(self.checkpoint.model, ids, self.device, self.batch_size))
+        logits = infer(self.checkpoint.model, ids, self.device, self.batch_size, grams)
+        return self.head.probabilities(logits)
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """One Prediction per text, in input order."""

@@ -311,7 +311,7 @@ def train_streaming(
 
     # ---- model and optimizer
     shape = DataShape(tokenizer.get_vocab_size(), len(labels), found.multi_label)
-    model = GRUClassifier(model_cfg, shape)
+    model = GRUClassifier(model_cfg.resolved_for(found.multi_label, tok_cfg.kind, streaming=True), shape)
     if pretrained is not None:
         with torch.no_grad():
             model.embedding.weight.copy_(torch.from_numpy(pretrained.weights))

@@ -11,13 +11,14 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-from grutext.config import TokenizerConfig
+from grutext.config import ModelConfig, TokenizerConfig
 
 PAD, UNK = "[PAD]", "[UNK]"
 PAD_ID, UNK_ID = 0, 1
@@ -317,3 +318,71 @@ def encode(tokenizer: Tokenizer, texts: Sequence[str], cfg: TokenizerConfig) -> 
         tail = cfg.max_length - head
         ids = [row if len(row) <= cfg.max_length else row[:head] + row[len(row) - tail :] for row in ids]
     return ids
+
+
+# ---------------------------------------------------------------------------------------------- char n-grams
+
+
+def _kept(words: list[Any], cfg: TokenizerConfig) -> list[Any]:
+    """The words whose tokens encode() keeps (the word tokenizer makes one token a word)."""
+    if len(words) <= cfg.max_length:
+        return words
+    if cfg.truncation == "head":
+        return words[: cfg.max_length]
+    head = (cfg.max_length + 1) // 2
+    return words[:head] + words[len(words) - (cfg.max_length - head) :]
+
+
+GRAM_CACHE = 200_000  # words whose n-gram rows are remembered while encoding (then forgotten, to bound memory)
+
+
+def _token_grams(
+    tokenizer: Tokenizer, texts: Iterable[str], cfg: TokenizerConfig, span: tuple[int, int], buckets: int
+) -> Iterator[list[list[int]]]:
+    normalizer, pre_tokenizer = tokenizer.normalizer, tokenizer.pre_tokenizer
+    offset, (low, high) = tokenizer.get_vocab_size(), span
+    seen: dict[str, list[int]] = {}
+    for text in capped(texts, cfg):
+        rows = []
+        for word, _ in _kept(pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)), cfg):
+            grams = seen.get(word)
+            if grams is None:
+                if len(seen) >= GRAM_CACHE:
+                    seen.clear()
+                marked = f"<{word}>"  # normalized by the Rust tokenizer: valid UTF-8
+                grams = seen[word] = [
+                    offset + zlib.crc32(marked[i : i + n].encode()) % buckets
+                    for n in range(low, high + 1)
+                    for i in range(len(marked) - n + 1)
+                ]
+            rows.append(grams)
+        yield rows
+
+
+def token_char_grams(
+    tokenizer: Tokenizer, texts: Sequence[str], cfg: TokenizerConfig, span: tuple[int, int], buckets: int
+) -> list[list[list[int]]]:
+    """For each text, for each of its tokens (the word tokenizer's: one a word), the bigram table rows of the
+    word's character n-grams: fastText's, with < and > around the word, `span` long, hashed (crc32, stable
+    everywhere) into the `buckets` rows after the vocabulary's. Unknown words get theirs too: that is what
+    they are for, a word never seen in training still shares pieces with words that were."""
+    return list(_token_grams(tokenizer, texts, cfg, span, buckets))
+
+
+def char_grams(
+    tokenizer: Tokenizer, texts: Sequence[str], cfg: TokenizerConfig, span: tuple[int, int], buckets: int
+) -> list[list[int]]:
+    """token_char_grams(), each text's rows in one list: what the bigram head reads beside the token ids."""
+    return [[g for grams in text for g in grams] for text in _token_grams(tokenizer, texts, cfg, span, buckets)]
+
+
+def encode_inputs(
+    tokenizer: Tokenizer, texts: Sequence[str], tok_cfg: TokenizerConfig, model_cfg: ModelConfig
+) -> tuple[list[list[int]], list[list[int]] | None]:
+    """What a model reads of each text: its token ids, and its words' character n-grams where the model
+    reads them (None where it does not). Training, both engines and the server all encode here."""
+    ids = encode(tokenizer, texts, tok_cfg)
+    span = model_cfg.char_span
+    if span is None or not model_cfg.bigram_buckets:
+        return ids, None
+    return ids, char_grams(tokenizer, texts, tok_cfg, span, model_cfg.bigram_buckets)

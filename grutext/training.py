@@ -43,7 +43,14 @@ from grutext.errors import ConfigError, Interrupted, TrainingError
 from grutext.head import Head, make_head
 from grutext.model import GRUClassifier
 from grutext.pretrained import pretrained_embeddings
-from grutext.tokenizer import PAD_ID, UNK_ID, configure_truncation, encode, train_tokenizer, truncated_fraction
+from grutext.tokenizer import (
+    PAD_ID,
+    UNK_ID,
+    configure_truncation,
+    encode_inputs,
+    train_tokenizer,
+    truncated_fraction,
+)
 
 
 @dataclass(frozen=True)
@@ -428,6 +435,8 @@ def train(
             model_cfg = dataclasses.replace(model_cfg, embed_dim=saved_model.get("embed_dim"))
         if model_cfg.bigram_buckets is None:  # the default: the head that run had (none, if it predates the head)
             model_cfg = dataclasses.replace(model_cfg, bigram_buckets=saved_model.get("bigram_buckets", 0))
+        if model_cfg.char_ngrams is None:  # likewise: the n-grams that run read (none, if it predates them)
+            model_cfg = dataclasses.replace(model_cfg, char_ngrams=saved_model.get("char_ngrams", "0"))
         differences = [
             *_config_differences(saved.get("tokenizer", {}), to_dict(tok_cfg)),
             *_config_differences(saved_model, to_dict(model_cfg)),
@@ -444,6 +453,8 @@ def train(
             emit(DiscardingResumable(output, *position))
     if cfg.streaming:
         from grutext.stream_training import train_streaming
+
+        model_cfg.resolved_for(False, tok_cfg.kind, streaming=True)  # refuses --char-ngrams before reading data
 
         return train_streaming(
             spec, tok_cfg, model_cfg, cfg, output, overwrite=overwrite, resume=resume, on_event=on_event
@@ -476,6 +487,7 @@ def train(
     data = training_splits(data, cfg.val_fraction, cfg.seed)
     labels = data.label_names()
     task = make_task(data, labels, cfg)
+    model_cfg = model_cfg.resolved_for(data.multi_label, tok_cfg.kind)
     sizes = {name: len(split.texts) for name, split in data.splits.items()}
     emit(
         DataLoaded(spec.source, data.text_column, data.label_column, labels, sizes, data.validation_from, data.skipped)
@@ -514,7 +526,12 @@ def train(
     model_cfg = dataclasses.replace(model_cfg, embed_dim=model_cfg.embedding_size)
     if group is not None and group.leader:
         group.broadcast((tokenizer.to_str(), model_cfg.embed_dim))
-    ids = {name: encode(tokenizer, split.texts, tok_cfg) for name, split in data.splits.items()}
+    ids: dict[str, list[list[int]]] = {}
+    grams: dict[str, TokenRows] = {}  # each split's character n-grams, for a model that reads them
+    for name, split in data.splits.items():
+        ids[name], split_grams = encode_inputs(tokenizer, split.texts, tok_cfg, model_cfg)
+        if split_grams is not None:
+            grams[name] = split_grams
     emit(
         TokenizerTrained(
             tok_cfg.kind,
@@ -600,7 +617,9 @@ def train(
 
     with StopSignals() as stop, torch_threads(device, backend):
         try:
-            stopped = fit(runner, model, optimizer, loop, best_state, ids, y, task, cfg, device, emit, stop, group)
+            stopped = fit(
+                runner, model, optimizer, loop, best_state, ids, y, task, cfg, device, emit, stop, group, grams
+            )
         except TrainingError as exc:
             if loop.best_epoch == 0:
                 raise
@@ -630,7 +649,9 @@ def train(
 
         # ---- final scores of the kept model; the test split is only reported, never used to choose
         model.load_state_dict(best_state)
-        val_metrics, _, _ = task.score(_infer(model, ids["validation"], device, group), y["validation"], task.per_label)
+        val_metrics, _, _ = task.score(
+            _infer(model, ids["validation"], device, group, grams.get("validation")), y["validation"], task.per_label
+        )
         task.kept_decision = task.head.decision_section()
         metrics: dict[str, Any] = {
             "best_epoch": loop.best_epoch,
@@ -640,7 +661,7 @@ def train(
             "validation": val_metrics,
         }
         if "test" in ids:  # thresholds come from validation, never from test
-            test_logits = _infer(model, ids["test"], device, group)
+            test_logits = _infer(model, ids["test"], device, group, grams.get("test"))
             metrics["test"] = task.head.metrics(task.head.probabilities(test_logits), y["test"])
     metrics["history"] = loop.history
     path = write(best_state, metrics, None)
@@ -754,9 +775,10 @@ def end_epoch(
     group: Group | None,
     seconds: float,
     emit: Callable[[Event], None],
+    val_grams: TokenRows | None = None,
 ) -> None:
     """Score the epoch on validation, keep the weights if they are the best yet, report, reset the counters."""
-    val_metrics, val_loss, val_score = task.score(_infer(model, val_ids, device, group), val_y)
+    val_metrics, val_loss, val_score = task.score(_infer(model, val_ids, device, group, val_grams), val_y)
     score = [val_score, -val_loss]
     improved = score > loop.best_score
     if improved:
@@ -787,12 +809,16 @@ def _silent(event: Event) -> None:
     """The event sink of ranks other than 0."""
 
 
-def _infer(model: GRUClassifier, ids: TokenRows, device: torch.device, group: Group | None) -> torch.Tensor:
-    """Logits of every row; under torchrun each rank runs its share and all ranks get them all, in order."""
+def _infer(
+    model: GRUClassifier, ids: TokenRows, device: torch.device, group: Group | None, grams: TokenRows | None = None
+) -> torch.Tensor:
+    """Logits of every row (with its character n-grams, for a model that reads them); under torchrun each rank
+    runs its share and all ranks get them all, in order."""
     if group is None:
-        return infer(model, ids, device)
+        return infer(model, ids, device, grams=grams)
     mine = list(range(group.rank, len(ids), group.world))
-    logits = infer(model, [ids[i] for i in mine], device) if mine else torch.empty(0)
+    part = None if grams is None else [grams[i] for i in mine]
+    logits = infer(model, [ids[i] for i in mine], device, grams=part) if mine else torch.empty(0)
     out: torch.Tensor | None = None
     for rank, part in enumerate(group.gather(logits)):
         if out is None:
@@ -817,10 +843,13 @@ def fit(
     emit: Callable[[Event], None],
     stop: StopSignals,
     group: Group | None = None,
+    grams: Mapping[str, TokenRows] | None = None,
 ) -> str:
     """The loop: clipped AdamW steps, a validation pass per epoch, early stopping on the task's metric.
     Updates `loop` and `best_state` in place; returns why it stopped (or "interrupted"). `runner` is the
-    model, or its DistributedDataParallel wrapper under torchrun."""
+    model, or its DistributedDataParallel wrapper under torchrun. `grams`: each split's character n-grams,
+    for a model that reads them."""
+    grams = grams or {}
     lengths = [len(r) for r in ids["train"]]
     train_ids, train_y = ids["train"], y["train"]
     word_dropout = cfg.resolved_word_dropout(task.head.multi_label)
@@ -840,12 +869,12 @@ def fit(
         start = time.perf_counter() - loop.seconds
         for step in range(loop.step, len(batches)):
             whole = batches[step]
-            batch = collate(train_ids, whole[rank::world]).to(device)
+            batch = collate(train_ids, whole[rank::world], grams.get("train")).to(device)
             if word_dropout:  # whole words hidden behind [UNK]: the model may not lean on any single one
                 hide = (torch.rand(batch.ids.shape, device=device) < word_dropout) & (batch.ids != PAD_ID)
                 batch.ids = batch.ids.masked_fill(hide, UNK_ID)
             target = train_y[batch.index].to(device)  # [B] or [B, C]
-            logits = runner(batch.ids, batch.lengths)  # [B, C], or [B, 2C] with the bigram head
+            logits = runner(*batch.inputs)  # [B, C], or [B, 2C] with the bigram head
             # Under torchrun the loss is normalised over the whole global batch, times the ranks DDP averages
             # over, so N ranks take exactly the step one process takes on the same texts.
             normalizer = task.normalizer(train_y[whole]) / world if world > 1 else None
@@ -878,7 +907,19 @@ def fit(
                 loop.seconds = elapsed
                 return "interrupted"
         seconds = time.perf_counter() - start
-        end_epoch(model, task, loop, best_state, ids["validation"], y["validation"], device, group, seconds, emit)
+        end_epoch(
+            model,
+            task,
+            loop,
+            best_state,
+            ids["validation"],
+            y["validation"],
+            device,
+            group,
+            seconds,
+            emit,
+            grams.get("validation"),
+        )
         if cfg.max_steps is not None and loop.global_step >= cfg.max_steps:
             return f"reached --max-steps {cfg.max_steps}"
         if loop.bad_epochs and loop.bad_epochs >= cfg.patience:  # patience 0: stop at the first worse epoch

@@ -80,6 +80,20 @@ def trained(split_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def trained_chars(split_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like `trained`, with the bigram head reading character 2-4-grams (read-only)."""
+    from click.testing import CliRunner
+
+    from grutext.cli import cli
+
+    out = tmp_path_factory.mktemp("models") / "chars"
+    args = ["train", str(split_dir), "--output", str(out), *TINY, "--epochs", "10", "--char-ngrams", "2-4"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="session")
 def exported_model(trained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The shared checkpoint with its model.onnx (read-only)."""
     import shutil

@@ -11,6 +11,7 @@ import torch
 
 import grutext
 from grutext.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load, save, write_atomically
+from grutext.config import ModelConfig
 from grutext.errors import CheckpointError
 
 
@@ -19,6 +20,14 @@ def ckpt(trained: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "ckpt"
     shutil.copytree(trained, copy)
     return copy
+
+
+def sample_inputs(cfg: ModelConfig) -> tuple[torch.Tensor, ...]:
+    """Two texts as a model reads them: ids and lengths, then n-gram rows where the model reads them."""
+    inputs = (torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]]), torch.tensor([4, 2]))
+    if cfg.char_span is not None:  # the default: the bigram head reads n-gram rows too
+        inputs += (torch.tensor([[300, 301, 302], [303, 0, 0]]), torch.tensor([3, 1]))
+    return inputs
 
 
 def test_round_trip_gives_identical_logits(ckpt: Path, tmp_path: Path) -> None:
@@ -35,10 +44,9 @@ def test_round_trip_gives_identical_logits(ckpt: Path, tmp_path: Path) -> None:
         overwrite=False,
     )
     second = load(again)
-    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]])
-    lengths = torch.tensor([4, 2])
+    inputs = sample_inputs(first.model_config)
     with torch.no_grad():
-        assert torch.equal(first.model(ids, lengths), second.model(ids, lengths))
+        assert torch.equal(first.model(*inputs), second.model(*inputs))
     assert second.tokenizer.to_str() == first.tokenizer.to_str()
 
 
@@ -119,6 +127,6 @@ def test_format_1_checkpoints_still_load(ckpt: Path) -> None:
     after = load(ckpt)
     assert after.model_config == before.model_config and after.model_config.cell == "gru"
     assert after.shape == before.shape == DataShape(before.shape.vocab_size, 2, False)
-    ids, lengths = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]]), torch.tensor([4, 2])
+    inputs = sample_inputs(before.model_config)
     with torch.no_grad():
-        assert torch.equal(before.model(ids, lengths), after.model(ids, lengths))
+        assert torch.equal(before.model(*inputs), after.model(*inputs))

@@ -89,6 +89,40 @@ def test_a_checkpoint_from_before_the_bigram_head_loads_without_one(
     assert result.stdout.split()[0] in ("pos", "neg")
 
 
+def test_unknown_words_count_through_their_character_ngrams_on_both_engines(trained_chars: Path) -> None:
+    trained = trained_chars
+    assert json.loads((trained / "config.json").read_text())["model"]["char_ngrams"] == "2-4"
+    # two words the vocabulary lacks: the same [UNK] id, told apart by their n-grams alone
+    text = "superbbbly\nqqxqzv\n"
+    predict = ("predict", "-m", str(trained), "--format", "jsonl", "--engine")
+    out = {
+        engine: [json.loads(line) for line in run(*predict, engine, input=text).stdout.splitlines()]
+        for engine in ("torch", "onnx")
+    }
+    assert [r["probs"] for r in out["torch"]] == [pytest.approx(r["probs"], abs=1e-5) for r in out["onnx"]]
+    assert out["torch"][0]["probs"] != pytest.approx(out["torch"][1]["probs"], abs=1e-4)
+    assert "character 2-4-grams" in run("info", "-m", str(trained)).stderr
+
+
+def test_a_checkpoint_from_before_character_ngrams_loads_on_both_engines(split_dir: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    result = run("train", str(split_dir), "-o", str(old), *TINY, "--char-ngrams", "0", "--max-steps", "3")
+    assert result.exit_code == 0, result.output
+    config = json.loads((old / "config.json").read_text())
+    del config["model"]["char_ngrams"]
+    (old / "config.json").write_text(json.dumps(config))
+    for engine in ("torch", "onnx"):  # the model.onnx written then still matches its checkpoint
+        result = run("predict", "-m", str(old), "--engine", engine, input="a wonderful film\n")
+        assert result.exit_code == 0, result.output
+
+
+def test_char_ngrams_the_tokenizer_cannot_give_are_refused(split_dir: Path, tmp_path: Path) -> None:
+    for extra in (["--tokenizer", "bpe"], ["--bigrams", "0"]):
+        result = run("train", str(split_dir), "-o", str(tmp_path / "m"), *TINY, "--char-ngrams", "2-4", *extra)
+        assert result.exit_code == 1 and result.output.count("Error:") == 1 and "--char-ngrams" in result.output
+        assert not (tmp_path / "m").exists()
+
+
 def test_train_refuses_non_empty_output_without_overwrite(split_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m"
     out.mkdir()
@@ -110,7 +144,7 @@ def test_max_steps_stops_early(split_dir: Path, tmp_path: Path) -> None:
     [
         ["--epochs", "0"], ["--lr", "-1"], ["--max-length", "0"], ["--dropout", "2"], ["--pooling", "median"],
         ["--word-dropout", "1"], ["--label-smoothing", "0.6"], ["--vectors-std", "0.5"],  # the last without --vectors
-        ["--bigrams", "-1"],
+        ["--bigrams", "-1"], ["--char-ngrams", "2-x"], ["--char-ngrams", "4-2"],
     ],
 )  # fmt: skip
 def test_invalid_option_values_are_usage_errors(split_dir: Path, tmp_path: Path, flag: list[str]) -> None:

@@ -14,19 +14,28 @@ from click.testing import CliRunner
 from grutext.cli import cli
 from grutext.engine import load_engine
 from grutext.explain import comprehensiveness, explain
+from grutext.tokenizer import token_char_grams
 from tests.conftest import TINY, sentiment_rows, write_jsonl
 
 
 @pytest.mark.parametrize("engine", ["torch", "onnx"])
-def test_attributions_are_the_fall_of_the_probability_when_a_token_is_deleted(trained: Path, engine: str) -> None:
-    model = load_engine(trained, engine)
+@pytest.mark.parametrize("fixture", ["trained", "trained_chars"])
+def test_attributions_are_the_fall_of_the_probability_when_a_token_is_deleted(
+    request: pytest.FixtureRequest, fixture: str, engine: str
+) -> None:
+    model = load_engine(request.getfixturevalue(fixture), engine)
     text = "the  film was superb, really superb"
     (e,) = explain(model, [text])
     assert e.label == "pos" and [t.token for t in e.tokens] == ["the", "film", "was", "superb", ",", "really", "superb"]
     assert all(text[t.start : t.end] == t.token for t in e.tokens)
     ids = [model.tokenizer.encode(text, add_special_tokens=False).ids]
     without = [ids[0][:i] + ids[0][i + 1 :] for i in range(len(ids[0]))]
-    probs = np.asarray(model.proba_of_ids(ids + without))[:, model.labels.index("pos")]
+    cfg, grams = model.model_config, None
+    if fixture == "trained_chars":  # deleting a token deletes its word's n-grams too
+        assert cfg.char_span == (2, 4)
+        (words,) = token_char_grams(model.tokenizer, [text], model.tokenizer_config, (2, 4), cfg.bigram_buckets)
+        grams = [[g for w in words for g in w]] + [[g for w in words[:i] + words[i + 1 :] for g in w] for i in range(7)]
+    probs = np.asarray(model.proba_of_ids(ids + without, grams))[:, model.labels.index("pos")]
     np.testing.assert_allclose([t.attribution for t in e.tokens], probs[0] - probs[1:], atol=1e-6)
     assert e.score == pytest.approx(float(probs[0]), abs=1e-6)
 

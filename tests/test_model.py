@@ -10,7 +10,8 @@ import torch
 
 from grutext.backend import prepare
 from grutext.batching import collate, infer
-from grutext.config import DEFAULT_BIGRAM_BUCKETS, DataShape, ModelConfig
+from grutext.config import DEFAULT_BIGRAM_BUCKETS, DEFAULT_CHAR_NGRAMS, DataShape, ModelConfig
+from grutext.errors import ConfigError
 from grutext.fast import FastDropout
 from grutext.fast.optim import clip_gradients
 from grutext.model import GRUClassifier, bigram_ids, reversal_index
@@ -96,6 +97,46 @@ def test_the_bigram_head_is_on_by_default_for_single_label_data_only() -> None:
     assert multi.cfg.bigram_buckets == 0 and multi.heads == 1 and not hasattr(multi, "bigram_table")
     chosen = dataclasses.replace(default, bigram_buckets=7)
     assert GRUClassifier(chosen, DataShape(vocab_size=50, num_labels=3, multi_label=True)).heads == 2
+
+
+def test_the_bigram_head_reads_character_ngram_rows_into_the_same_mean() -> None:
+    model = make("reference", bigram_buckets=11, bigram_dim=4, char_ngrams="2-3")
+    ids, lengths = _ids_lengths([[5, 6, 7], [8, 9]])
+    grams, gram_lengths = torch.tensor([[52, 53, 60, 0], [55, 56, 57, 58]]), torch.tensor([3, 4])
+    with torch.no_grad():
+        bag = model.bigram_bag(ids, lengths, grams, gram_lengths)
+        rows = [5, 6, 7, *bigram_ids(torch.tensor([[5, 6, 7]]), 50, 11)[0].tolist(), 52, 53, 60]
+        torch.testing.assert_close(bag[0], model.bigram_table.weight[rows].mean(0))  # the padding slot is not read
+        # an unknown word ([UNK] alike) is told apart by its n-grams, and padding never changes a row
+        other = model(ids, lengths, torch.tensor([[54, 53, 60, 0], [55, 56, 57, 58]]), gram_lengths)
+        assert not torch.allclose(model(ids, lengths, grams, gram_lengths)[0], other[0])
+        wider = torch.cat([grams, torch.full((2, 3), 59)], dim=1)
+        torch.testing.assert_close(model(ids, lengths, wider, gram_lengths), model(ids, lengths, grams, gram_lengths))
+    with pytest.raises(ValueError, match="character n-grams"):
+        model(ids, lengths)
+
+
+def test_char_ngrams_resolve_to_the_word_tokenizer_s_single_label_head_and_refuse_what_cannot_read_them() -> None:
+    default = ModelConfig()
+    assert default.resolved_for(False, "word").char_ngrams == DEFAULT_CHAR_NGRAMS
+    assert default.resolved_for(True, "word").char_ngrams == "0"  # no bigram head, so nothing to read them
+    assert default.resolved_for(False, "bpe").char_ngrams == "0"
+    assert default.resolved_for(False, "word", streaming=True).char_ngrams == "0"
+    assert ModelConfig(char_ngrams="3-5").resolved_for(False, "word").char_span == (3, 5)
+    assert ModelConfig(char_ngrams="0").resolved_for(False, "word").char_span is None
+    assert ModelConfig(char_ngrams="3").char_ngrams == "3" and ModelConfig(
+        char_ngrams="3", bigram_buckets=5
+    ).char_span == (3, 3)
+    for cfg, kind, streaming, message in [
+        (ModelConfig(char_ngrams="2-4", bigram_buckets=0), "word", False, "bigram head"),
+        (ModelConfig(char_ngrams="2-4"), "wordpiece", False, "--tokenizer word"),
+        (ModelConfig(char_ngrams="2-4"), "word", True, "--streaming"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            cfg.resolved_for(False, kind, streaming)
+    for bad in ["4-2", "0-3", "10", "2-", "x", "2-4-6"]:
+        with pytest.raises(ConfigError, match="MIN-MAX"):
+            ModelConfig(char_ngrams=bad)
 
 
 def test_padding_tokens_are_not_read_even_if_nonzero() -> None:

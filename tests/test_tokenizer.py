@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 
 from grutext.config import TOKENIZER_KINDS, TokenizerConfig
-from grutext.tokenizer import PAD_ID, UNK_ID, encode, train_tokenizer, truncated_fraction, word_counts
+from grutext.tokenizer import (
+    PAD_ID,
+    UNK_ID,
+    char_grams,
+    encode,
+    token_char_grams,
+    train_tokenizer,
+    truncated_fraction,
+    word_counts,
+)
 from tests.conftest import sentiment_rows
 
 TEXTS = [r["text"] for r in sentiment_rows(200)] + [r["text"] for r in sentiment_rows(200, chinese=True)]
@@ -134,3 +145,21 @@ def test_joined_encoding_equals_one_text_at_a_time(kind: str, truncation: str, m
         encode(tok, [f"a {tokenizer_module.SEPARATOR} b"], cfg)[0],
         *alone[10:20],
     ]
+
+
+@pytest.mark.parametrize("truncation", ["head", "head_tail"])
+def test_char_grams_are_each_word_s_fasttext_ngrams_one_list_a_token(truncation: str) -> None:
+    cfg = TokenizerConfig(kind="word", vocab_size=300, max_length=5, truncation=truncation)
+    tok = train_tokenizer(TEXTS, cfg)
+    odd = ["", "Ｆｉｌｍ  superb!!", "房间很好，服务满意", "one two three four five six seven", "zzyzx\u3000qq"]
+    texts = TEXTS[:50] + odd
+    ids, per_token = encode(tok, texts, cfg), token_char_grams(tok, texts, cfg, (2, 3), 97)
+    assert [len(row) for row in per_token] == [len(row) for row in ids]  # one list a kept token, unknown ones too
+    size = tok.get_vocab_size()
+    # "film" (NFKC, lowercased) is <film>: 2-grams <f fi il lm m>, 3-grams <fi fil ilm lm>
+    grams = ["<f", "fi", "il", "lm", "m>", "<fi", "fil", "ilm", "lm>"]
+    assert per_token[51][0] == [size + zlib.crc32(g.encode()) % 97 for g in grams]
+    assert per_token[52][0] == [size + zlib.crc32(g.encode()) % 97 for g in ["<房", "房>", "<房>"]]
+    flat = char_grams(tok, texts, cfg, (2, 3), 97)
+    assert flat == [[g for word in row for g in word] for row in per_token]
+    assert all(size <= g < size + 97 for row in flat for g in row)
