@@ -7,6 +7,7 @@ the order still changes every epoch.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,21 +32,21 @@ class Batch:
     ids: torch.Tensor  # [B, T] int64, right-padded with PAD_ID
     lengths: torch.Tensor  # [B] int64, each >= 1
     index: list[int]  # position of each row in the source sequence
-    grams: torch.Tensor | None = None  # [B, G] int64: character n-gram rows (for models that read them), padded
-    gram_lengths: torch.Tensor | None = None  # [B] int64, each >= 0
+    grams: torch.Tensor | None = None  # [B, G] int64: distinct character n-gram rows (for models that read them)
+    gram_counts: torch.Tensor | None = None  # [B, G] float32: how often each occurs, 0 in the padding
 
     def to(self, device: torch.device) -> Batch:
-        if self.grams is None or self.gram_lengths is None:
+        if self.grams is None or self.gram_counts is None:
             return Batch(self.ids.to(device), self.lengths.to(device), self.index)
-        grams, gram_lengths = self.grams.to(device), self.gram_lengths.to(device)
-        return Batch(self.ids.to(device), self.lengths.to(device), self.index, grams, gram_lengths)
+        grams, gram_counts = self.grams.to(device), self.gram_counts.to(device)
+        return Batch(self.ids.to(device), self.lengths.to(device), self.index, grams, gram_counts)
 
     @property
     def inputs(self) -> tuple[torch.Tensor, ...]:
-        """What the model's forward takes: (ids, lengths), then (grams, gram_lengths) where there are some."""
-        if self.grams is None or self.gram_lengths is None:
+        """What the model's forward takes: (ids, lengths), then (grams, gram_counts) where there are some."""
+        if self.grams is None or self.gram_counts is None:
             return self.ids, self.lengths
-        return self.ids, self.lengths, self.grams, self.gram_lengths
+        return self.ids, self.lengths, self.grams, self.gram_counts
 
 
 def pad(ids: TokenRows, index: Sequence[int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -59,14 +60,21 @@ def pad(ids: TokenRows, index: Sequence[int]) -> tuple[npt.NDArray[np.int64], np
     return out, lengths
 
 
-def pad_grams(grams: TokenRows, index: Sequence[int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The chosen rows of character n-grams right-padded (with row 0, masked out), and their lengths (>= 0)."""
-    rows = [grams[i] for i in index]
-    lengths = np.array([len(r) for r in rows], dtype=np.int64)
-    out = np.zeros((len(rows), max(1, int(lengths.max()))), dtype=np.int64)
-    for j, row in enumerate(rows):
-        out[j, : len(row)] = row
-    return out, lengths
+def pad_grams(grams: TokenRows, index: Sequence[int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """The chosen texts' character n-gram rows as distinct rows and their counts, right-padded (row 0, count 0).
+    The model's mean weighs each row by its count, so this is the same bag as every occurrence read one by one,
+    over a third of the rows on long texts (bbc: 1,602 distinct of 4,819 a text). One np.unique for the batch:
+    each entry keyed by (text, row), rows < 2**32 (MAX_VOCAB and the buckets are far below)."""
+    lengths = np.array([len(grams[i]) for i in index], dtype=np.int64)
+    flat = np.fromiter(itertools.chain.from_iterable(grams[i] for i in index), dtype=np.int64, count=int(lengths.sum()))
+    keys, counts = np.unique((np.repeat(np.arange(len(index)), lengths) << 32) | flat, return_counts=True)
+    text, row = keys >> 32, keys & 0xFFFFFFFF
+    per_text = np.bincount(text, minlength=len(index))
+    position = np.arange(len(keys)) - np.repeat(np.cumsum(per_text) - per_text, per_text)
+    ids = np.zeros((len(index), max(1, int(per_text.max(initial=0)))), dtype=np.int64)
+    out = np.zeros(ids.shape, dtype=np.float32)
+    ids[text, position], out[text, position] = row, counts
+    return ids, out
 
 
 def collate(ids: TokenRows, index: Sequence[int], grams: TokenRows | None = None) -> Batch:
@@ -77,7 +85,7 @@ def collate(ids: TokenRows, index: Sequence[int], grams: TokenRows | None = None
     batch = Batch(torch.from_numpy(out), torch.from_numpy(lengths), list(index))
     if grams is not None:
         rows, counts = pad_grams(grams, index)
-        batch.grams, batch.gram_lengths = torch.from_numpy(rows), torch.from_numpy(counts)
+        batch.grams, batch.gram_counts = torch.from_numpy(rows), torch.from_numpy(counts)
     return batch
 
 

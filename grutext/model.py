@@ -240,10 +240,11 @@ class GRUClassifier(nn.Module):
         ids: torch.Tensor,
         lengths: torch.Tensor,
         grams: torch.Tensor | None = None,
-        gram_lengths: torch.Tensor | None = None,
+        gram_counts: torch.Tensor | None = None,
     ) -> torch.Tensor:
         # ids: [B, T] right-padded with PAD_ID; lengths: [B], each >= 1; with character n-grams (cfg.char_span)
-        # grams: [B, G] the bigram table's rows for them (tokenizer.char_grams), right-padded; gram_lengths: [B]
+        # grams: [B, G] the distinct bigram-table rows of a text's n-grams (batching.pad_grams), right-padded;
+        # gram_counts: [B, G] float, how often each occurs (0 in the padding)
         x = self.dropout(self.embedding(ids))  # [B, T, E]
         states = self.encoder(x, lengths)  # D x [B, T, H]
         pooled = pool(states, lengths, self.cfg.pooling)  # [B, D*H], twice that for maxmean
@@ -252,7 +253,7 @@ class GRUClassifier(nn.Module):
         logits: torch.Tensor = self.classifier(self.dropout(pooled))  # [B, C]
         if not self.cfg.bigram_buckets:
             return logits
-        bag: torch.Tensor = self.bigram_classifier(self.bigram_bag(ids, lengths, grams, gram_lengths))  # [B, C]
+        bag: torch.Tensor = self.bigram_classifier(self.bigram_bag(ids, lengths, grams, gram_counts))  # [B, C]
         if self.training:  # both heads side by side [B, 2C]: each is trained by its own loss (see `heads`)
             return torch.cat([logits, bag], dim=1)
         return (logits + bag) / 2
@@ -269,23 +270,25 @@ class GRUClassifier(nn.Module):
         ids: torch.Tensor,
         lengths: torch.Tensor,
         grams: torch.Tensor | None = None,
-        gram_lengths: torch.Tensor | None = None,
+        gram_counts: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The mean [B, D] of the table's rows for a text's tokens, its hashed word bigrams and, when given, its
-        words' character n-grams: one lookup of the table (the fast backend prepares the rows of each)."""
+        words' character n-grams: one lookup of the table (the fast backend prepares the rows of each). The
+        n-grams come as distinct rows with counts, the same mean over a third of the rows on long texts."""
         position = torch.arange(ids.size(1), device=ids.device)
         buckets = self.bigram_table.num_embeddings - self.shape.vocab_size
         pairs = bigram_ids(ids, self.shape.vocab_size, buckets)  # [B, T-1]
+        dtype = self.bigram_table.weight.dtype
         parts = [ids, pairs]
-        real = [position[None, :] < lengths[:, None], position[None, 1:] < lengths[:, None]]
+        weight = [(position[None, :] < lengths[:, None]).to(dtype), (position[None, 1:] < lengths[:, None]).to(dtype)]
         if self.cfg.char_span is not None:
-            if grams is None or gram_lengths is None:
-                raise ValueError("this model reads character n-grams: pass grams and gram_lengths")
+            if grams is None or gram_counts is None:
+                raise ValueError("this model reads character n-grams: pass grams and gram_counts")
             parts.append(grams)
-            real.append(torch.arange(grams.size(1), device=ids.device)[None, :] < gram_lengths[:, None])
-        mask = torch.cat(real, dim=1).unsqueeze(-1).to(self.bigram_table.weight.dtype)
+            weight.append(gram_counts.to(dtype))
+        w = torch.cat(weight, dim=1).unsqueeze(-1)  # [B, 2T-1 (+G), 1]: 1 or the count, 0 in the padding
         rows: torch.Tensor = self.bigram_table(torch.cat(parts, dim=1))  # [B, 2T-1 (+G), D]
-        return (rows * mask).sum(dim=1) / mask.sum(dim=1)
+        return (rows * w).sum(dim=1) / w.sum(dim=1)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -126,9 +126,9 @@ class OnnxPredictor:
 
         def run(index: list[int]) -> tuple[list[int], npt.NDArray[np.float32]]:
             batch, lengths = pad(ids, index)
-            feed = {"ids": batch, "lengths": lengths}
+            feed: dict[str, npt.NDArray[Any]] = {"ids": batch, "lengths": lengths}
             if grams is not None:
-                feed["grams"], feed["gram_lengths"] = pad_grams(grams, index)
+                feed["grams"], feed["gram_counts"] = pad_grams(grams, index)
             return index, self.session.run(None, feed)[0]
 
         batches = inference_batches(ids, self.batch_size)

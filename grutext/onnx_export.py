@@ -113,7 +113,8 @@ def _bigram_bag(
     g: _Graph, weights: dict[str, Array], ids: str, lengths: str, time: str, buckets: int, chars: bool
 ) -> str:
     """GRUClassifier.bigram_bag as nodes: [B, D], the mean of the rows of a text's tokens and bigrams (and, with
-    `chars`, of the rows the inputs grams / gram_lengths give: its words' character n-grams)."""
+    `chars`, of the rows the inputs grams / gram_counts give, each weighed by its count: the words' character
+    n-grams)."""
     from onnx import TensorProto
 
     vocab = weights["embedding.weight"].shape[0]
@@ -127,16 +128,13 @@ def _bigram_bag(
     column = g.op("Unsqueeze", [lengths, g.const([1], "axis", np.int64)])  # [B, 1]
     position = g.op("Unsqueeze", [time, g.const([0], "axis0", np.int64)])  # [1, T]
     later = g.op("Slice", [position, one, end, axis])  # [1, T-1]
-    parts, real_parts = [ids, pairs], [g.op("Less", [position, column]), g.op("Less", [later, column])]
-    if chars:
-        width = g.op("Gather", [g.op("Shape", ["grams"]), g.const(1, "one0", np.int64)], axis=0)
-        slots = g.op("Range", [g.const(0, "start", np.int64), width, g.const(1, "delta", np.int64)])  # [G]
-        counts = g.op("Unsqueeze", ["gram_lengths", g.const([1], "axis", np.int64)])  # [B, 1]
+    real = g.op("Concat", [g.op("Less", [position, column]), g.op("Less", [later, column])], axis=1)  # [B, 2T-1]
+    parts, weight = [ids, pairs], [g.op("Cast", [real], to=TensorProto.FLOAT)]
+    if chars:  # the distinct n-gram rows, each weighed by its count (0 in the padding)
         parts.append("grams")
-        real_parts.append(g.op("Less", [g.op("Unsqueeze", [slots, g.const([0], "axis0", np.int64)]), counts]))
+        weight.append("gram_counts")
     grams = g.op("Concat", parts, axis=1)  # [B, 2T-1 (+G)]
-    real = g.op("Concat", real_parts, axis=1)
-    mask = g.op("Unsqueeze", [g.op("Cast", [real], to=TensorProto.FLOAT), g.const([2], "axis2", np.int64)])
+    mask = g.op("Unsqueeze", [g.op("Concat", weight, axis=1), g.const([2], "axis2", np.int64)])
     rows = g.op("Gather", [g.const(weights["bigram_table.weight"], "bigram_table"), grams], axis=0)  # [B, 2T-1, D]
     total = g.op("ReduceSum", [g.op("Mul", [rows, mask]), axis], keepdims=0)
     return str(g.op("Div", [total, g.op("ReduceSum", [mask, axis], keepdims=0)]))
@@ -211,7 +209,7 @@ def build(weights: dict[str, Array], cfg: ModelConfig, num_labels: int, multi_la
             *(
                 [
                     helper.make_tensor_value_info("grams", TensorProto.INT64, ["batch", "grams"]),
-                    helper.make_tensor_value_info("gram_lengths", TensorProto.INT64, ["batch"]),
+                    helper.make_tensor_value_info("gram_counts", TensorProto.FLOAT, ["batch", "grams"]),
                 ]
                 if cfg.char_span is not None
                 else []

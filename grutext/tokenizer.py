@@ -336,11 +336,22 @@ def _kept(words: list[Any], cfg: TokenizerConfig) -> list[Any]:
 GRAM_CACHE = 200_000  # words whose n-gram rows are remembered while encoding (then forgotten, to bound memory)
 
 
+def _hashed(word: str, offset: int, span: tuple[int, int], buckets: int) -> list[int]:
+    """The table rows of one word's character n-grams: `<word>`'s substrings of span[0]..span[1] characters,
+    crc32 of their UTF-8 (the same on every machine) mod `buckets`, after the `offset` vocabulary rows."""
+    marked, (low, high) = f"<{word}>", span  # normalized by the Rust tokenizer: valid UTF-8
+    return [
+        offset + zlib.crc32(marked[i : i + n].encode()) % buckets
+        for n in range(low, high + 1)
+        for i in range(len(marked) - n + 1)
+    ]
+
+
 def _token_grams(
     tokenizer: Tokenizer, texts: Iterable[str], cfg: TokenizerConfig, span: tuple[int, int], buckets: int
 ) -> Iterator[list[list[int]]]:
     normalizer, pre_tokenizer = tokenizer.normalizer, tokenizer.pre_tokenizer
-    offset, (low, high) = tokenizer.get_vocab_size(), span
+    offset = tokenizer.get_vocab_size()
     seen: dict[str, list[int]] = {}
     for text in capped(texts, cfg):
         rows = []
@@ -349,12 +360,7 @@ def _token_grams(
             if grams is None:
                 if len(seen) >= GRAM_CACHE:
                     seen.clear()
-                marked = f"<{word}>"  # normalized by the Rust tokenizer: valid UTF-8
-                grams = seen[word] = [
-                    offset + zlib.crc32(marked[i : i + n].encode()) % buckets
-                    for n in range(low, high + 1)
-                    for i in range(len(marked) - n + 1)
-                ]
+                grams = seen[word] = _hashed(word, offset, span, buckets)
             rows.append(grams)
         yield rows
 
@@ -385,4 +391,37 @@ def encode_inputs(
     span = model_cfg.char_span
     if span is None or not model_cfg.bigram_buckets:
         return ids, None
-    return ids, char_grams(tokenizer, texts, tok_cfg, span, model_cfg.bigram_buckets)
+    return ids, _grams_of_ids(tokenizer, texts, ids, tok_cfg, span, model_cfg.bigram_buckets)
+
+
+def _grams_of_ids(
+    tokenizer: Tokenizer,
+    texts: Sequence[str],
+    ids: list[list[int]],
+    cfg: TokenizerConfig,
+    span: tuple[int, int],
+    buckets: int,
+) -> list[list[int]]:
+    """char_grams() of texts already encoded, faster: a word with a vocabulary row is its row's string, so a
+    text without [UNK] needs no second pass through the normalizer and pre-tokenizer (that pass is most of
+    char_grams' time); only texts with an unknown word take it, for the word's own characters."""
+    vocab = {i: word for word, i in tokenizer.get_vocab().items()}
+    offset = tokenizer.get_vocab_size()
+    by_id: dict[int, list[int]] = {}
+    out: list[list[int]] = []
+    unknown: list[int] = []
+    for k, row in enumerate(ids):
+        if UNK_ID in row:
+            unknown.append(k)
+            out.append([])
+            continue
+        grams: list[int] = []
+        for i in row:
+            found = by_id.get(i)
+            if found is None:
+                found = by_id[i] = _hashed(vocab[i], offset, span, buckets)
+            grams += found
+        out.append(grams)
+    for k, grams in zip(unknown, char_grams(tokenizer, [texts[k] for k in unknown], cfg, span, buckets), strict=True):
+        out[k] = grams
+    return out

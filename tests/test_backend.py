@@ -67,9 +67,9 @@ def grams(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Character n-gram rows for batch(seed)'s five texts, in the bigram table's buckets (few, so rows repeat)."""
     gen = torch.Generator().manual_seed(seed)
     rows = [(40 + torch.randint(0, 30, (n,), generator=gen)).tolist() for n in (4, 0, 12, 7, 2)]
-    b = collate(rows, range(len(rows)))  # type: ignore[arg-type]
-    counts = torch.tensor([len(r) for r in rows])
-    return b.ids, counts
+    b = collate([[2]] * len(rows), range(len(rows)), rows)
+    assert b.grams is not None and b.gram_counts is not None
+    return b.grams, b.gram_counts
 
 
 @pytest.mark.parametrize("chars", [False, True])

@@ -26,7 +26,7 @@ def sample_inputs(cfg: ModelConfig) -> tuple[torch.Tensor, ...]:
     """Two texts as a model reads them: ids and lengths, then n-gram rows where the model reads them."""
     inputs = (torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]]), torch.tensor([4, 2]))
     if cfg.char_span is not None:  # the default: the bigram head reads n-gram rows too
-        inputs += (torch.tensor([[300, 301, 302], [303, 0, 0]]), torch.tensor([3, 1]))
+        inputs += (torch.tensor([[300, 301, 302], [303, 0, 0]]), torch.tensor([[1.0, 2.0, 1.0], [1.0, 0.0, 0.0]]))
     return inputs
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from grutext.backend import prepare
-from grutext.batching import collate, infer
+from grutext.batching import collate, infer, pad_grams
 from grutext.config import DEFAULT_BIGRAM_BUCKETS, DEFAULT_CHAR_NGRAMS, DataShape, ModelConfig
 from grutext.errors import ConfigError
 from grutext.fast import FastDropout
@@ -102,16 +102,18 @@ def test_the_bigram_head_is_on_by_default_for_single_label_data_only() -> None:
 def test_the_bigram_head_reads_character_ngram_rows_into_the_same_mean() -> None:
     model = make("reference", bigram_buckets=11, bigram_dim=4, char_ngrams="2-3")
     ids, lengths = _ids_lengths([[5, 6, 7], [8, 9]])
-    grams, gram_lengths = torch.tensor([[52, 53, 60, 0], [55, 56, 57, 58]]), torch.tensor([3, 4])
+    # distinct rows and their counts: the first text's n-grams are 52, 53, 53, 60 (batching.pad_grams)
+    grams = torch.tensor([[52, 53, 60, 0], [55, 56, 57, 58]])
+    counts = torch.tensor([[1.0, 2.0, 1.0, 0.0], [1.0, 1.0, 1.0, 3.0]])
     with torch.no_grad():
-        bag = model.bigram_bag(ids, lengths, grams, gram_lengths)
-        rows = [5, 6, 7, *bigram_ids(torch.tensor([[5, 6, 7]]), 50, 11)[0].tolist(), 52, 53, 60]
+        bag = model.bigram_bag(ids, lengths, grams, counts)
+        rows = [5, 6, 7, *bigram_ids(torch.tensor([[5, 6, 7]]), 50, 11)[0].tolist(), 52, 53, 53, 60]
         torch.testing.assert_close(bag[0], model.bigram_table.weight[rows].mean(0))  # the padding slot is not read
         # an unknown word ([UNK] alike) is told apart by its n-grams, and padding never changes a row
-        other = model(ids, lengths, torch.tensor([[54, 53, 60, 0], [55, 56, 57, 58]]), gram_lengths)
-        assert not torch.allclose(model(ids, lengths, grams, gram_lengths)[0], other[0])
-        wider = torch.cat([grams, torch.full((2, 3), 59)], dim=1)
-        torch.testing.assert_close(model(ids, lengths, wider, gram_lengths), model(ids, lengths, grams, gram_lengths))
+        other = model(ids, lengths, torch.tensor([[54, 53, 60, 0], [55, 56, 57, 58]]), counts)
+        assert not torch.allclose(model(ids, lengths, grams, counts)[0], other[0])
+        wider = torch.cat([grams, torch.full((2, 3), 59)], dim=1), torch.cat([counts, torch.zeros(2, 3)], dim=1)
+        torch.testing.assert_close(model(ids, lengths, *wider), model(ids, lengths, grams, counts))
     with pytest.raises(ValueError, match="character n-grams"):
         model(ids, lengths)
 
@@ -249,3 +251,8 @@ def test_clip_gradients_equals_clip_grad_norm(max_norm: float) -> None:
         grads.append([p.grad.clone() for p in params if p.grad is not None])
     for a, b in zip(*grads, strict=True):
         assert torch.equal(a, b)
+
+
+def test_pad_grams_counts_each_text_s_distinct_rows() -> None:
+    ids, counts = pad_grams([[7, 3, 7, 7], [], [5]], [0, 1, 2])
+    assert ids.tolist() == [[3, 7], [0, 0], [5, 0]] and counts.tolist() == [[1, 3], [0, 0], [1, 0]]
