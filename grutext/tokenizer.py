@@ -405,7 +405,6 @@ def _grams_of_ids(
     """char_grams() of texts already encoded, faster: a word with a vocabulary row is its row's string, so a
     text without [UNK] needs no second pass through the normalizer and pre-tokenizer (that pass is most of
     char_grams' time); only texts with an unknown word take it, for the word's own characters."""
-    vocab = {i: word for word, i in tokenizer.get_vocab().items()}
     offset = tokenizer.get_vocab_size()
     by_id: dict[int, list[int]] = {}
     out: list[list[int]] = []
@@ -419,7 +418,9 @@ def _grams_of_ids(
         for i in row:
             found = by_id.get(i)
             if found is None:
-                found = by_id[i] = _hashed(vocab[i], offset, span, buckets)
+                word = tokenizer.id_to_token(i)
+                assert word is not None  # an id encode() gave
+                found = by_id[i] = _hashed(word, offset, span, buckets)
             grams += found
         out.append(grams)
     for k, grams in zip(unknown, char_grams(tokenizer, [texts[k] for k in unknown], cfg, span, buckets), strict=True):
