@@ -156,7 +156,9 @@ def save(
         _write_json(tmp / CONFIG_FILE, config)
         tokenizer.save(str(tmp / TOKENIZER_FILE))
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "grutext_version": __version__})
+        # One metadata key: safetensors writes the metadata in hash-map order, so two keys made the same weights
+        # two different files from run to run (the version is in config.json).
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         _write_json(tmp / LABELS_FILE, labels)
         _write_json(tmp / METRICS_FILE, metrics)
         if with_onnx:  # every checkpoint predicts on the ONNX engine: no torch import, 2x the lines/s

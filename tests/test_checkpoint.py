@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,6 +50,22 @@ def test_round_trip_gives_identical_logits(ckpt: Path, tmp_path: Path) -> None:
     with torch.no_grad():
         assert torch.equal(first.model(*inputs), second.model(*inputs))
     assert second.tokenizer.to_str() == first.tokenizer.to_str()
+
+
+def test_same_weights_make_the_same_file(ckpt: Path, tmp_path: Path) -> None:
+    """Byte for byte, from process to process: safetensors writes its header's metadata in a hash-map order
+    that each process seeds afresh, so two metadata keys once made the same weights different files."""
+    script = (
+        "import sys; from pathlib import Path; from grutext.checkpoint import load, save; c = load(sys.argv[1]); "
+        "save(Path(sys.argv[2]), model=c.model, tokenizer=c.tokenizer, tokenizer_config=c.tokenizer_config, "
+        "labels=c.labels, sections={}, metrics=c.metrics, overwrite=False, with_onnx=False)"
+    )
+    weights = set()
+    for k in range(4):
+        out = tmp_path / f"copy{k}"
+        subprocess.run([sys.executable, "-c", script, str(ckpt), str(out)], check=True)
+        weights.add((out / WEIGHTS_FILE).read_bytes())
+    assert len(weights) == 1
 
 
 def test_checkpoint_is_pickle_free(ckpt: Path) -> None:
