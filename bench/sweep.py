@@ -49,6 +49,7 @@ def run_one(data_dir: Path, dataset: str, settings: dict[str, Any]) -> dict[str,
         start = time.perf_counter()
         result = train(DataSpec(str(data_dir / dataset)), tok, model, trn, Path(tmp) / "model")
         wall = time.perf_counter() - start
+        vectors = json.loads((result.path / "config.json").read_text()).get("vectors")
     m = result.metrics
     main = "accuracy" if "accuracy" in m["test"] else "micro_f1"  # multi-label: micro-F1 in the accuracy columns
     return {
@@ -62,6 +63,7 @@ def run_one(data_dir: Path, dataset: str, settings: dict[str, Any]) -> dict[str,
         "epochs_run": m["epochs_run"],
         "train_seconds": m["train_seconds"],
         "wall_seconds": round(wall, 1),
+        **({"vectors": vectors} if vectors else {}),
     }
 
 
