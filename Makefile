@@ -49,7 +49,7 @@ install-bench: install
 need-data:
 	@test -n "$(DATA)" || { echo "Error: pass the benchmark data folder: make $(MAKECMDGOALS) DATA=DIR" >&2; exit 2; }
 
-# Speed: grutext vs a tutorial GRU and fastText on real data; writes BENCHMARKS.md (about 15 minutes).
+# Speed: grutext vs a tutorial GRU and fastText on real data; writes BENCHMARKS.md (15 minutes to an hour, by host).
 bench: install-bench need-data
 	$(PY) bench/bench.py --data $(DATA) --datasets sst2,imdb
 
