@@ -98,6 +98,33 @@ def check_output_dir(path: Path, overwrite: bool) -> None:
         raise CheckpointError(f"cannot write to {parent}: {exc.strerror}; choose another --output") from None
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (/proc), else by setting it back."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def give_default_modes(root: Path) -> None:
+    """Give `root` and everything under it the modes a plain mkdir/open gives under the user's umask.
+
+    tempfile.mkdtemp makes private (0700) directories and safetensors writes private (0600) files, so without
+    this a checkpoint renamed into place could be read by its writer only (a service account serving it
+    failed with "Permission denied")."""
+    mask = current_umask()
+    os.chmod(root, 0o777 & ~mask)
+    for path in root.rglob("*"):
+        if not path.is_symlink():
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
@@ -114,6 +141,7 @@ def write_atomically(path: Path, overwrite: bool, fill: Callable[[Path], None]) 
             if file.is_file():
                 with open(file, "rb") as fh:
                     os.fsync(fh.fileno())
+        give_default_modes(tmp)
         if path.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=parent))
             os.replace(path, old / "previous")
