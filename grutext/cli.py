@@ -61,7 +61,9 @@ def handle_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning  # a library warning is one line on stderr
+                return func(*args, **kwargs)
         except UsageError as exc:
             raise click.UsageError(str(exc)) from None
         except GrutextError as exc:
@@ -543,6 +545,12 @@ class TrainReporter:
             for split, n in event.skipped.items():
                 if n:
                     self.log(f"skipped {n} bad row(s) in {split} (--on-bad-row skip)")
+        elif isinstance(event, t.UnknownLabels):
+            from grutext.evaluate import unknown_labels_note
+
+            left_out = "left out of validation: the training split lacks them"
+            note = unknown_labels_note(event.origin, event.labels, *([left_out] if event.split == "validation" else []))
+            self.log(f"Warning: {note}")
         elif isinstance(event, t.TokenizerTrained):
             self.log(
                 f"tokenizer: {event.kind}, {event.vocab_size} tokens, {event.mean_tokens:.1f} tokens per text, "

@@ -22,6 +22,7 @@ import re
 import socket
 import sys
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,7 @@ class Table:
     locations: list[str] | None = None  # per row, e.g. "line 7" or "neg/001.txt"
     class_names: dict[str, list[str]] = field(default_factory=dict)  # ClassLabel names per column
     problems: dict[int, str] = field(default_factory=dict)  # why a row is unreadable (a ragged CSV row)
+    untyped: bool = False  # values are text whatever they mean (CSV, TSV, fastText, folder names)
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values()))) if self.columns else 0
@@ -117,6 +119,8 @@ class LabelledData:
     multi_label: bool
     skipped: dict[str, int] = field(default_factory=dict)  # bad rows dropped per split (--on-bad-row skip)
     validation_from: str = "validation split"
+    # labels of the validation split that train lacks, and how many texts held each (see training_splits)
+    unseen_in_validation: dict[str, int] = field(default_factory=dict)
 
     def label_names(self) -> list[str]:
         """Sorted label set of the training split (numeric names sort as numbers)."""
@@ -262,7 +266,7 @@ def _read_csv(text: str, origin: str, delimiter: str) -> Table:
         locations.append(f"line {line}")
     if not locations:
         raise DataError(f"{origin} has a header ({', '.join(header)}) but no rows")
-    return Table(columns, origin, locations, problems=problems)
+    return Table(columns, origin, locations, problems=problems, untyped=True)
 
 
 def _rows_to_table(rows: list[dict[str, Any]], locations: list[str], origin: str) -> Table:
@@ -335,8 +339,8 @@ def _read_fasttext(text: str, origin: str) -> Table:
     if not texts:
         raise DataError(f"{origin} holds no records")
     if any(len(names) > 1 for names in labels):
-        return Table({"text": texts, "labels": labels}, origin, locations)
-    return Table({"text": texts, "label": [names[0] for names in labels]}, origin, locations)
+        return Table({"text": texts, "labels": labels}, origin, locations, untyped=True)
+    return Table({"text": texts, "label": [names[0] for names in labels]}, origin, locations, untyped=True)
 
 
 def _read_parquet(path: Path) -> Table:
@@ -421,7 +425,7 @@ def _read_class_folders(root: Path, origin: str, encoding: str) -> Table:
             locations.append(where)
     if not texts:
         raise DataError(f"{root}: the class folders hold no files")
-    return Table({"text": texts, "label": labels}, origin, locations)
+    return Table({"text": texts, "label": labels}, origin, locations, untyped=True)
 
 
 def _read_directory(path: Path, encoding: str) -> dict[str, Table]:
@@ -459,7 +463,7 @@ def _concat(parts: list[Table], origin: str) -> Table:
         for name in names:
             columns[name].extend(part.columns.get(name, [None] * n))
         locations.extend(f"{part.origin}, {part.where(i).split(', ')[-1]}" for i in range(n))
-    return Table(columns, origin, locations, parts[0].class_names, problems)
+    return Table(columns, origin, locations, parts[0].class_names, problems, all(p.untyped for p in parts))
 
 
 def _read_save_to_disk(path: Path) -> dict[str, Table]:
@@ -680,29 +684,51 @@ def label_name(value: Any, names: list[str] | None, where: str) -> str | None:
     raise DataError(f"{where}: label {value!r} is a {type(value).__name__}, expected a string or integer")
 
 
-def _check_label_types(table: Table, column: str) -> None:
-    seen: dict[type, int] = {}
-    for i, value in enumerate(table.columns[column]):
-        items = value if isinstance(value, (list, tuple)) else [value]
-        for item in items:
-            if item is None or (isinstance(item, float) and math.isnan(item)):
-                continue
-            kind = int if isinstance(item, (int, float)) and not isinstance(item, bool) else type(item)
-            seen.setdefault(kind, i)
-    if len(seen) > 1:
-        kinds = sorted(t.__name__ for t in seen)
-        rows = ", ".join(table.where(i) for i in sorted(seen.values()))
-        raise DataError(
-            f"column {column!r} of {table.origin} mixes label types ({' and '.join(kinds)}, e.g. at {rows}); "
-            "make every label a string, or every label an integer"
-        )
+_INTEGER = re.compile(r"[+-]?\d+")
+_DECIMAL = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
+
+
+def typed_label(value: Any, untyped: bool) -> Any:
+    """A label value as its format means it: where every value is text (CSV, TSV, fastText), a label that
+    spells a number is that number, as the same label written in JSON is. So '0.5' among 0s and 1s is refused
+    in every format, and '1' beside 'ham' mixes types in every format."""
+    if untyped and isinstance(value, str):
+        text = value.strip()
+        if _INTEGER.fullmatch(text):
+            return int(text)
+        if _DECIMAL.fullmatch(text):
+            return float(text)
+    return value
+
+
+class LabelCheck:
+    """The one check every label value goes through, in memory or streamed, whatever the format: its type
+    (made from text by `typed_label` where the format has none), one kind per column, then its name."""
+
+    def __init__(self, column: str, origin: str, class_names: list[str] | None, untyped: bool) -> None:
+        self.column, self.origin, self.class_names, self.untyped = column, origin, class_names, untyped
+        self.first_of_kind: dict[str, str] = {}  # kind -> where it was first seen
+
+    def name(self, value: Any, where: str) -> str | None:
+        """One label value as a name (None: missing); a value of another kind than the column's is an error."""
+        value = typed_label(value, self.untyped)
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            kind = "int" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
+            self.first_of_kind.setdefault(kind, where.split(", ")[-1])
+            if len(self.first_of_kind) > 1:
+                kinds = " and ".join(sorted(self.first_of_kind))
+                rows = ", ".join(self.first_of_kind.values())
+                raise DataError(
+                    f"column {self.column!r} of {self.origin} mixes label types ({kinds}, e.g. at {rows}); make "
+                    "every label a string, or every label an integer"
+                )
+        return label_name(value, self.class_names, where)
 
 
 def to_split(
     table: Table, text_column: str, label_column: str, *, label_sep: str | None, on_bad_row: str
 ) -> tuple[Split, int, bool]:
     """Clean one table into a Split. Returns the split, the number of skipped rows, and multi-label-ness."""
-    _check_label_types(table, label_column)
     raw_labels = table.columns[label_column]
     lists = [isinstance(v, (list, tuple)) for v in raw_labels]
     multi = label_sep is not None or any(lists)
@@ -712,7 +738,7 @@ def to_split(
             f"column {label_column!r} of {table.origin} mixes lists of labels and single labels (e.g. at "
             f"{table.where(first)}); write every value as a list for multi-label data"
         )
-    names = table.class_names.get(label_column)
+    check = LabelCheck(label_column, table.origin, table.class_names.get(label_column), table.untyped)
     texts: list[str] = []
     labels: list[list[str]] = []
     bad: list[int] = []
@@ -726,13 +752,13 @@ def to_split(
             items = value if isinstance(value, (list, tuple)) else ([] if value is None else [value])
             if label_sep is not None:
                 items = [part for item in items for part in (str(item).split(label_sep) if item is not None else [])]
-            row = [n for n in (label_name(item, names, where) for item in items) if n is not None]
+            row = [n for n in (check.name(item, where) for item in items) if n is not None]
             row = sorted(set(row))
             missing = value is None
         else:
             if isinstance(value, (list, tuple)):
                 raise DataError(f"{where}: a list label in a single-label column; use one label per row")
-            name = label_name(value, names, where)
+            name = check.name(value, where)
             row = [] if name is None else [name]
             missing = name is None
         if text is None or not text.strip() or missing:
@@ -788,7 +814,8 @@ def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, S
             rng.shuffle(flat)
             taken = flat[:take]
         val_idx.extend(taken)
-    chosen = set(val_idx)
+    chosen = _keep_every_label(train, copies, set(val_idx))
+    val_idx = list(chosen)
     if not chosen:
         raise DataError(
             f"{train.origin}: too few rows ({len(train.texts)}) to set aside a validation split; "
@@ -801,6 +828,22 @@ def carve_validation(train: Split, fraction: float, seed: int) -> tuple[Split, S
         return Split([train.texts[i] for i in ids], [train.labels[i] for i in ids], origin)
 
     return pick(rest, train.origin), pick(val_idx, f"{train.origin} (validation carved out)")
+
+
+def _keep_every_label(train: Split, copies: dict[str, list[int]], chosen: set[int]) -> set[int]:
+    """Give back to train, for every label that the carve took whole, its smallest group of copies: a label
+    the training part never shows cannot be learnt, and a model without it then refused its own test split
+    (a multi-label set stratified by each row's first label carved a one-text label away)."""
+    left = Counter(name for i, row in enumerate(train.labels) if i not in chosen for name in row)
+    for name in sorted({name for i in chosen for name in train.labels[i]}):
+        if left[name]:
+            continue
+        groups = [[i for i in g if i in chosen] for g in copies.values() if name in train.labels[g[0]]]
+        back = min((g for g in groups if g), key=lambda g: (len(g), g[0]))
+        chosen.difference_update(back)
+        for i in back:
+            left.update(train.labels[i])
+    return chosen
 
 
 def load_labelled(
@@ -847,6 +890,7 @@ def training_splits(data: LabelledData, val_fraction: float, seed: int) -> Label
         splits["train"], splits["validation"] = carve_validation(splits["train"], val_fraction, seed)
         validation_from = f"stratified {val_fraction:.0%} of train, copies of a text together (seed {seed})"
     labels = {n for row in splits["train"].labels for n in row}
+    splits["validation"], data.unseen_in_validation = _without_unseen(splits["validation"], labels, data.multi_label)
     if not data.multi_label and len(labels) < 2:
         only = next(iter(labels)) if labels else "(none)"
         raise DataError(
@@ -855,6 +899,23 @@ def training_splits(data: LabelledData, val_fraction: float, seed: int) -> Label
     data.splits = splits
     data.validation_from = validation_from
     return data
+
+
+def _without_unseen(split: Split, known: set[str], multi_label: bool) -> tuple[Split, dict[str, int]]:
+    """A validation split without the labels train lacks: a single-label text holding one is dropped, a
+    multi-label text loses it. No model can predict such a label, and early stopping cannot learn from it."""
+    unseen = Counter(name for row in split.labels for name in row if name not in known)
+    if not unseen:
+        return split, {}
+    texts, rows = [], []
+    for text, row in zip(split.texts, split.labels, strict=True):
+        kept = [name for name in row if name in known]
+        if kept or (multi_label and row):
+            texts.append(text)
+            rows.append(kept)
+    if not texts:
+        raise DataError(f"{split.origin}: no validation text has a label the training split has")
+    return Split(texts, rows, split.origin), dict(sorted(unseen.items()))
 
 
 def pick_split(tables_or_data: LabelledData, split: str | None) -> tuple[str, Split]:

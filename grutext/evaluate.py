@@ -3,15 +3,17 @@ metrics (see grutext.metrics)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 
 from grutext.data import Split
 from grutext.decision import Decision
 from grutext.head import make_head
+
+COUNTED = "they count as errors in the scores (a model predicts only the labels of its training split)"
 
 
 class Engine(Protocol):
@@ -29,8 +31,19 @@ class Engine(Protocol):
 
 
 def evaluate(engine: Engine, split: Split) -> dict[str, Any]:
-    """Run the model over a split and score it, with the engine's decision (thresholds) for multi-label."""
+    """Run the model over a split and score it, with the engine's decision (thresholds) for multi-label. Labels
+    the model does not know count against it, with a warning (see Head.score_rows)."""
     head = make_head(engine.labels, engine.multi_label, engine.decision)
-    target = head.targets(split)  # before the model runs: an unknown label is an error
-    probs = torch.as_tensor(np.asarray(engine.predict_proba(split.texts)))
-    return head.metrics(probs, target)
+    head.check_rows(split.labels, split.origin)  # before the model runs
+    probs = np.asarray(engine.predict_proba(split.texts))
+    metrics = head.score_rows(probs, split.labels, split.origin)
+    if "unknown_labels" in metrics:
+        warnings.warn(unknown_labels_note(split.origin, metrics["unknown_labels"]), stacklevel=2)
+    return metrics
+
+
+def unknown_labels_note(origin: str, unknown: dict[str, int], consequence: str = COUNTED) -> str:
+    """The warning for labels a model (or its training split) does not know."""
+    shown = ", ".join(f"{name!r} ({n} text{'s' if n != 1 else ''})" for name, n in list(unknown.items())[:10])
+    more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+    return f"{origin}: labels the model does not know: {shown}{more}; {consequence}"

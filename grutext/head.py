@@ -10,9 +10,11 @@ Training, evaluation and prediction ask the head; none of them branches on the k
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,7 +46,35 @@ class Head:
             )
 
     def targets(self, split: Split) -> torch.Tensor:
+        """The split's targets; every label must be one the model knows (see `score_rows` for scoring)."""
+        self.check_known(split)
+        return self.target_rows(split.labels, split.origin)
+
+    def check_rows(self, rows: Sequence[Sequence[str]], origin: str) -> None:
+        """Refuse rows of the wrong shape for this head (several labels for a single-label model)."""
+
+    def target_rows(self, rows: Sequence[Sequence[str]], origin: str) -> torch.Tensor:
         raise NotImplementedError
+
+    def extended(self, extra: Sequence[str]) -> Head:
+        """The same kind of head over these labels plus `extra`, which it never predicts."""
+        raise NotImplementedError
+
+    def score_rows(self, probs: Any, rows: Sequence[Sequence[str]], origin: str) -> dict[str, Any]:
+        """Metrics of probabilities [N, C] against label rows. A label the model does not know still counts: a
+        text holding one is an error it cannot avoid (a missed label, multi-label), and `unknown_labels` says
+        how many texts held each. Scoring a test split must not abort a finished training run."""
+        unknown = Counter(name for row in rows for name in set(row) if name not in self.index)
+        if not unknown:
+            return self.metrics(torch.as_tensor(np.asarray(probs)), self.target_rows(rows, origin))
+        names = sorted(unknown)
+        head = self.extended(names)
+        p = np.asarray(probs)
+        padded = np.concatenate([p, np.zeros((p.shape[0], len(names)), dtype=p.dtype)], axis=1)
+        metrics = head.metrics(torch.as_tensor(padded), head.target_rows(rows, origin))
+        if self.decision is not None:  # the model's own thresholds, not the extended head's
+            metrics["decision"] = self.decision.to_dict(self.labels)
+        return {**metrics, "unknown_labels": {name: unknown[name] for name in names}}
 
     def loss(
         self,
@@ -79,16 +109,21 @@ class Head:
 
 
 class SingleLabel(Head):
-    def targets(self, split: Split) -> torch.Tensor:
-        """[N] class ids."""
-        self.check_known(split)
-        odd = next((i for i, row in enumerate(split.labels) if len(row) != 1), None)
+    def check_rows(self, rows: Sequence[Sequence[str]], origin: str) -> None:
+        odd = next((i for i, row in enumerate(rows) if len(row) != 1), None)
         if odd is not None:
             raise DataError(
-                f"{split.origin}: row {odd + 1} has {len(split.labels[odd])} labels, but the model is single-label "
+                f"{origin}: row {odd + 1} has {len(rows[odd])} labels, but the model is single-label "
                 "(one label per text); evaluate it on single-label data"
             )
-        return torch.tensor([self.index[row[0]] for row in split.labels], dtype=torch.int64)
+
+    def target_rows(self, rows: Sequence[Sequence[str]], origin: str) -> torch.Tensor:
+        """[N] class ids."""
+        self.check_rows(rows, origin)
+        return torch.tensor([self.index[row[0]] for row in rows], dtype=torch.int64)
+
+    def extended(self, extra: Sequence[str]) -> Head:
+        return SingleLabel([*self.labels, *extra])
 
     def loss(
         self,
@@ -118,13 +153,17 @@ class MultiLabel(Head):
         super().__init__(labels)
         self.decision: Decision = decision or Decision((0.5,) * len(self.labels), at_least_one=False)
 
-    def targets(self, split: Split) -> torch.Tensor:
+    def target_rows(self, rows: Sequence[Sequence[str]], origin: str) -> torch.Tensor:
         """[N, C] multi-hot floats."""
-        self.check_known(split)
-        out = torch.zeros(len(split.labels), len(self.labels))
-        for i, row in enumerate(split.labels):
+        out = torch.zeros(len(rows), len(self.labels))
+        for i, row in enumerate(rows):
             out[i, [self.index[name] for name in row]] = 1.0
         return out
+
+    def extended(self, extra: Sequence[str]) -> Head:
+        # A threshold above every probability: the new labels are never chosen, only missed.
+        decision = Decision((*self.decision.thresholds, *(2.0,) * len(extra)), self.decision.at_least_one)
+        return MultiLabel([*self.labels, *extra], decision)
 
     def loss(
         self,

@@ -23,12 +23,12 @@ from grutext.data import (
     FASTTEXT_PREFIX,
     LABEL_NAMES,
     SPLIT_ALIASES,
+    LabelCheck,
     Table,
     choose_columns,
     file_format,
     iter_csv,
     iter_json_lines,
-    label_name,
     split_files,
     split_of,
 )
@@ -80,6 +80,8 @@ class StreamSource:
     encoding: str = "utf-8"
     class_names: list[str] | None = None  # ClassLabel names of the label column (parquet, hub)
     bytes_read: int = 0  # of the split being read, for progress
+    untyped: bool = False  # the file being read holds text only (CSV, TSV, fastText): see data.typed_label
+    _labels: LabelCheck | None = None
 
     @property
     def splits(self) -> list[str]:
@@ -104,6 +106,7 @@ class StreamSource:
     def _file_rows(self, path: Path) -> Iterator[dict[str, Any]]:
         fmt = file_format(path)
         origin = str(path)
+        self.untyped = fmt in ("csv", "tsv", "fasttext")
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -200,7 +203,10 @@ class StreamSource:
         items = value if isinstance(value, (list, tuple)) else [] if value is None else [value]
         if self.label_sep is not None:
             items = [part for item in items for part in str(item).split(self.label_sep)]
-        labels = sorted({n for n in (label_name(item, self.class_names, where) for item in items) if n is not None})
+        if self._labels is None:
+            self._labels = LabelCheck(self.label_column or "", self.name, self.class_names, self.untyped)
+        self._labels.untyped = self.untyped
+        labels = sorted({n for n in (self._labels.name(item, where) for item in items) if n is not None})
         if not isinstance(text, str) or not text.strip() or not labels:
             if self.on_bad_row == "skip":
                 return None

@@ -128,6 +128,15 @@ class DataLoaded:
 
 
 @dataclass
+class UnknownLabels:
+    """Labels of a split that the training split lacks: left out of validation, counted as errors in test."""
+
+    split: str
+    origin: str
+    labels: dict[str, int]  # label -> texts holding it
+
+
+@dataclass
 class TokenizerTrained:
     kind: str
     vocab_size: int
@@ -192,6 +201,7 @@ class Finished:
 Event = (
     DiscardingResumable
     | DataLoaded
+    | UnknownLabels
     | TokenizerTrained
     | VectorsLoaded
     | ModelBuilt
@@ -492,6 +502,8 @@ def train(
     emit(
         DataLoaded(spec.source, data.text_column, data.label_column, labels, sizes, data.validation_from, data.skipped)
     )
+    if data.unseen_in_validation:
+        emit(UnknownLabels("validation", data.splits["validation"].origin, data.unseen_in_validation))
 
     # ---- tokenizer: trained on the training split only (a resumed run reuses the saved one); under torchrun
     # rank 0 trains it (and reads the vectors) and every other rank receives it
@@ -600,7 +612,7 @@ def train(
         if device.type == "cuda" and "cuda" + suffix in trainer_state.rng:
             torch.cuda.set_rng_state(trainer_state.rng["cuda" + suffix], device)
     emit(ModelBuilt(model.num_parameters(), str(device), backend, (loop.epoch, loop.step) if trainer_state else None))
-    y = {name: task.head.targets(split) for name, split in data.splits.items()}
+    y = {name: task.head.targets(data.splits[name]) for name in ("train", "validation")}
     sections: dict[str, Any] = {"train": to_dict(cfg), "data": _data_section(spec, data, sizes)}
     sections["train"]["resolved_early_stop_metric"] = task.metric
     sections["train"]["resolved_lr"] = lr
@@ -661,8 +673,11 @@ def train(
             "validation": val_metrics,
         }
         if "test" in ids:  # thresholds come from validation, never from test
-            test_logits = _infer(model, ids["test"], device, group, grams.get("test"))
-            metrics["test"] = task.head.metrics(task.head.probabilities(test_logits), y["test"])
+            test = data.splits["test"]
+            test_probs = task.head.probabilities(_infer(model, ids["test"], device, group, grams.get("test")))
+            metrics["test"] = task.head.score_rows(test_probs, test.labels, test.origin)
+            if "unknown_labels" in metrics["test"]:
+                emit(UnknownLabels("test", test.origin, metrics["test"]["unknown_labels"]))
     metrics["history"] = loop.history
     path = write(best_state, metrics, None)
     emit(Finished(path, loop.best_epoch, stopped, metrics))
