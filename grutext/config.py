@@ -24,7 +24,7 @@ LEGACY_CELLS = {"torch": "gru", "seed": "cho2014"}  # the names checkpoints of f
 DEVICES = ("auto", "cpu", "cuda", "mps")
 EARLY_STOP_METRICS = ("auto", "accuracy", "macro_f1", "micro_f1")
 THRESHOLD_MODES = ("global", "per-label")
-INPUT_FORMATS = ("auto", "text", "csv", "tsv", "jsonl", "parquet")  # how predict reads its inputs
+INPUT_FORMATS = ("auto", "text", "fasttext", "csv", "tsv", "jsonl", "parquet")  # how predict reads its inputs
 ENGINES = ("auto", "onnx", "torch")  # what runs a model at predict time
 
 # Upper bounds on sizes read from files, checked before anything is allocated.

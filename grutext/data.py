@@ -1017,11 +1017,20 @@ def _open_input(path: str) -> IO[bytes]:
 
 
 def input_format(path: str, given: str) -> str:
-    """How to read one predict input: as asked, else by its name (stdin and unknown names are plain text)."""
+    """How to read one predict input: as asked, else by its name (stdin and unknown names are plain text; a
+    .txt file may turn out to be fastText's, see `_sniff_fasttext`)."""
     if given != "auto":
         return given
     fmt = None if path == "-" else file_format(Path(path))
-    return {"csv": "csv", "tsv": "tsv", "jsonl": "jsonl", "json": "jsonl", "parquet": "parquet"}.get(fmt or "", "text")
+    known = {"csv": "csv", "tsv": "tsv", "jsonl": "jsonl", "json": "jsonl", "parquet": "parquet"}
+    return known.get(fmt or "", "maybe-fasttext" if fmt == "fasttext" else "text")
+
+
+def _sniff_fasttext(source: IO[bytes]) -> str:
+    """A .txt file is fastText's labelled form when its first non-blank line starts with __label__ (train and
+    evaluate read it so), else plain text: predict must not label '__label__pos great film' as a text."""
+    head = source.peek(len(FASTTEXT_PREFIX) + 4096)  # type: ignore[attr-defined]
+    return "fasttext" if head.lstrip().startswith(FASTTEXT_PREFIX.encode()) else "text"
 
 
 def iter_texts(
@@ -1040,7 +1049,9 @@ def iter_texts(
             continue
         stream = _open_input(path)
         try:
-            source: IO[bytes] = stream if binary_ok else io.BufferedReader(_NoNul(stream, origin))
+            source: IO[bytes] = io.BufferedReader(stream if binary_ok else _NoNul(stream, origin))
+            if kind == "maybe-fasttext":
+                kind = _sniff_fasttext(source)
             yield from iter_records(source, kind, text_column, origin, trained_column)
         finally:
             if stream is not sys.stdin.buffer:
@@ -1060,6 +1071,13 @@ def iter_records(
     """Texts from a plain, csv, tsv or jsonl binary stream, one per record (a blank record gives "")."""
     if fmt == "text":
         yield from iter_lines(stream)
+        return
+    if fmt == "fasttext":  # one record a line, its __label__ prefixes dropped, words as train reads them
+        for line in iter_lines(stream):
+            words = line.split()
+            while words and words[0].startswith(FASTTEXT_PREFIX):
+                words.pop(0)
+            yield " ".join(words)
         return
     text: TextIO = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
     if fmt in ("csv", "tsv"):

@@ -222,6 +222,27 @@ def test_predict_reads_csv_and_jsonl_with_text_column(predict_args: list[str], t
     assert missing.exit_code == 1 and "id, body" in missing.output
 
 
+def test_predict_reads_a_fasttext_file_as_train_and_evaluate_do(predict_args: list[str], tmp_path: Path) -> None:
+    """__label__ prefixes are labels, not words, in every command; a plain .txt file stays plain text."""
+    import gzip
+
+    texts = ["wonderful and superb", "awful, tedious", "", "dull __label__pos stays a word"]
+    plain = run("predict", *predict_args, "--format", "jsonl", input="\n".join(texts) + "\n").stdout.splitlines()
+    labelled = "".join(f"__label__{'pos' if i % 2 else 'neg'} {t}\n" for i, t in enumerate(texts))
+    fasttext = tmp_path / "test.txt"
+    fasttext.write_text(labelled, encoding="utf-8")
+    (tmp_path / "test.txt.gz").write_bytes(gzip.compress(labelled.encode()))
+    for path in (fasttext, tmp_path / "test.txt.gz"):
+        assert run("predict", *predict_args, str(path), "--format", "jsonl").stdout.splitlines() == plain
+    stdin = run("predict", *predict_args, "--input-format", "fasttext", "--format", "jsonl", input=labelled)
+    assert stdin.stdout.splitlines() == plain
+    as_text = run("predict", *predict_args, "--input-format", "text", str(fasttext), "--format", "jsonl").stdout
+    assert as_text.splitlines() != plain  # asked for plain text, the prefixes are words
+    words = tmp_path / "words.txt"  # a .txt of texts is not mistaken for fastText's form
+    words.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    assert run("predict", *predict_args, str(words), "--format", "jsonl").stdout.splitlines() == plain
+
+
 def test_predict_several_files_and_dash(predict_args: list[str], tmp_path: Path) -> None:
     a = tmp_path / "a.txt"
     a.write_text("superb\n", encoding="utf-8")

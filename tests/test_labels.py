@@ -41,7 +41,7 @@ def test_the_carve_never_takes_a_labels_last_training_text(tmp_path: Path) -> No
 
 def test_validation_labels_train_lacks_are_left_out(tmp_path: Path) -> None:
     write_jsonl(tmp_path / "train.jsonl", sentiment_rows(40))
-    rows = sentiment_rows(10, seed=5) + [{"text": "so so", "label": "meh"}]
+    rows = [*sentiment_rows(10, seed=5), {"text": "so so", "label": "meh"}]
     write_jsonl(tmp_path / "validation.jsonl", rows)
     data = training_splits(load_labelled(str(tmp_path)), 0.1, 0)
     assert data.unseen_in_validation == {"meh": 1}
