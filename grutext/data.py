@@ -1049,7 +1049,8 @@ def iter_texts(
             continue
         stream = _open_input(path)
         try:
-            source: IO[bytes] = io.BufferedReader(stream if binary_ok else _NoNul(stream, origin))
+            raw: Any = stream if binary_ok else _NoNul(stream, origin)
+            source: IO[bytes] = io.BufferedReader(raw)
             if kind == "maybe-fasttext":
                 kind = _sniff_fasttext(source)
             yield from iter_records(source, kind, text_column, origin, trained_column)
