@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import io
 import json
 import os
 import signal
@@ -51,7 +52,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _stderr_console() -> Any:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            """rich exits 1 when its pipe closes (`grutext evaluate ... 2>&1 | head -1`); a reader that has
+            seen enough is no error: handle_errors ends the command quietly with 0, as predict does."""
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Console(stderr=True, highlight=False)
 
 
 def handle_errors(func: F) -> F:
@@ -64,6 +72,8 @@ def handle_errors(func: F) -> F:
             with warnings.catch_warnings():
                 warnings.showwarning = _show_warning  # a library warning is one line on stderr
                 return func(*args, **kwargs)
+        except BrokenPipeError:  # the reader of stdout or stderr left: what it wanted was written
+            _quiet_exit(0)
         except UsageError as exc:
             raise click.UsageError(str(exc)) from None
         except GrutextError as exc:
@@ -529,6 +539,15 @@ class TrainReporter:
         self.console.print(message, markup=False, highlight=False, soft_wrap=True)
 
     def __call__(self, event: Any) -> None:
+        try:
+            self.render(event)
+        except BrokenPipeError:  # nobody reads the log any more (`2>&1 | head`): train on, quietly
+            self.console.quiet = True
+            if self.progress is not None:
+                self.progress.stop()
+                self.progress = None
+
+    def render(self, event: Any) -> None:
         from grutext import training as t
 
         if isinstance(event, t.DiscardingResumable):
@@ -892,11 +911,12 @@ def _use_threads(model: Any) -> None:
 
 def _quiet_exit(code: int) -> NoReturn:
     """Leave without flushing into a closed pipe (which would print a BrokenPipeError)."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
     sys.exit(code)
 
 

@@ -30,6 +30,30 @@ def test_predict_into_head_exits_quietly(trained: Path) -> None:
     assert producer.stderr == b"", producer.stderr.decode()
 
 
+def test_commands_into_head_exit_0_and_train_finishes(trained: Path, split_dir: Path, tmp_path: Path) -> None:
+    """A reader that closes the pipe early is no error for evaluate, report or info, even where stderr is the
+    pipe; train keeps training (its checkpoint is the result) and finishes."""
+    commands = {
+        "evaluate": f"evaluate -m {trained} {split_dir}",
+        "evaluate --json": f"evaluate -m {trained} {split_dir} --json",
+        "report": f"report -m {trained} {split_dir} -o {tmp_path / 'report'}",
+        "info": f"info -m {trained}",
+        "train": f"train {split_dir} -o {tmp_path / 'm'} {' '.join(TINY)} --epochs 2",
+    }
+    for name, command in commands.items():
+        done = subprocess.run(
+            f"{' '.join(GRUTEXT)} {command} 2>&1 | head -c 1 >/dev/null; exit ${{PIPESTATUS[0]}}",
+            shell=True,
+            executable="/bin/bash",
+            capture_output=True,
+            env=ENV,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, (name, done.stderr.decode())
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+
+
 def test_predict_answers_while_input_is_still_open(trained: Path) -> None:
     proc = subprocess.Popen(
         [*GRUTEXT, "predict", "-m", str(trained)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=ENV
