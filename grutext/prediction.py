@@ -53,16 +53,27 @@ def predictions(labels: Sequence[str], probs: Any, decision: Decision | None) ->
     return out
 
 
+FIRST_CHUNK = 64  # lines in the first chunk; each next one doubles, up to chunk_size
+CHUNK_CHARS = 1 << 19  # a chunk closes at this many characters, whatever its line count
+
+
 def stream(
     predict: Callable[[list[str]], list[Prediction]],
     texts: Iterable[str],
     chunk_size: int = 4096,
     wait: float = 0.05,
+    first_chunk: int = FIRST_CHUNK,
+    chunk_chars: int = CHUNK_CHARS,
 ) -> Iterator[list[Prediction]]:
     """Predictions chunk by chunk. A chunk closes when full, or when the input pauses for `wait` seconds,
     so a slow producer (`tail -f`) sees each answer promptly while a fast one gets full batches. At most
     a few chunks are held in memory. Chunks are sorted by length into batches, so a bigger chunk pads
     less: on sst2 sentences 4,096 lines a chunk ran 1.2x faster than 1,024.
+
+    "Full" starts small and grows: the first chunk holds `first_chunk` lines and each next one twice as
+    many, up to `chunk_size` lines or `chunk_chars` characters. So the first answer never waits for
+    thousands of long lines (100,000 lines of 430 characters answered after 13 s with 4,096-line chunks),
+    and a reader that leaves (`| head -2`) costs at most one chunk of work after it has gone.
 
     The input is read by a thread, so that a pause can be noticed. When the caller stops early (closes the
     generator, or an error), the thread is told to stop and closes the input at its next record; a thread
@@ -97,8 +108,10 @@ def stream(
     thread.start()
     try:
         done = False
+        limit = max(1, min(first_chunk, chunk_size))
         while not done:
             chunk: list[str] = []
+            chars = 0
             item = lines.get()
             while True:
                 if item is _END:
@@ -109,7 +122,9 @@ def stream(
                         yield predict(chunk)
                     raise item
                 chunk.append(item)  # type: ignore[arg-type]
-                if len(chunk) >= chunk_size:
+                chars += len(item)  # type: ignore[arg-type]
+                if len(chunk) >= limit or chars >= chunk_chars:
+                    limit = min(2 * limit, chunk_size)
                     break
                 try:
                     item = lines.get(timeout=wait)
