@@ -19,6 +19,7 @@ from typing import Any, Protocol, cast
 import torch
 from torch import nn
 
+from grutext.config import DEVICES
 from grutext.errors import ConfigError
 from grutext.model import GRUClassifier
 
@@ -31,6 +32,8 @@ class FastPathUnavailable(UserWarning):
 
 def resolve_device(name: str) -> torch.device:
     """auto picks CUDA, then Apple's MPS, then the CPU; asking for a missing accelerator is an error."""
+    if name not in DEVICES:
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -13,6 +13,11 @@ class DataError(GrutextError):
     """The input data cannot be read or does not make sense for classification."""
 
 
+class InputError(DataError, TypeError):
+    """What a Python caller passed is not texts (a number, None, one bare string); also a TypeError, as Python
+    code expects of a wrong argument type."""
+
+
 class ConfigError(GrutextError):
     """A setting is out of range or inconsistent with another."""
 

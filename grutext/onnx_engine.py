@@ -20,7 +20,7 @@ from grutext.batching import inference_batches, pad, pad_grams
 from grutext.config import INFER_BATCH_SIZE, ModelConfig, TokenizerConfig
 from grutext.decision import Decision
 from grutext.errors import CheckpointError
-from grutext.prediction import Prediction, predictions, stream
+from grutext.prediction import Prediction, check_settings, check_texts, checked_texts, predictions, stream
 from grutext.tokenizer import encode_inputs
 
 
@@ -39,6 +39,7 @@ class OnnxPredictor:
     ) -> None:
         import onnxruntime as ort
 
+        check_settings(batch_size, threshold)
         self.meta = meta
         self.batch_size = batch_size
         self.decision: Decision | None = meta.decision.with_threshold(threshold) if meta.decision else None
@@ -111,6 +112,7 @@ class OnnxPredictor:
 
     def predict_proba(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Probabilities [N, C], rows in input order."""
+        texts = check_texts(texts)
         return self.proba_of_ids(*encode_inputs(self.tokenizer, texts, self.tokenizer_config, self.model_config))
 
     def proba_of_ids(
@@ -143,12 +145,10 @@ class OnnxPredictor:
         return out
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        if isinstance(texts, str):
-            raise TypeError("predict() takes a list of texts; wrap a single text in a list")
-        return predictions(self.labels, self.predict_proba(list(texts)), self.decision)
+        return predictions(self.labels, self.predict_proba(texts), self.decision)
 
     def stream(self, texts: Iterable[str], chunk_size: int = 4096, wait: float = 0.05) -> Iterator[list[Prediction]]:
-        return stream(self.predict, texts, chunk_size, wait)
+        return stream(self.predict, checked_texts(texts), chunk_size, wait)
 
     def close(self) -> None:
         """Stop the worker threads (they also end with the process)."""

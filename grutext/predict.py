@@ -12,7 +12,7 @@ from tokenizers import Tokenizer
 from grutext.batching import infer
 from grutext.checkpoint import Checkpoint, describe, load
 from grutext.config import INFER_BATCH_SIZE, ModelConfig, TokenizerConfig
-from grutext.prediction import Prediction, format_prediction, stream
+from grutext.prediction import Prediction, check_settings, check_texts, checked_texts, format_prediction, stream
 from grutext.tokenizer import encode_inputs
 
 __all__ = ["Prediction", "Predictor", "format_prediction"]
@@ -24,6 +24,7 @@ class Predictor:
     def __init__(
         self, checkpoint: Checkpoint, batch_size: int = INFER_BATCH_SIZE, threshold: float | None = None
     ) -> None:
+        check_settings(batch_size, threshold)
         self.checkpoint = checkpoint
         self.batch_size = batch_size
         self.device = next(checkpoint.model.parameters()).device
@@ -72,6 +73,7 @@ class Predictor:
 
     def predict_proba(self, texts: Sequence[str]) -> torch.Tensor:
         """Probabilities [N, C], rows in input order: softmax, or per-label sigmoid for multi-label."""
+        texts = check_texts(texts)
         return self.proba_of_ids(*encode_inputs(self.tokenizer, texts, self.tokenizer_config, self.model_config))
 
     def proba_of_ids(self, ids: Sequence[Sequence[int]], grams: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
@@ -84,10 +86,8 @@ class Predictor:
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """One Prediction per text, in input order."""
-        if isinstance(texts, str):
-            raise TypeError("predict() takes a list of texts; wrap a single text in a list")
-        return self.head.predictions(self.predict_proba(list(texts)))
+        return self.head.predictions(self.predict_proba(texts))
 
     def stream(self, texts: Iterable[str], chunk_size: int = 4096, wait: float = 0.05) -> Iterator[list[Prediction]]:
         """Predictions chunk by chunk, in input order (see grutext.prediction.stream)."""
-        return stream(self.predict, texts, chunk_size, wait)
+        return stream(self.predict, checked_texts(texts), chunk_size, wait)

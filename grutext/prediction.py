@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from grutext.decision import Decision
+from grutext.errors import ConfigError, InputError
 
 _END = object()
 
@@ -33,6 +34,46 @@ class Prediction:
 
     def top_k(self, k: int) -> list[tuple[str, float]]:
         return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]
+
+
+def check_texts(texts: Any) -> list[str]:
+    """`texts` as a list of strings, or an InputError saying which item is not one (the Python API's and the
+    server's check: the command line reads only strings)."""
+    if isinstance(texts, (str, bytes)):
+        raise InputError("texts must be a list of strings, not one string; wrap a single text in a list: [text]")
+    try:
+        items = list(texts)
+    except TypeError:
+        raise InputError(f"texts must be a list of strings, not {type(texts).__name__}") from None
+    for i, text in enumerate(items):
+        if not isinstance(text, str):
+            raise InputError(f"texts[{i}] is {_described(text)}, not a string; texts must be a list of strings")
+    return items
+
+
+def checked_texts(texts: Iterable[Any]) -> Iterator[str]:
+    """The items of an iterable of texts as they come, each checked as `check_texts` checks a list."""
+    if isinstance(texts, (str, bytes)):
+        raise InputError("texts must be an iterable of strings, not one string; wrap a single text in a list")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InputError(f"texts[{i}] is {_described(text)}, not a string; texts must be a list of strings")
+        yield text
+
+
+def _described(value: Any) -> str:
+    shown = repr(value)
+    return f"{type(value).__name__} {shown if len(shown) <= 40 else shown[:37] + '...'}"
+
+
+def check_settings(batch_size: int, threshold: float | None) -> None:
+    """A loaded model's settings, checked as the command line's options are."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
+        raise ConfigError(f"threshold must be a number between 0 and 1, got {threshold!r}")
+    if threshold is not None and not 0 < threshold < 1:
+        raise ConfigError(f"threshold must lie strictly between 0 and 1, got {threshold!r}")
 
 
 def predictions(labels: Sequence[str], probs: Any, decision: Decision | None) -> list[Prediction]:

@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from grutext.errors import ConfigError
-from grutext.prediction import Prediction, record
+from grutext.errors import ConfigError, InputError
+from grutext.prediction import Prediction, check_texts, record
 
 BATCH_WAIT = 0.005  # seconds a batch stays open for more requests
 MAX_BATCH_TEXTS = 512  # texts per forward pass
@@ -138,8 +138,12 @@ def parse_request(body: bytes, max_texts: int, num_labels: int) -> tuple[list[st
     texts = data.get("texts")
     if texts is None:
         raise BadRequest(422, 'missing "texts": expected {"texts": ["...", ...]}')
-    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+    if not isinstance(texts, list):
         raise BadRequest(422, '"texts" must be a list of strings')
+    try:
+        check_texts(texts)
+    except InputError as exc:
+        raise BadRequest(422, str(exc)) from None
     if len(texts) > max_texts:
         raise BadRequest(413, f"{len(texts)} texts in one request; at most {max_texts} (--max-texts)")
     top_k = data.get("top_k")

@@ -35,6 +35,30 @@ def test_load_and_predict(trained: Path) -> None:
     assert model.predict_proba(["superb"]).shape == (1, 2)
 
 
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_bad_inputs_raise_the_librarys_errors(trained: Path, exported_model: Path, engine: str) -> None:
+    """Not a traceback from deep inside (`object of type 'int' has no len()`): an InputError (a DataError, and
+    a TypeError as Python expects) naming the item, from either engine and every entry point."""
+    from grutext.engine import load_engine
+    from grutext.errors import DataError, InputError
+
+    model = grutext.load(trained) if engine == "torch" else load_engine(exported_model, "onnx")
+    for call in (model.predict, model.predict_proba, lambda texts: list(model.stream(texts))):
+        with pytest.raises(InputError, match=r"texts\[1\] is int 2, not a string"):
+            call(["fine", 2])
+        with pytest.raises(DataError, match=r"texts\[0\] is NoneType None"):
+            call([None])
+        with pytest.raises(TypeError, match="not one string; wrap a single text in a list"):
+            call("one string")
+    with pytest.raises(InputError, match="not int"):
+        model.predict(5)
+    assert model.predict([]) == [] and len(model.predict_proba([])) == 0
+    with pytest.raises(ConfigError, match="threshold must lie strictly between 0 and 1"):
+        grutext.load(trained, threshold=1.5)
+    with pytest.raises(ConfigError, match="device must be one of auto, cpu, cuda, mps, got 'gpu'"):
+        grutext.load(trained, device="gpu")
+
+
 def test_evaluate_matches_the_command_line(trained: Path, split_dir: Path) -> None:
     model = grutext.load(trained)
     ours = model.evaluate(split_dir)

@@ -82,7 +82,7 @@ def test_python_api(ckpt: Path) -> None:
     preds = clf.predict(["wonderful superb film", "awful and dull"])
     assert [p.label for p in preds] == ["pos", "neg"]
     assert abs(sum(preds[0].probs.values()) - 1) < 1e-5 and preds[0].score == max(preds[0].probs.values())
-    with pytest.raises(TypeError, match="list of texts"):
+    with pytest.raises(TypeError, match="list of strings"):
         clf.predict("one string")  # type: ignore[arg-type]
 
 
