@@ -8,7 +8,7 @@ Ctrl-C).
 import os
 import signal
 
-from grutext.errors import interrupt_code, raise_interrupt, signal_received
+from grutext.errors import interrupt_code, raise_interrupt, signal_received, stopped_line
 
 
 def main() -> None:
@@ -17,12 +17,17 @@ def main() -> None:
     try:
         from grutext import cli
     except KeyboardInterrupt as exc:
-        os._exit(interrupt_code(exc))
+        _stop(interrupt_code(exc))
     except Exception:  # an import that a signal broke half-way (see raise_interrupt)
         if signal_received() is None:
             raise
-        os._exit(interrupt_code())
+        _stop(interrupt_code())
     cli.main()
+
+
+def _stop(code: int) -> None:
+    os.write(2, stopped_line(code).encode())
+    os._exit(code)
 
 
 if __name__ == "__main__":

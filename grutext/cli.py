@@ -44,7 +44,7 @@ from grutext.config import (
     TrainConfig,
     parse_char_ngrams,
 )
-from grutext.errors import ConfigError, GrutextError, UsageError, interrupt_code, signal_received
+from grutext.errors import ConfigError, GrutextError, UsageError, interrupt_code, signal_received, stopped_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -91,6 +91,13 @@ def handle_errors(func: F) -> F:
 def _stopped(command: str, code: int) -> NoReturn:
     click.echo(f"{command}: interrupted by {signal.Signals(code - 128).name}", err=True)
     sys.exit(code)
+
+
+def _stopped_quietly(command: str, code: int) -> NoReturn:
+    """As _stopped, for a command whose stdout may be a closed pipe: the line, then no flush into it."""
+    with contextlib.suppress(OSError, ValueError):
+        click.echo(f"{command}: interrupted by {signal.Signals(code - 128).name}", err=True)
+    _quiet_exit(code)
 
 
 def data_options(func: F) -> F:
@@ -707,12 +714,20 @@ def tune(
             soft_wrap=True,
         )
 
+    def on_epoch(number: int, done: Any) -> None:
+        console.print(
+            f"trial {number}, epoch {done.epoch}: validation {done.metric.replace('_f1', '-F1')} "
+            f"{done.val_score:.4f} ({done.seconds:.0f}s)",
+            markup=False,
+            soft_wrap=True,
+        )
+
     from grutext.errors import Interrupted
 
     try:
         result = run_tune(
             dataset, output, trials=trials, timeout=timeout * 60, seed=seed, fixed=fixed, overwrite=overwrite,
-            on_trial=on_trial,
+            on_trial=on_trial, on_epoch=on_epoch,
         )  # fmt: skip
     except Interrupted as exc:
         click.echo(str(exc), err=True)
@@ -900,7 +915,7 @@ def predict(
     except BrokenPipeError:
         _quiet_exit(0)
     except KeyboardInterrupt as exc:
-        _quiet_exit(interrupt_code(exc))
+        _stopped_quietly("predict", interrupt_code(exc))
 
 
 def _use_threads(model: Any) -> None:
@@ -1261,6 +1276,8 @@ def main() -> None:
             print(exc.code, file=sys.stderr)
     except KeyboardInterrupt as exc:  # while click parses, before any command runs
         code = interrupt_code(exc)
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(stopped_line(code))
     if signal_received() is not None and code not in (0, 130, 143):  # a signal that surfaced as another error
         code = interrupt_code()
     _leave(code)

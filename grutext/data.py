@@ -201,7 +201,12 @@ def read_file(path: Path, encoding: str = "utf-8") -> Table:
         return _read_parquet(path)
     text = decode_text(_open_bytes(path), str(path), encoding)
     if not text.strip():
-        raise DataError(f"{path} is empty; it needs a header or records with a text and a label")
+        needs = {
+            "csv": "a header line, then rows with a text and a label",
+            "tsv": "a header line, then rows with a text and a label",
+            "fasttext": "lines such as '__label__pos some text'",
+        }.get(fmt, 'JSON records with a text and a label, such as {"text": "...", "label": "pos"}')
+        raise DataError(f"{path} is empty; it needs {needs}")
     if fmt in ("csv", "tsv"):
         return _read_csv(text, str(path), "\t" if fmt == "tsv" else ",")
     if fmt == "json" and text.lstrip().startswith("["):

@@ -73,9 +73,12 @@ def tune(
     fixed: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     on_trial: Callable[[TrialDone], None] | None = None,
+    on_epoch: Callable[[int, Any], None] | None = None,
 ) -> TuneResult:
     """Search SPACE (minus the `fixed` settings) for the best validation score, within `trials` trials and
-    `timeout` seconds, and write the best model to `output`."""
+    `timeout` seconds, and write the best model to `output`. `on_trial` hears of every finished trial, and
+    `on_epoch` of every epoch a trial ends (its number and grutext.training's EpochDone), so a search shows
+    progress long before a trial ends."""
     import optuna
 
     from grutext.checkpoint import check_output_dir
@@ -110,6 +113,8 @@ def tune(
             if isinstance(event, EpochDone):
                 trial.report(event.val_score, event.epoch)
                 record["epochs"] = event.epoch
+                if on_epoch is not None:
+                    on_epoch(trial.number, event)
                 if trial.should_prune():
                     raise _Pruned
 

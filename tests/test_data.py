@@ -164,7 +164,9 @@ def test_bad_rows_fail_by_default_and_skip_on_request(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("empty.csv", b"", r"is empty"),
+        ("empty.csv", b"", r"is empty; it needs a header line"),
+        ("empty.jsonl", b"\n\n", r"is empty; it needs JSON records"),
+        ("empty.txt", b" \n", r"is empty; it needs lines such as '__label__pos some text'"),
         ("header.csv", b"text,label\n", r"has a header \(text, label\) but no rows"),
         ("bad.csv", b'text,label\n"ok",a\n"broken,b\n', r"line 3: malformed CSV"),
         ("short.csv", b"text,label\nok,a\nnope\n", r"line 3: 1 fields where the header has 2"),

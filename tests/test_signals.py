@@ -39,6 +39,14 @@ def check_clean(code: int, err: str, allowed: tuple[int, ...]) -> str | None:
     return None
 
 
+def check_stopped(code: int, err: bytes, signum: int) -> str | None:
+    """A predict stopped by `signum`: 128 + its number, and the same one line whenever the signal came."""
+    said = f"predict: interrupted by {signal.Signals(signum).name}\n"
+    if err.decode(errors="replace") != said:
+        return f"stderr {err!r}, expected {said!r}"
+    return check_clean(code, said, (128 + signum,))
+
+
 def interrupt_idle_stdin(model: Path, signum: int, delay: float) -> str | None:
     """One line through stdin, which then stays open and idle (`tail -f`); the signal comes `delay` seconds
     after the answer (or after start, when delay is negative: while torch is still being imported)."""
@@ -59,7 +67,7 @@ def interrupt_idle_stdin(model: Path, signum: int, delay: float) -> str | None:
         proc.stdin.close()
         if out and not out.endswith(b"\n"):
             return f"a partial line: {out!r}"
-        return check_clean(proc.returncode, err.decode(errors="replace"), (128 + signum,))
+        return check_stopped(proc.returncode, err, signum)
     first = proc.stdout.readline()
     time.sleep(delay)
     proc.send_signal(signum)
@@ -67,7 +75,7 @@ def interrupt_idle_stdin(model: Path, signum: int, delay: float) -> str | None:
     proc.stdin.close()
     if first != b"pos\n" or rest:
         return f"output {first + rest!r}, expected b'pos\\n'"
-    return check_clean(proc.returncode, err.decode(errors="replace"), (128 + signum,))
+    return check_stopped(proc.returncode, err, signum)
 
 
 def into_head(model: Path, path: Path | None, stdin: Path | None = None) -> str | None:

@@ -32,3 +32,25 @@ def test_tune_refuses_unknown_settings_before_any_trial(split_dir: Path, tmp_pat
     result = CliRunner().invoke(cli, ["tune", str(split_dir), "-o", str(tmp_path / "t"), "--set", "epochz=3"])
     assert result.exit_code == 1 and "unknown setting(s) epochz" in result.output
     assert not (tmp_path / "t").exists()
+
+
+def test_tune_shows_progress_through_a_pipe_as_it_goes(split_dir: Path, tmp_path: Path) -> None:
+    """Each epoch of each trial is a line on stderr as it ends, also when stderr is a pipe, not a terminal."""
+    import os
+    import subprocess
+    import sys
+
+    args = ["tune", str(split_dir), "-o", str(tmp_path / "t"), "--trials", "3", "--set", "epochs=3"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "grutext", *args, "--set", "vocab_size=200"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert proc.stderr is not None
+    first = proc.stderr.readline()
+    running = proc.poll() is None
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=300) == 0, rest
+    assert first.startswith("trial 0, epoch 1: validation accuracy ") and running
+    assert "trial 2, epoch 3:" in rest or "trial 2: pruned" in rest
