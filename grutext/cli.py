@@ -1109,15 +1109,16 @@ def explain(
 
 
 def _coloured(explanation: Any) -> str:
-    """An explanation as rich markup: each token on a background from red (against the label) to green (for)."""
+    """An explanation as rich markup: each token on a background from red (against the label) to green (for),
+    on one scale for every text."""
     from rich.markup import escape
 
-    scale = max((abs(t.attribution) for t in explanation.tokens), default=0.0) or 1.0
+    from grutext.explain import tint
+
     parts, cursor = [], 0
-    for t in explanation.tokens:
-        shade = int(255 - 170 * abs(t.attribution) / scale)
-        background = f"rgb({shade},255,{shade})" if t.attribution > 0 else f"rgb(255,{shade},{shade})"
-        parts.append(escape(explanation.text[cursor : t.start]) + f"[black on {background}]{escape(t.token)}[/]")
+    for t in explanation.tokens:  # one scale for every text, as on the --html page
+        r, g, b = tint(t.attribution)
+        parts.append(escape(explanation.text[cursor : t.start]) + f"[black on rgb({r},{g},{b})]{escape(t.token)}[/]")
         cursor = t.end
     head = escape(f"{explanation.label} ({explanation.score:.3f}): ")
     return head + "".join(parts) + escape(explanation.text[cursor:])

@@ -179,30 +179,56 @@ def plain(explanation: Explanation) -> str:
     return f"{explanation.label} ({explanation.score:.3f}): " + "".join(parts) + explanation.text[cursor:]
 
 
+# One colour scale for the whole page, so equal colours mean equal effects across texts: an attribution is a
+# change of probability in [-1, 1], and from FULL_AT on a token has the full tint. The full tints are light
+# enough that TEXT_COLOUR on them has a contrast ratio above 4.5:1 (WCAG AA); a weaker effect is lighter still.
+FULL_AT = 0.5
+TOWARDS = (90, 190, 90)  # green: deleting the token lowers the label's probability
+AGAINST = (235, 105, 105)  # red: deleting the token raises it
+TEXT_COLOUR = (17, 17, 17)
+LEGEND_STEPS = (-0.5, -0.25, -0.1, -0.02, 0.0, 0.02, 0.1, 0.25, 0.5)
+
+
+def tint(attribution: float) -> tuple[int, int, int]:
+    """The background of a token: white mixed with the full tint in proportion to |attribution| / FULL_AT."""
+    share = min(abs(attribution) / FULL_AT, 1.0)
+    full = TOWARDS if attribution > 0 else AGAINST
+    return (
+        round(255 + (full[0] - 255) * share),
+        round(255 + (full[1] - 255) * share),
+        round(255 + (full[2] - 255) * share),
+    )
+
+
+def _swatch(attribution: float, text: str, value: str) -> str:
+    """`text` on the background of `attribution`, with `value` shown on hover."""
+    r, g, b = tint(attribution)
+    return f'<span style="background: rgb({r},{g},{b})" class="t" title="{value}">{html.escape(text)}</span>'
+
+
 def page(explanations: Sequence[Explanation]) -> str:
-    """A self-contained HTML page with the texts highlighted (green: towards the label, red: against it)."""
+    """A self-contained HTML page with the texts highlighted (green: towards the label, red: against it), on one
+    colour scale for every text (a legend shows it)."""
     rows = []
     for e in explanations:
-        scale = max((abs(t.attribution) for t in e.tokens), default=0.0) or 1.0
         spans, cursor = [], 0
         for t in e.tokens:
-            alpha = abs(t.attribution) / scale
-            rgb = "0,160,0" if t.attribution > 0 else "220,0,0"
             spans.append(html.escape(e.text[cursor : t.start]))
-            spans.append(
-                f'<span style="background: rgba({rgb},{alpha:.2f})" title="{t.attribution:+.4f}">'
-                f"{html.escape(t.token)}</span>"
-            )
+            spans.append(_swatch(t.attribution, t.token, f"{t.attribution:+.4f}"))
             cursor = t.end
         spans.append(html.escape(e.text[cursor:]))
         rows.append(f"<p><b>{html.escape(e.label)}</b> ({e.score:.3f}): {''.join(spans)}</p>")
+    legend = " ".join(_swatch(a, f"{a:+.2f}" if a else "0", f"{a:+.2f}") for a in LEGEND_STEPS)
+    r, g, b = TEXT_COLOUR
     return (
         '<!doctype html><html><head><meta charset="utf-8"><title>grutext explain</title>'
-        "<style>body { font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; line-height: 1.8 }"
+        "<style>body { font-family: system-ui, sans-serif; max-width: 1000px; margin: 2em auto; padding: 0 1em; "
+        f"line-height: 1.8; color: rgb({r},{g},{b}); overflow-wrap: anywhere }}"
+        " .t { padding: 0 1px; border-radius: 2px } .legend { font-size: 0.9em }"
         "</style></head><body><h1>grutext explain</h1><p>Green tokens raise the label's probability, red ones "
         "lower it (occlusion: the fall of the probability when the token is deleted; hover for the value).</p>"
-        + "".join(rows)
-        + "</body></html>\n"
+        f'<p class="legend">Colour scale, the same for every text: {legend} '
+        f"(a change of {FULL_AT:g} or more has the full colour).</p>" + "".join(rows) + "</body></html>\n"
     )
 
 

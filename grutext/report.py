@@ -27,6 +27,11 @@ from grutext.errors import DataError
 
 CALIBRATION_BINS = 10
 MISTAKES_SHOWN = 12
+LABELS_NAMED = 6  # label_f1.png lists this many of the weakest labels by name
+DPI = 110
+# The page is 1,200 px wide: charts at most this wide (inches, at DPI) show at their natural size, so their
+# 8-10 pt text stays 12-15 px on screen. Many labels make a chart taller, never wider.
+MAX_WIDTH = 10.0
 
 
 @dataclass
@@ -38,6 +43,88 @@ class Evaluation:
     probs: npt.NDArray[np.float64] | None = None  # [N, C]
     truth: npt.NDArray[np.float64] | None = None  # [N] class ids, or [N, C] multi-hot
     texts: list[str] | None = None
+
+
+@dataclass
+class Chart:
+    """One figure of the page: its PNG, and what a reader needs to read it right."""
+
+    title: str
+    name: str | None  # the PNG's file name in OUT, or None where there is nothing to draw
+    note: str = ""  # a caption under the chart, where the chart alone would mislead
+
+
+@dataclass
+class LossTerms:
+    """What the stored training and validation losses are (grutext.training: Task.training_loss, end_epoch), so
+    the curves can say it: the training loss is the running mean over an epoch's steps of the sum of every
+    head's loss, with label smoothing and dropout on; the validation loss scores the averaged heads' logits
+    with neither."""
+
+    heads: int  # 2 with the bigram head: the stored training loss is the sum of both heads' losses
+    smoothing: float  # single-label only (multi-label BCE is not smoothed)
+    classes: int
+    dropout: float
+    word_dropout: float
+
+    @classmethod
+    def of(cls, info: dict[str, Any]) -> LossTerms:
+        model, train = info.get("model") or {}, info.get("train") or {}
+        multi = bool(info.get("multi_label"))
+        word = train.get("resolved_word_dropout", train.get("word_dropout"))
+        return cls(
+            heads=2 if model.get("bigram_buckets") else 1,
+            smoothing=0.0 if multi else float(train.get("label_smoothing") or 0.0),
+            classes=len(info.get("labels") or []),
+            dropout=float(model.get("dropout") or 0.0),
+            word_dropout=float(word or 0.0),
+        )
+
+    def floor(self) -> float:
+        """The least training loss a head can reach under label smoothing: the entropy of the smoothed target
+        (1 - s + s/C on the true class, s/C on each other)."""
+        if not self.smoothing or self.classes < 2:
+            return 0.0
+        true, other = 1 - self.smoothing + self.smoothing / self.classes, self.smoothing / self.classes
+        return float(-true * np.log(true) - (self.classes - 1) * other * np.log(other))
+
+    def training_label(self) -> str:
+        parts = [f"mean of the {self.heads} heads' losses"] if self.heads > 1 else []
+        if self.smoothing:
+            parts.append(f"label smoothing {self.smoothing:g}")
+        parts.append("dropout on" if self.dropout or self.word_dropout else "no dropout")
+        return f"training loss ({', '.join(parts)})"
+
+    def validation_label(self) -> str:
+        heads = "averaged heads' logits, " if self.heads > 1 else ""
+        return f"validation loss ({heads}no smoothing, no dropout)"
+
+    def caption(self) -> str:
+        """Why the two curves differ, in a sentence or two under the chart."""
+        handicaps = []
+        if self.smoothing:
+            handicaps.append(
+                f"label smoothing {self.smoothing:g} (with {self.classes} classes a head's training loss cannot go "
+                f"below {self.floor():.3f}, the dotted line)"
+            )
+        if self.dropout:
+            handicaps.append(f"dropout {self.dropout:g}")
+        if self.word_dropout:
+            handicaps.append(f"word dropout {self.word_dropout:g}")
+        stored = (
+            f" metrics.json stores the sum of the {self.heads} heads' losses, each on its own logits; the curve "
+            f"shows that sum divided by {self.heads}."
+            if self.heads > 1
+            else ""
+        )
+        return (
+            "The two losses measure different things. Training loss: the mean over each epoch's steps, taken while "
+            f"the weights were still changing, with {', '.join(handicaps) or 'no smoothing and no dropout'}."
+            f"{stored} Validation loss: the loss of the "
+            + ("averaged heads' logits" if self.heads > 1 else "model's logits")
+            + " at the end of the epoch, with no smoothing and no dropout. Compare each curve with itself across "
+            "epochs, not the two with each other."
+        )
 
 
 def expected_calibration_error(
@@ -57,47 +144,53 @@ def expected_calibration_error(
     return ece, rows
 
 
-def _figure(width: float, height: float) -> Any:
+def _subplots(rows: int, columns: int, width: float, height: float, **kwargs: Any) -> Any:
+    """A figure whose layout engine keeps titles, tick labels and legends outside the data and inside the PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(1, 1, figsize=(width, height))
+    return plt.subplots(rows, columns, figsize=(min(width, MAX_WIDTH), height), layout="constrained", **kwargs)
 
 
 def _save(fig: Any, path: Path) -> str:
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path.name
 
 
-def _subplots(columns: int, width: float, height: float) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(1, columns, figsize=(width, height))
-
-
-def curve_chart(history: list[dict[str, Any]], best_epoch: int, out: Path) -> str | None:
+def curve_chart(history: list[dict[str, Any]], best_epoch: int, terms: LossTerms, out: Path) -> str | None:
     if not history:
         return None
-    fig, (losses, scores) = _subplots(2, 10, 3.6)
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (losses, scores) = _subplots(1, 2, 10, 4.6)
     epochs = [h["epoch"] for h in history]
-    losses.plot(epochs, [h["train_loss"] for h in history], marker="o", label="training loss")
-    losses.plot(epochs, [h["val_loss"] for h in history], marker="o", label="validation loss")
+    # The stored training loss sums the heads' losses: per head, it is on the validation loss's scale.
+    losses.plot(epochs, [h["train_loss"] / terms.heads for h in history], marker="o", label=terms.training_label())
+    losses.plot(epochs, [h["val_loss"] for h in history], marker="o", label=terms.validation_label())
+    if terms.floor():
+        losses.axhline(
+            terms.floor(),
+            color="tab:blue",
+            linestyle=":",
+            label=f"least training loss under label smoothing {terms.smoothing:g} ({terms.floor():.3f})",
+        )
     metric = history[0]["metric"]
     scores.plot(epochs, [h["val_score"] for h in history], marker="o", color="tab:green", label=f"validation {metric}")
     for ax in (losses, scores):
         ax.axvline(best_epoch, color="grey", linestyle="--", label=f"kept: epoch {best_epoch}")
         ax.set_xlabel("epoch")
-        ax.legend()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
+        # below the axes, so no line is ever hidden behind it
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize=8, frameon=False)
+    if len(epochs) == 1:
+        losses.set_xlim(epochs[0] - 1, epochs[0] + 1)
+        scores.set_xlim(epochs[0] - 1, epochs[0] + 1)
     losses.set_title("loss")
     scores.set_title(f"validation {metric}")
     return _save(fig, out / "curve.png")
@@ -108,23 +201,33 @@ def confusion_chart(metrics: dict[str, Any], out: Path) -> str | None:
     if matrix.size == 0:
         return None
     labels = metrics["labels"]
-    size = min(14.0, 4 + 0.45 * len(labels))
-    fig, axes = _subplots(2, 2 * size, size)
+    n = len(labels)
+    # A panel (inches): the tick labels' room (10 pt is about 0.08 in a character), then 0.3 in a class, capped so
+    # the panel fits the page; its height adds the title, the slanted column names and the axis label.
+    names = 0.5 + 0.08 * max(len(str(lb)) for lb in labels)
+    numbered = n <= 20  # cells small enough to hold their numbers; beyond, a colour bar gives the scale
+    cells = max(2.0, min(0.3 * n, MAX_WIDTH - names - (0 if numbered else 0.9)))
+    width = max(3.4, names + cells + (0 if numbered else 0.9))  # 3.4 in: room for the title
+    height = cells + 0.9 + (0.6 * names if n > 3 else 0.3)
+    stacked = 2 * width > MAX_WIDTH  # side by side only while both fit the page's width
+    fig, axes = _subplots(2, 1, width, 2 * height) if stacked else _subplots(1, 2, 2 * width, height)
     normalised = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     for ax, values, title, fmt in (
         (axes[0], matrix, "counts", "{:.0f}"),
         (axes[1], normalised, "row-normalised", "{:.2f}"),
     ):
-        ax.imshow(values, cmap="Blues")
-        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-        ax.set_yticks(range(len(labels)), labels)
+        image = ax.imshow(values, cmap="Blues")
+        ax.set_xticks(range(n), labels, rotation=45 if n > 3 else 0, ha="right" if n > 3 else "center")
+        ax.set_yticks(range(n), labels)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(f"confusion matrix ({title})")
-        if len(labels) <= 20:
+        if not numbered:
+            fig.colorbar(image, ax=ax, shrink=0.6)
+        else:
             top = values.max() or 1
-            for i in range(len(labels)):
-                for j in range(len(labels)):
+            for i in range(n):
+                for j in range(n):
                     color = "white" if values[i, j] > top / 2 else "black"
                     ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", color=color, fontsize=8)
     return _save(fig, out / "confusion.png")
@@ -135,15 +238,20 @@ def class_chart(metrics: dict[str, Any], out: Path) -> str | None:
     if not per_class:
         return None
     labels = list(per_class)
-    fig, ax = _figure(min(18.0, 4 + 0.5 * len(labels)), 4)
-    x = np.arange(len(labels))
+    # One row a class, so any number of classes keeps its names level and the chart grows only in height; long
+    # names widen it up to the page's width (10 pt is about 0.08 in a character).
+    names = [f"{lb} (n={per_class[lb]['support']})" for lb in labels]
+    fig, ax = _subplots(1, 1, max(8.0, 6.5 + 0.08 * max(len(n) for n in names)), 1.5 + 0.36 * len(labels))
+    y = np.arange(len(labels))
     for k, (key, color) in enumerate((("precision", "tab:blue"), ("recall", "tab:orange"), ("f1", "tab:green"))):
-        ax.bar(x + (k - 1) * 0.27, [per_class[lb][key] for lb in labels], 0.27, label=key, color=color)
-    ax.set_xticks(x, [f"{lb}\n(n={per_class[lb]['support']})" for lb in labels], rotation=45 if len(labels) > 8 else 0)
-    ax.set_ylim(0, 1.05)
-    ax.set_title("per class: precision, recall, F1 (support below each class)")
-    ax.legend(loc="lower right")
-    ax.grid(axis="y", alpha=0.3)
+        ax.barh(y + (k - 1) * 0.27, [per_class[lb][key] for lb in labels], 0.27, label=key, color=color)
+    ax.set_yticks(y, names)
+    ax.set_ylim(len(labels) - 0.5, -0.5)  # the first class on top, as in the tables
+    ax.set_xlim(0, 1)
+    ax.tick_params(axis="x", labeltop=len(labels) > 12)  # a tall chart has a scale at both ends
+    fig.suptitle("per class: precision, recall, F1 (n: texts with the class)")  # centred on the page, not the bars
+    fig.legend(loc="outside right upper", frameon=False)  # beside the axes, at the top: it never covers a bar
+    ax.grid(axis="x", alpha=0.3)
     return _save(fig, out / "class.png")
 
 
@@ -151,7 +259,7 @@ def calibration_chart(
     confidence: npt.NDArray[np.float64], correct: npt.NDArray[np.float64], out: Path
 ) -> tuple[str, float]:
     ece, rows = expected_calibration_error(confidence, correct)
-    fig, ax = _figure(5, 4.5)
+    fig, ax = _subplots(1, 1, 5, 4.5)
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
     ax.bar(
         [r[0] for r in rows],
@@ -166,7 +274,7 @@ def calibration_chart(
     ax.set_xlabel("predicted probability")
     ax.set_ylabel("observed frequency")
     ax.set_title(f"reliability diagram (ECE {ece:.3f})")
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize=8, frameon=False)  # off the bars
     return _save(fig, out / "calibration.png"), ece
 
 
@@ -174,18 +282,26 @@ def label_frequency_chart(metrics: dict[str, Any], out: Path) -> str | None:
     per_class = metrics.get("per_class") or {}
     if not per_class:
         return None
-    support = np.array([row["support"] for row in per_class.values()], dtype=np.float64)
-    f1 = np.array([row["f1"] for row in per_class.values()])
-    fig, ax = _figure(7, 4.5)
-    ax.scatter(np.maximum(support, 0.8), f1, alpha=0.7)
-    for (label, row), s in zip(per_class.items(), support, strict=True):
-        if s == support.max() or row["f1"] == f1.min():
-            ax.annotate(label, (max(s, 0.8), row["f1"]), fontsize=8)
+    labels = list(per_class)
+    support = np.array([per_class[lb]["support"] for lb in labels], dtype=np.float64)
+    f1 = np.array([per_class[lb]["f1"] for lb in labels], dtype=np.float64)
+    # The weakest labels are named in a list beside the plot rather than on it: with many labels their points
+    # share a corner (F1 0, few texts) and names written there would cover each other.
+    weakest = sorted(range(len(labels)), key=lambda i: (f1[i], -support[i]))[:LABELS_NAMED]
+    fig, (ax, side) = _subplots(1, 2, 9.5, 4.5, width_ratios=[2.3, 1])
+    x = np.maximum(support, 0.8)  # a label with no text still shows, at the left edge of the log scale
+    ax.scatter(x, f1, alpha=0.6, label="labels")
+    ax.scatter(x[weakest], f1[weakest], color="tab:red", label=f"the {len(weakest)} lowest F1 (listed)")
     ax.set_xscale("log")
     ax.set_xlabel("texts with the label (log scale)")
     ax.set_ylabel("F1")
+    ax.set_ylim(-0.03, 1.03)
     ax.set_title("per-label F1 against label frequency")
     ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize=8, frameon=False)
+    side.axis("off")
+    lines = [f"{labels[i]}: F1 {f1[i]:.2f}, n={int(support[i])}" for i in weakest]
+    side.text(0, 1, "lowest F1\n\n" + "\n".join(lines), va="top", ha="left", fontsize=9, transform=side.transAxes)
     return _save(fig, out / "label_f1.png")
 
 
@@ -232,15 +348,21 @@ def write_report(model: Any, info: dict[str, Any], stored: dict[str, Any], out: 
     if ev is None:
         split = "test" if stored.get("test") else "validation"
         ev = Evaluation(f"the {split} split, as scored at training time", stored.get(split, {}))
-    charts: list[tuple[str, str | None]] = [
-        ("Learning curves", curve_chart(stored.get("history", []), int(stored.get("best_epoch") or 0), out))
+    terms = LossTerms.of(info)
+    history = stored.get("history", [])
+    charts = [
+        Chart(
+            "Learning curves",
+            curve_chart(history, int(stored.get("best_epoch") or 0), terms, out),
+            terms.caption() if history else "",
+        )
     ]
     multi = bool(info.get("multi_label"))
     if not multi:
-        charts.append(("Confusion matrix", confusion_chart(ev.metrics, out)))
-    charts.append(("Per class", class_chart(ev.metrics, out)))
+        charts.append(Chart("Confusion matrix", confusion_chart(ev.metrics, out)))
+    charts.append(Chart("Per class", class_chart(ev.metrics, out)))
     if multi:
-        charts.append(("Labels: F1 against frequency", label_frequency_chart(ev.metrics, out)))
+        charts.append(Chart("Labels: F1 against frequency", label_frequency_chart(ev.metrics, out)))
     ece = None
     mistakes: list[dict[str, Any]] = []
     if ev.probs is not None and ev.truth is not None:
@@ -250,7 +372,7 @@ def write_report(model: Any, info: dict[str, Any], stored: dict[str, Any], out: 
             confidence = ev.probs.max(axis=1)
             correct = (ev.probs.argmax(axis=1) == ev.truth).astype(np.float64)
         name, ece = calibration_chart(confidence, correct, out)
-        charts.append(("Calibration", name))
+        charts.append(Chart("Calibration", name))
         mistakes = _mistakes(ev, model.labels, model.decision)
     page = _page(info, ev, charts, ece, mistakes)
     (out / "index.html").write_text(page, encoding="utf-8")
@@ -265,7 +387,7 @@ def _table(rows: list[tuple[str, str]]) -> str:
 def _page(
     info: dict[str, Any],
     ev: Evaluation,
-    charts: list[tuple[str, str | None]],
+    charts: list[Chart],
     ece: float | None,
     mistakes: list[dict[str, Any]],
 ) -> str:
@@ -300,10 +422,12 @@ def _page(
         )
         settings.append(("decision thresholds", str(thresholds)))
     figures = "".join(
-        f'<figure><img src="{html.escape(name)}" alt="{html.escape(title)}">'
-        f"<figcaption>{html.escape(title)}</figcaption></figure>"
-        for title, name in charts
-        if name
+        f'<figure><img src="{html.escape(c.name)}" alt="{html.escape(c.title)}">'
+        f"<figcaption>{html.escape(c.title)}"
+        + (f"<p class='why'>{html.escape(c.note)}</p>" if c.note else "")
+        + "</figcaption></figure>"
+        for c in charts
+        if c.name
     )
     if ev.probs is None:
         figures += (
@@ -324,12 +448,15 @@ def _page(
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }}
+h1 {{ overflow-wrap: anywhere; }}
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; }}
 th, td {{ border: 1px solid #ddd; padding: 4px 8px; text-align: left; vertical-align: top; }}
-th {{ background: #f4f4f4; }}
-figure {{ display: inline-block; margin: 0.5em; }} img {{ max-width: 100%; border: 1px solid #eee; }}
+th {{ background: #f4f4f4; white-space: nowrap; }} td {{ overflow-wrap: anywhere; }}
+figure {{ display: inline-block; vertical-align: top; margin: 0.5em; max-width: calc(100% - 1em); }}
+img {{ display: block; max-width: 100%; height: auto; border: 1px solid #eee; }}
 figcaption {{ color: #555; font-size: 0.9em; }} .note {{ color: #777; }}
+figcaption .why {{ max-width: 80ch; margin: 0.3em 0 0; }}
 table.mistakes td:first-child {{ max-width: 600px; }}
 </style></head><body>
 <h1>{title}</h1>

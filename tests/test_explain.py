@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,9 @@ from click.testing import CliRunner
 
 from grutext.cli import cli
 from grutext.engine import load_engine
-from grutext.explain import comprehensiveness, explain
+from grutext.explain import FULL_AT, TEXT_COLOUR, Explanation, TokenAttribution, comprehensiveness, explain, page, tint
 from grutext.tokenizer import token_char_grams
+from tests.browser import contrast
 from tests.conftest import TINY, sentiment_rows, write_jsonl
 
 
@@ -66,6 +68,41 @@ def test_formats_and_label(trained: Path, tmp_path: Path) -> None:
     assert "<span style=" in page.read_text(encoding="utf-8") and "dreadful" in page.read_text(encoding="utf-8")
     bad = CliRunner().invoke(cli, ["explain", "-m", str(trained), "--label", "meh"], input=text)
     assert bad.exit_code == 2 and "not one of the model's labels" in bad.output
+
+
+def explained(text: str, label: str, attributions: dict[str, float]) -> Explanation:
+    tokens, at = [], 0
+    for word in text.split():
+        start = text.index(word, at)
+        at = start + len(word)
+        tokens.append(TokenAttribution(word, start, at, attributions.get(word, 0.0)))
+    return Explanation(text, label, 0.9, tokens)
+
+
+def test_the_page_colours_every_text_on_one_scale() -> None:
+    """A token's colour says how much it moved the probability, the same in every text: a weak token alone in
+    its text is not painted as strongly as the strongest token of another (per-text scaling did that)."""
+    html_page = page(
+        [
+            explained("a bad film", "neg", {"bad": 0.020}),
+            explained("a boring film", "neg", {"boring": 0.344, "film": -0.1}),
+            explained("so boring", "neg", {"boring": 0.344}),
+        ]
+    )
+    spans = re.findall(r'background: rgb\((\d+),(\d+),(\d+)\)" class="t" title="[^"]*">([^<]+)<', html_page)
+    colours = [(token, (int(r), int(g), int(b))) for r, g, b, token in spans]  # the legend's swatches too
+    boring = [rgb for token, rgb in colours if token == "boring"]
+    (bad,) = [rgb for token, rgb in colours if token == "bad"]
+    assert bad == tint(0.020) and min(bad) > 240  # a faint tint, not the full colour its text's maximum had
+    assert boring == [tint(0.344)] * 2 and bad != boring[0]  # the same colour in each text
+    assert tint(FULL_AT) == tint(1.0) and tint(0.0) == (255, 255, 255)
+    assert "Colour scale, the same for every text" in html_page
+
+
+def test_text_stays_readable_on_every_colour() -> None:
+    """Contrast ratio of the text on its background of 4.5:1 or more (WCAG AA) at every intensity."""
+    worst = min(contrast(TEXT_COLOUR, tint(a)) for a in np.linspace(-1, 1, 401))
+    assert worst >= 4.5
 
 
 @pytest.mark.slow
