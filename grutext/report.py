@@ -15,6 +15,7 @@ imported here only, so no other command pays for it.
 from __future__ import annotations
 
 import html
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ class Evaluation:
     probs: npt.NDArray[np.float64] | None = None  # [N, C]
     truth: npt.NDArray[np.float64] | None = None  # [N] class ids, or [N, C] multi-hot
     texts: list[str] | None = None
+    head: Any = None  # the head the truth is indexed by: the model's, plus any label the model does not know
 
 
 @dataclass
@@ -307,15 +309,21 @@ def label_frequency_chart(metrics: dict[str, Any], out: Path) -> str | None:
 
 def evaluate_split(model: Any, split: Split, where: str) -> Evaluation:
     """Run `model` (either engine) over a labelled split."""
-    import torch
 
+    from grutext.evaluate import unknown_labels_note
     from grutext.head import make_head
 
     head = make_head(model.labels, model.multi_label, model.decision)
-    target = head.targets(split)
+    head.check_rows(split.labels, split.origin)
     probs = np.asarray(model.predict_proba(split.texts), dtype=np.float64)
-    metrics = head.metrics(torch.as_tensor(probs), target)
-    return Evaluation(where, metrics, probs, target.numpy().astype(np.float64), split.texts)
+    metrics = head.score_rows(probs, split.labels, split.origin)
+    unknown = metrics.get("unknown_labels", {})
+    if unknown:  # counted as errors, as evaluate counts them; the truth needs a column for each
+        warnings.warn(unknown_labels_note(split.origin, unknown), stacklevel=2)
+        head = head.extended(list(unknown))
+        probs = np.concatenate([probs, np.zeros((len(probs), len(unknown)))], axis=1)
+    target = head.target_rows(split.labels, split.origin)
+    return Evaluation(where, metrics, probs, target.numpy().astype(np.float64), split.texts, head)
 
 
 def _mistakes(ev: Evaluation, labels: list[str], decision: Any) -> list[dict[str, Any]]:
@@ -373,7 +381,7 @@ def write_report(model: Any, info: dict[str, Any], stored: dict[str, Any], out: 
             correct = (ev.probs.argmax(axis=1) == ev.truth).astype(np.float64)
         name, ece = calibration_chart(confidence, correct, out)
         charts.append(Chart("Calibration", name))
-        mistakes = _mistakes(ev, model.labels, model.decision)
+        mistakes = _mistakes(ev, ev.head.labels, ev.head.decision)
     page = _page(info, ev, charts, ece, mistakes)
     (out / "index.html").write_text(page, encoding="utf-8")
     return out / "index.html"

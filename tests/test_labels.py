@@ -125,3 +125,14 @@ def test_csv_integer_labels_still_train_and_name_like_jsonl(tmp_path: Path) -> N
     csv_path.write_text("text,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in rows))
     jsonl_path = write_jsonl(tmp_path / "a.jsonl", [{**r, "label": int(r["label"])} for r in rows])
     assert load_labelled(str(csv_path)).label_names() == load_labelled(str(jsonl_path)).label_names() == ["0", "1", "2"]
+
+
+def test_report_counts_a_label_the_model_lacks_as_evaluate_does(trained: Path, split_dir: Path, tmp_path: Path) -> None:
+    rows = [json.loads(line) for line in (split_dir / "test.jsonl").read_text().splitlines()]
+    rows[0] = {"text": rows[0]["text"], "label": "neutral"}
+    data = write_jsonl(tmp_path / "test.jsonl", rows)
+    result = CliRunner().invoke(cli, ["report", "-m", str(trained), str(data), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "'neutral' (1 text)" in result.stderr
+    page = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+    assert "neutral" in page
