@@ -57,8 +57,8 @@ def train_model(
 ) -> Classifier:
     """Train on `data` and write the checkpoint to `output`, like `grutext train DATA --output OUTPUT`: every
     option as a keyword named like its flag (`epochs=5`, `embed_dim=64`, `tokenizer="bpe"`). `on_event`
-    receives the progress events (grutext.training's dataclasses). Returns the trained model, on the CPU."""
-    from grutext.training import configs_from_options
+    receives the progress events (grutext.events' dataclasses). Returns the trained model, on the CPU."""
+    from grutext.settings import configs_from_options
     from grutext.training import train as run
 
     spec, tok_cfg, model_cfg, cfg = configs_from_options(str(data), options)

@@ -449,7 +449,8 @@ def train(dataset: str, output: Path, as_json: bool, overwrite: bool, resume: bo
       grutext train imdb --output models/imdb --max-length 400
       grutext train data/bbc -o models/bbc --resume     # after Ctrl-C: continue where it stopped
     """
-    from grutext.training import ModelBuilt, configs_from_options
+    from grutext.events import ModelBuilt
+    from grutext.settings import configs_from_options
     from grutext.training import train as run_train
 
     source = click.get_current_context().get_parameter_source("vectors_std")
@@ -555,7 +556,7 @@ class TrainReporter:
                 self.progress = None
 
     def render(self, event: Any) -> None:
-        from grutext import training as t
+        from grutext import events as t
 
         if isinstance(event, t.DiscardingResumable):
             self.log(

@@ -33,7 +33,7 @@ class Pretrained:
     found: npt.NDArray[np.bool_]  # [vocab], which rows came from the file
     summary: dict[str, Any]  # what config.json records: file, sha256, dimension, rows read, coverage
 
-    def token_coverage(self, ids: Sequence[Sequence[int]]) -> float:
+    def token_coverage(self, ids: Sequence[Sequence[int] | npt.NDArray[np.int32]]) -> float:
         """The share of these token ids whose row came from the file."""
         flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64)
         return round(float(self.found[flat].mean()), 4) if len(flat) else 0.0

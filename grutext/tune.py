@@ -77,12 +77,14 @@ def tune(
 ) -> TuneResult:
     """Search SPACE (minus the `fixed` settings) for the best validation score, within `trials` trials and
     `timeout` seconds, and write the best model to `output`. `on_trial` hears of every finished trial, and
-    `on_epoch` of every epoch a trial ends (its number and grutext.training's EpochDone), so a search shows
+    `on_epoch` of every epoch a trial ends (its number and grutext.events' EpochDone), so a search shows
     progress long before a trial ends."""
     import optuna
 
     from grutext.checkpoint import check_output_dir
-    from grutext.training import EpochDone, configs_from_options, train
+    from grutext.events import EpochDone
+    from grutext.settings import configs_from_options
+    from grutext.training import train
 
     fixed = dict(fixed or {})
     check_output_dir(output, overwrite)

@@ -306,7 +306,7 @@ def test_patience_counts_the_epochs_without_improvement(
     split_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--patience N stops after N worse epochs, not N + 1 (scripted validation scores)."""
-    from grutext import training as t
+    from grutext import task as t
 
     scores = iter([0.5, 0.7, 0.6, 0.65, 0.9, 0.9, 0.9, 0.9])
 

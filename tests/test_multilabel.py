@@ -15,7 +15,7 @@ from grutext.config import TrainConfig
 from grutext.data import load_labelled, training_splits
 from grutext.decision import Decision
 from grutext.metrics import multilabel_metrics, tune_decision
-from grutext.training import make_task
+from grutext.task import make_task
 from tests.conftest import TINY, write_jsonl
 
 TOPICS = {

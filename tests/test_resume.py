@@ -13,7 +13,9 @@ from safetensors.torch import load_file
 
 from grutext.config import ModelConfig, TokenizerConfig, TrainConfig
 from grutext.errors import ConfigError, Interrupted, TrainingError
-from grutext.training import DataSpec, StepDone, train
+from grutext.events import StepDone
+from grutext.settings import DataSpec
+from grutext.training import train
 
 TOK = TokenizerConfig(kind="word", vocab_size=200)
 MODEL = ModelConfig(embed_dim=16, hidden_size=16)
@@ -92,7 +94,7 @@ def test_resume_refuses_changed_data_and_says_what_to_do(split_dir: Path, tmp_pa
 
 
 def test_nan_loss_names_the_step_and_keeps_the_best_epoch(split_dir: Path, tmp_path: Path) -> None:
-    from grutext.training import EpochStarted
+    from grutext.events import EpochStarted
 
     out = tmp_path / "nan"
 

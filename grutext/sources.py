@@ -1,0 +1,191 @@
+"""A classifier run's data, read into memory (`read_memory`) or streamed (grutext.stream_data.read_stream), and
+the training batches the loop takes from texts held in memory (`MemoryBatches`, a grutext.loop.BatchSource).
+
+Each epoch is length-bucketed batches of token ids in an order that depends only on (seed, epoch), so a
+resumed run sees the same order. Under torchrun each global batch of batch_size x ranks texts is cut into one
+slice per rank (a last batch with fewer texts than ranks is left out). A stream's batches are in
+grutext.stream_data, a language model's in grutext.pretraining.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from grutext.batching import TokenRows, bucket_batches, collate
+from grutext.config import ModelConfig, TokenizerConfig, TrainConfig
+from grutext.data import LabelledData, load_labelled, training_splits
+from grutext.events import DataLoaded, Event, UnknownLabels
+from grutext.loop import BatchSource, LoopState, TrainBatch
+from grutext.runtime import Runtime
+from grutext.settings import DataSpec
+from grutext.task import Task, infer_all, make_task
+from grutext.tokenizer import encode_inputs, truncated_fraction
+
+
+@dataclass
+class Encoded:
+    """A classifier run's data as token ids, ready for the loop."""
+
+    source: BatchSource
+    steps_per_epoch: int  # planned steps a pass takes (a stream's may be an estimate)
+    validation: tuple[TokenRows, TokenRows | None, torch.Tensor]  # ids, character n-grams, targets
+    score_test: Callable[[torch.nn.Module], dict[str, Any] | None]  # the kept model's test scores, if any
+    mean_tokens: float  # per training text (of a sample)
+    truncated: float  # share of training texts longer than max_length (of a sample)
+    train_ids: TokenRows  # (a sample of) the training texts' ids, for the vectors' token coverage
+
+
+@dataclass
+class RunData:
+    """What a classifier run reads, whether held in memory or streamed: the recipe needs no more of either."""
+
+    labels: list[str]
+    multi_label: bool
+    task: Task
+    tokenizer_texts: list[str]  # what the tokenizer (and the vectors' rare words) learn from
+    section: dict[str, Any]  # config.json's "data"
+    fingerprint: str  # of the training and validation rows, so --resume refuses data that changed ("": not kept)
+    encode: Callable[[Tokenizer, TokenizerConfig, ModelConfig], Encoded]
+
+
+def read_memory(spec: DataSpec, cfg: TrainConfig, rt: Runtime, emit: Callable[[Event], None]) -> RunData:
+    """Read and clean every split into memory, carve validation out of train where there is none, and say so."""
+    data = load_labelled(
+        spec.source,
+        text_column=spec.text_column,
+        label_column=spec.label_column,
+        config_name=spec.config_name,
+        revision=spec.revision,
+        encoding=spec.encoding,
+        on_bad_row=spec.on_bad_row,
+        label_sep=spec.label_sep,
+    )
+    data = training_splits(data, cfg.val_fraction, cfg.seed)
+    labels = data.label_names()
+    task = make_task(data, labels, cfg)
+    sizes = {name: len(split.texts) for name, split in data.splits.items()}
+    emit(
+        DataLoaded(spec.source, data.text_column, data.label_column, labels, sizes, data.validation_from, data.skipped)
+    )
+    if data.unseen_in_validation:
+        emit(UnknownLabels("validation", data.splits["validation"].origin, data.unseen_in_validation))
+    section = {
+        "source": spec.source,
+        "config_name": spec.config_name,
+        "revision": spec.revision,
+        "text_column": data.text_column,
+        "label_column": data.label_column,
+        "multi_label": data.multi_label,
+        "sizes": sizes,
+        "validation_from": data.validation_from,
+        "skipped_rows": data.skipped,
+    }
+
+    def encode(tokenizer: Tokenizer, tok_cfg: TokenizerConfig, model_cfg: ModelConfig) -> Encoded:
+        ids: dict[str, list[list[int]]] = {}
+        grams: dict[str, TokenRows] = {}  # each split's character n-grams, for a model that reads them
+        for name, split in data.splits.items():
+            ids[name], split_grams = encode_inputs(tokenizer, split.texts, tok_cfg, model_cfg)
+            if split_grams is not None:
+                grams[name] = split_grams
+        y = {name: task.head.targets(data.splits[name]) for name in ("train", "validation")}
+        source = MemoryBatches(
+            ids["train"], y["train"], cfg.batch_size, cfg.seed, rt.rank, rt.world, grams.get("train"),
+            task.normalizer, cfg.max_steps,
+        )  # fmt: skip
+
+        def score_test(model: torch.nn.Module) -> dict[str, Any] | None:
+            if "test" not in ids:  # thresholds come from validation, never from test
+                return None
+            test = data.splits["test"]
+            logits = infer_all(model, ids["test"], rt.device, rt.group, grams.get("test"))
+            metrics = task.head.score_rows(task.head.probabilities(logits), test.labels, test.origin)
+            if "unknown_labels" in metrics:
+                emit(UnknownLabels("test", test.origin, metrics["unknown_labels"]))
+            return metrics
+
+        return Encoded(
+            source,
+            math.ceil(len(ids["train"]) / (cfg.batch_size * rt.world)),
+            (ids["validation"], grams.get("validation"), y["validation"]),
+            score_test,
+            float(np.mean([len(r) for r in ids["train"]])),
+            truncated_fraction(tokenizer, data.splits["train"].texts[:2000], tok_cfg),
+            ids["train"],
+        )
+
+    return RunData(labels, data.multi_label, task, data.splits["train"].texts, section, fingerprint(data), encode)
+
+
+def fingerprint(data: LabelledData) -> str:
+    """A hash of the training and validation rows, so --resume refuses data that changed."""
+    digest = hashlib.sha256()
+    for name in ("train", "validation"):
+        split = data.splits[name]
+        for text, labels in zip(split.texts, split.labels, strict=True):
+            digest.update(text.encode("utf-8", "surrogatepass") + b"\x00" + "\x01".join(labels).encode() + b"\x02")
+        digest.update(b"\x03")
+    return digest.hexdigest()
+
+
+class MemoryBatches:
+    def __init__(
+        self,
+        ids: TokenRows,
+        target: torch.Tensor,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+        grams: TokenRows | None = None,
+        normalizer: Callable[[torch.Tensor], float] | None = None,
+        max_steps: int | None = None,
+    ) -> None:
+        """`target`: one row per text; `normalizer(targets of a global batch)`: what that batch's summed loss
+        divides by under torchrun (so N ranks take exactly the step one process takes); `max_steps` only
+        shortens the epoch's announced length."""
+        self.ids, self.target, self.grams = ids, target, grams
+        self.lengths = [len(r) for r in ids]
+        self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
+        self.normalizer, self.max_steps = normalizer, max_steps
+        self._plan: tuple[int, list[list[int]]] | None = None
+
+    def plan(self, epoch: int) -> list[list[int]]:
+        """The epoch's global batches (indices), cached for the epoch."""
+        if self._plan is None or self._plan[0] != epoch:
+            batches = bucket_batches(self.lengths, self.batch_size * self.world, random.Random(f"{self.seed}-{epoch}"))
+            if self.world > 1:
+                batches = [b for b in batches if len(b) >= self.world]
+            self._plan = (epoch, batches)
+        return self._plan[1]
+
+    def epoch_steps(self, loop: LoopState) -> int:
+        steps = len(self.plan(loop.epoch))
+        if self.max_steps is not None:
+            steps = min(steps, max(0, self.max_steps - (loop.global_step - loop.step)))
+        return steps
+
+    def batches(self, loop: LoopState) -> Iterator[TrainBatch]:
+        plan = self.plan(loop.epoch)
+        for step in range(loop.step, len(plan)):
+            whole = plan[step]
+            mine = whole[self.rank :: self.world]
+            inputs = collate(self.ids, mine, self.grams)
+            if self.world == 1:
+                yield TrainBatch(inputs, self.target[inputs.index], len(whole), int(inputs.lengths.sum()))
+                continue
+            # Under torchrun the loss is normalised over the whole global batch, times the ranks DDP averages
+            # over, so N ranks take exactly the step one process takes on the same texts.
+            assert self.normalizer is not None
+            normalizer = self.normalizer(self.target[whole]) / self.world
+            tokens = sum(max(1, self.lengths[i]) for i in whole)
+            yield TrainBatch(inputs, self.target[inputs.index], len(whole), tokens, normalizer)
