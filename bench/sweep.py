@@ -22,7 +22,8 @@ from typing import Any
 
 from grutext.config import ModelConfig, TokenizerConfig, TrainConfig
 from grutext.errors import GrutextError
-from grutext.training import DataSpec, configs_from_options, train
+from grutext.settings import DataSpec, configs_from_options
+from grutext.training import train
 
 
 def parse_value(text: str) -> Any:

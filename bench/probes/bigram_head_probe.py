@@ -1,6 +1,6 @@
 """Probe: a fastText-like bag of hashed word bigrams beside the GRU, with its own loss.
 
-    python bench/bigram_head_probe.py --data DATA --datasets mr,mpqa,subj --seeds 13,14,15 [--alpha 1]
+    python bench/probes/bigram_head_probe.py --data DATA --datasets mr,mpqa,subj --seeds 13,14,15 [--alpha 1]
 
 The bag (token ids and hashed bigrams of adjacent ids, mean-pooled from a table of vocabulary + --buckets
 rows of --dim) feeds its own linear layer. Unlike a path concatenated beside the encoder (whose single head
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from patching import require
 from sweep import run_one
 from torch import nn
 
@@ -65,6 +66,7 @@ def two_losses(original: Any) -> Any:
 
 
 def main() -> None:
+    require(training, "GRUClassifier", "Task")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="folder of <name>/{train,test}.jsonl")
     parser.add_argument("--datasets", required=True)

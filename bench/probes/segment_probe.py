@@ -1,6 +1,6 @@
 """Probe: Chinese word vectors behind a word segmenter (jieba), against the library's one-character words.
 
-    python bench/segment_probe.py --data DATA --datasets chnsenticorp --seeds 13,14,15 \
+    python bench/probes/segment_probe.py --data DATA --datasets chnsenticorp --seeds 13,14,15 \
         --vectors VECTORS.txt.gz --variant chars --variant chars+vectors --variant jieba --variant jieba+vectors
 
 grutext reads Chinese one character a word (its normalizer puts a space around every ideograph), so Chinese
@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import patching  # noqa: F401 - puts bench/ on the path
 from sweep import run_one
 from tokenizers import Tokenizer, normalizers
 

@@ -1,6 +1,6 @@
 """Compare the recurrent cells (--cell gru|cho2014|lstm): accuracy over seeds, size, epoch time, predict speed.
 
-    python bench/cells.py --data DATA --datasets sst2,mr,chnsenticorp --seeds 13,14,15
+    python bench/probes/cells.py --data DATA --datasets sst2,mr,chnsenticorp --seeds 13,14,15
 
 Every run uses grutext's default settings except the cell (and any --set KEY=VALUE). Epoch time is the
 training loop's time per epoch (validation excluded); predict speed is the loaded model labelling the test
@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from grutext.predict import Predictor
-from grutext.training import DataSpec, train
-
-sys.path.insert(0, str(Path(__file__).parent))
+import patching  # noqa: F401 - puts bench/ on the path
 from results import read_split
 from sweep import configs, parse_value
+
+from grutext.predict import Predictor
+from grutext.settings import DataSpec
+from grutext.training import train
 
 
 def run(folder: Path, cell: str, seed: int, fixed: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Probe: what makes fastText's bag of words stronger than grutext's bigram head on short texts?
 
-    python bench/bag_probe.py --data DATA --datasets mr,mpqa --seeds 13,14,15 \
+    python bench/probes/bag_probe.py --data DATA --datasets mr,mpqa --seeds 13,14,15 \
         --variant min2:2:0 --variant min1:1:0 --variant min1+chars:1:2-4 --variant min2+vocab-chars:2:2-4v
 
 A stand-alone fastText-like classifier on grutext's validation carve: the mean of a table's rows for a text's
@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import patching  # noqa: F401 - puts bench/ on the path
 import torch
 from results import fasttext_tokens
 from torch import nn

@@ -1,6 +1,6 @@
 """Where the ONNX engine's predict time goes: tokenizing, the graph (per operator), and the rest.
 
-    python bench/onnx_profile.py --model models/sst2 --data DATA/sst2 --lines 20000
+    python bench/probes/onnx_profile.py --model models/sst2 --data DATA/sst2 --lines 20000
 
 In-process, one intra-op thread and one batch at a time, so the shares add up: it tokenizes the test texts
 (repeated up to --lines) as the engine does, runs the engine's batches through an onnxruntime session with

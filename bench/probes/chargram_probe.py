@@ -1,9 +1,9 @@
 """Probe: the default model with hashed character n-grams of words added to the bigram head's bag.
 
-    python bench/chargram_probe.py --data DATA --datasets mr,mpqa --seeds 13,14,15 --variant oov:2-4
+    python bench/probes/chargram_probe.py --data DATA --datasets mr,mpqa --seeds 13,14,15 --variant oov:2-4
 
 fastText's bag wins on short texts with the character n-grams of words the vocabulary lacks (see
-bench/bag_probe.py). This trains the library's default model (`grutext train`'s settings) with the head's
+bench/probes/bag_probe.py). This trains the library's default model (`grutext train`'s settings) with the head's
 bag also reading, for each word the tokenizer's own normalizer and pre-tokenizer find, the rows of its
 character n-grams (fastText's, with < and > around the word), hashed into the same buckets as the word
 bigrams. Variants, NAME:NGRAMS: NAME "oov" takes them for the words without a vocabulary row only, "all" for
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from patching import require
 from sweep import configs
 
 import grutext.batching as batching
@@ -92,6 +93,7 @@ def patch() -> None:
 
 
 def main() -> None:
+    require(training, "encode", "collate")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--datasets", required=True)

@@ -1,7 +1,7 @@
 """Would an int8 dynamically quantised predict path pay? Inference tokens/s of the default-size model on
 sst2-like batches: grutext's fp32 scan, torch's fp32 nn.GRU, and torch's int8 dynamic nn.GRU + Linear.
 
-    python bench/quantize.py
+    python bench/probes/quantize.py
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Does onnxruntime's dynamic int8 quantization pay for a grutext model? Interleaved, in-process.
 
-    python bench/int8.py --model models/sst2 --data DATA/sst2 --texts 20000 --rounds 3
+    python bench/probes/int8.py --model models/sst2 --data DATA/sst2 --texts 20000 --rounds 3
 
 Quantizes the checkpoint's model.onnx with `quantize_dynamic` (int8 weights), then scores the same test texts
 with the fp32 and the int8 graph in turn, `--rounds` times each (one intra-op thread each, as the ONNX engine

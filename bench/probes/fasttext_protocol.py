@@ -1,6 +1,6 @@
 """How much of fastText's lead in the results table is protocol: data and choice of settings.
 
-    python bench/fasttext_protocol.py --data DATA --datasets mr,subj,mpqa --seeds 13,14,15
+    python bench/probes/fasttext_protocol.py --data DATA --datasets mr,subj,mpqa --seeds 13,14,15
 
 `bench/results.py` trains fastText on all of train and reports the best of four settings on test. grutext
 trains on the 90% of train left after it carves its validation split, and never chooses on test. This trains
@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import patching  # noqa: F401 - puts bench/ on the path
 from results import FASTTEXT_CONFIGS, fasttext_tokens
 
 from grutext.data import Split, carve_validation

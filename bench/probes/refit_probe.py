@@ -1,6 +1,6 @@
 """Would retraining on train + validation, for the epochs early stopping chose, beat the early-stopped model?
 
-    python bench/refit_probe.py --data DATA --datasets mr,subj,mpqa --seeds 13,14,15
+    python bench/probes/refit_probe.py --data DATA --datasets mr,subj,mpqa --seeds 13,14,15
 
 Nested, so that no test text decides anything: the 10% of train that `grutext train` carves as validation
 (V) scores both models; inside the other 90%, a further 10% (W) picks the epoch k. Model A trains on the
@@ -18,9 +18,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from patching import require
+
 import grutext.training as training
 from grutext.data import Split, carve_validation
-from grutext.training import DataSpec, configs_from_options, train
+from grutext.settings import DataSpec, configs_from_options
+from grutext.training import train
 
 
 def dump(folder: Path, **splits: Split) -> None:
@@ -69,6 +72,7 @@ def probe(data: Path, name: str, seed: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    require(training, "end_epoch")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="folder of <name>/train.jsonl")
     parser.add_argument("--datasets", required=True)

@@ -1,6 +1,6 @@
 """Probe: each of the default model's two heads on its own, and ways of combining them.
 
-    python bench/head_probe.py --data DATA --datasets mr,mpqa,subj --seeds 13,14,15 [--alpha 0.25]
+    python bench/probes/head_probe.py --data DATA --datasets mr,mpqa,subj --seeds 13,14,15 [--alpha 0.25]
 
 Trains the library's default model (the GRU's head and the bigram head) and, at every validation pass, keeps
 both heads' logits apart, on validation and on test. One JSON line per run:
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from patching import require
 from sweep import configs
 
 import grutext.training as training
@@ -79,6 +80,7 @@ def accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
 
 
 def main() -> None:
+    require(training, "_infer", "fit")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--datasets", required=True)
