@@ -384,7 +384,8 @@ def main() -> None:
         return
 
     report: dict[str, Any] = {"machine": machine(), "matmul_peak_gflops": matmul_peak(), "datasets": {}}
-    report["argv"] = " ".join(sys.argv[1:])
+    # The data folder is this machine's: the page names it DATA, as the Makefile does.
+    report["argv"] = " ".join("DATA" if arg == str(args.data) else arg for arg in sys.argv[1:])
     report["startup_seconds"] = startup_seconds()
     print(json.dumps(report), file=sys.stderr, flush=True)
     defaults = set(args.defaults.split(","))

@@ -19,11 +19,9 @@ from typing import Any, Protocol, cast
 import torch
 from torch import nn
 
-from grutext.config import DEVICES
+from grutext.config import BACKENDS, DEVICES
 from grutext.errors import ConfigError
 from grutext.model import GRUClassifier
-
-BACKENDS = ("auto", "reference", "fast")
 
 
 class FastPathUnavailable(UserWarning):

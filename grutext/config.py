@@ -26,6 +26,7 @@ EARLY_STOP_METRICS = ("auto", "accuracy", "macro_f1", "micro_f1")
 THRESHOLD_MODES = ("global", "per-label")
 INPUT_FORMATS = ("auto", "text", "fasttext", "csv", "tsv", "jsonl", "parquet")  # how predict reads its inputs
 ENGINES = ("auto", "onnx", "torch")  # what runs a model at predict time
+BACKENDS = ("auto", "fast", "reference")  # what trains a model: the fast CPU path or the readable reference
 
 # Upper bounds on sizes read from files, checked before anything is allocated.
 MAX_VOCAB = 2_000_000
@@ -275,7 +276,7 @@ class TrainConfig:
         if self.word_dropout is not None:
             _check_float("train.word_dropout", self.word_dropout, 0.0, 0.9)
         _check_float("train.label_smoothing", self.label_smoothing, 0.0, 0.5)
-        _check_choice("train.backend", self.backend, ("auto", "fast", "reference"))
+        _check_choice("train.backend", self.backend, BACKENDS)
         _check_bool("train.streaming", self.streaming)
         if self.labels is not None and (not isinstance(self.labels, str) or not self.labels.strip(",")):
             raise ConfigError(f"train.labels must be comma-separated label names, got {self.labels!r}")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -136,23 +134,3 @@ def test_training_restores_the_thread_count(split_dir: Path, tmp_path: Path) -> 
     torch.set_num_threads(2)
     grutext.train(str(split_dir), tmp_path / "m", max_steps=2, embed_dim=8, hidden_size=8, vocab_size=100)
     assert torch.get_num_threads() == 2
-
-
-def test_layering() -> None:
-    """Nothing imports the CLI; only the CLI imports click or rich; the fast path's private APIs stay in
-    grutext/fast; `grutext --help` imports none of torch, datasets, matplotlib, onnxruntime, uvicorn."""
-    root = Path(__file__).resolve().parents[1] / "grutext"
-    for path in root.rglob("*.py"):
-        text = path.read_text(encoding="utf-8")
-        if path.name != "cli.py":
-            for module in ("grutext.cli", "click", "rich"):
-                assert f"import {module}" not in text and f"from {module} " not in text, f"{path} imports {module}"
-        if path.parent.name != "fast":
-            for private in ("torch._fused_adamw_", "torch._foreach", "._nnz()", "._indices()", "torch.jit."):
-                assert private not in text, f"{path} uses {private}, which belongs in grutext/fast"
-    code = "import sys\nfrom grutext.cli import cli\ntry:\n    cli(['--help'])\nexcept SystemExit:\n    pass\n"
-    code += (
-        "print(sorted(m for m in ('torch', 'datasets', 'matplotlib', 'onnxruntime', 'uvicorn') if m in sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "[]"

@@ -340,3 +340,43 @@ def test_evaluate_names_what_a_single_file_serves_as(trained: Path, tmp_path: Pa
     assert shown.exit_code == 0, shown.output
     assert shown.stderr.startswith(f"{path}: 2 texts") and "[train]" not in shown.stderr
     assert json.loads(run("evaluate", "-m", str(trained), str(path), "--json").stdout)["split"] == split
+
+
+def test_train_options_are_configs_own_choices_limits_and_defaults() -> None:
+    """The CLI restates nothing config owns: every choice list, size limit and default of a train option is the
+    config's, so changing one there changes the flag."""
+    import dataclasses
+
+    from grutext import config as c
+    from grutext.settings import TOKENIZER_OPTIONS
+
+    params = {p.name: p for p in cli.commands["train"].params}  # type: ignore[attr-defined]
+    choices = {
+        "tokenizer": c.TOKENIZER_KINDS, "truncation": c.TRUNCATIONS, "pooling": c.POOLINGS, "cell": c.CELLS,
+        "device": c.DEVICES, "early_stop_metric": c.EARLY_STOP_METRICS, "thresholds": c.THRESHOLD_MODES,
+        "backend": c.BACKENDS,
+    }  # fmt: skip
+    for name, wanted in choices.items():
+        assert tuple(params[name].type.choices) == wanted, name
+    limits = {"embed_dim": c.MAX_DIM, "hidden_size": c.MAX_DIM, "layers": c.MAX_LAYERS, "bigram_buckets": c.MAX_VOCAB}
+    for name, top in limits.items():
+        assert params[name].type.max == top, name
+    fields = {f.name: f for cls in (c.ModelConfig, c.TrainConfig) for f in dataclasses.fields(cls)}
+    fields |= {
+        flag: f for f in dataclasses.fields(c.TokenizerConfig) for flag, n in TOKENIZER_OPTIONS.items() if n == f.name
+    }
+    checked = 0
+    for name, param in params.items():
+        if name in fields and fields[name].default is not dataclasses.MISSING:
+            default = param.default
+            if type(default).__name__ == "Sentinel":  # click's "no default": off for a flag, else None
+                default = False if getattr(param, "is_flag", False) else None
+            assert default == fields[name].default, f"--{name}: {default!r} != {fields[name].default!r}"
+            checked += 1
+    assert checked >= 30
+
+
+def test_help_shows_no_machine_paths() -> None:
+    for name in cli.commands:  # type: ignore[attr-defined]
+        text = run(name, "--help").output
+        assert "../" not in text and "/work/" not in text, name

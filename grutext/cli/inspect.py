@@ -1,0 +1,126 @@
+"""`grutext info` and `grutext export`: what a checkpoint is, and its model as ONNX."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from grutext.cli.common import cli, handle_errors, stderr_console
+
+
+@cli.command()
+@click.option(
+    "--model", "-m", "model_dir", required=True, type=click.Path(path_type=Path), help="Checkpoint directory."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True, help="Model format to write."
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also write a copy here (the checkpoint always gets its model.onnx).",
+)
+@handle_errors
+def export(model_dir: Path, fmt: str, output: Path | None) -> None:
+    """Write the checkpoint's model as ONNX (model.onnx in the checkpoint), so predict runs without torch.
+
+    The graph takes token ids and lengths and gives probabilities; the tokenizer stays tokenizer.json.
+
+    \b
+    Examples:
+      grutext export --model models/bbc
+      grutext export -m models/bbc --output deploy/bbc.onnx
+    """
+    from grutext.artifacts import read_meta
+    from grutext.onnx_export import export as run_export
+
+    meta = read_meta(model_dir)
+    click.echo(f"wrote {meta.path / 'model.onnx'}", err=True)
+    path = run_export(meta, output)
+    if output is not None:
+        click.echo(f"wrote {path}", err=True)
+
+
+# --------------------------------------------------------------------------------------------- serve
+
+
+@cli.command()
+@click.option(
+    "--model", "-m", "model_dir", required=True, type=click.Path(path_type=Path), help="Checkpoint directory."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the description as one JSON object on stdout.")
+@handle_errors
+def info(model_dir: Path, as_json: bool) -> None:
+    """Describe a checkpoint: labels, size, tokenizer, architecture, training data and scores.
+
+    \b
+    Examples:
+      grutext info --model models/bbc
+      grutext info -m models/bbc --json | jq .test
+    """
+    from grutext.checkpoint import describe, load
+
+    ckpt = load(model_dir)  # the weights too: info is also how a user checks a copied checkpoint is whole
+    described = describe(ckpt)
+    if as_json:
+        click.echo(json.dumps(described, ensure_ascii=False))
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(str(ckpt.path)), show_header=False)
+    m = described["model"]
+    cell = {"gru": "GRU", "cho2014": "GRU (Cho et al. 2014)", "lstm": "LSTM"}.get(m["cell"], m["cell"])
+    arch = (
+        f"embedding {m['embed_dim']} -> {'bi' if m['bidirectional'] else 'uni'}directional {cell} "
+        f"{m['layers']}x{m['hidden_size']} -> {m['pooling']} pooling"
+        f"{' (+ pooled embeddings)' if m.get('embedding_skip') else ''} -> linear {len(ckpt.labels)}"
+        + (f", averaged with a bigram head ({m['bigram_buckets']:,} buckets" if m.get("bigram_buckets") else "")
+        + (
+            f", character {m['char_ngrams']}-grams"
+            if m.get("bigram_buckets") and m.get("char_ngrams", "0") != "0"
+            else ""
+        )
+        + (")" if m.get("bigram_buckets") else "")
+    )
+    t = described["tokenizer"]
+    rows = [
+        ("labels", ", ".join(ckpt.labels)),
+        ("parameters", f"{described['parameters']:,}"),
+        ("architecture", arch),
+        ("dropout", str(m["dropout"])),
+        (
+            "tokenizer",
+            f"{t['kind']}, {described['shape']['vocab_size']} tokens, max {t['max_length']} ({t['truncation']}), "
+            f"{'lowercased' if t['lowercase'] else 'cased'}",
+        ),
+        ("training data", f"{described['data'].get('source', '?')} {described['data'].get('sizes', '')}"),
+    ]
+    if ckpt.shape.multi_label:
+        d = described["decision"] or {}
+        when = f"threshold {d['threshold']}" if d.get("threshold") is not None else "per-label thresholds"
+        rows.append(
+            ("multi-label", f"sigmoid outputs, {when}" + (", at least one label" if d.get("at_least_one") else ""))
+        )
+    for split, scores in described["scores"].items():
+        rows.append(
+            (
+                f"{split} scores",
+                ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()),
+            )
+        )
+    if described["train_seconds"] is not None:
+        rows.append(
+            (
+                "trained",
+                f"{described['train_seconds']}s, best epoch {described['best_epoch']}, "
+                f"grutext {described['grutext_version']}",
+            )
+        )
+    for key, value in rows:
+        table.add_row(key, escape(value))
+    stderr_console().print(table)
