@@ -1,7 +1,7 @@
 """Labelled records as streams (`grutext train --streaming`): data larger than memory, read as it is used.
 
 Local jsonl, csv/tsv, parquet and fastText .txt files (gzipped too; a file, or a folder of split files) are
-read with grutext.data's own record parsers, one record at a time; a Hugging Face hub id is opened with
+read with grutext.readers' own record parsers, one record at a time; a Hugging Face hub id is opened with
 `datasets.load_dataset(..., streaming=True)`. Columns and labels follow the same rules as in memory. The
 validation split, when the source has none, is a share of train chosen by a hash of each text (never by
 position), so it is the same texts in every pass and on every rank; under torchrun, rank r of N reads records
@@ -19,20 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from grutext.data import (
+from grutext.data import LabelCheck, choose_columns
+from grutext.errors import DataError
+from grutext.readers import (
     FASTTEXT_PREFIX,
     LABEL_NAMES,
     SPLIT_ALIASES,
-    LabelCheck,
     Table,
-    choose_columns,
     file_format,
     iter_csv,
     iter_json_lines,
     split_files,
     split_of,
 )
-from grutext.errors import DataError
 
 PEEK_ROWS = 200  # rows read to choose the columns
 HOLD_OUT_BUCKETS = 10_000
@@ -259,7 +258,7 @@ def open_stream(
         stream = StreamSource(str(path), {split: [path]}, None, **common)  # type: ignore[arg-type]
         stream.class_names = _parquet_class_names(path, label_column)
         return stream
-    from grutext.data import hub_offline, looks_like_path
+    from grutext.readers import hub_offline, looks_like_path
 
     if looks_like_path(source):
         raise DataError(f"no such file or directory: {source}")
@@ -279,7 +278,7 @@ def open_stream(
     stream = StreamSource(source, None, hub, **common)  # type: ignore[arg-type]
     features = getattr(next(iter(hub.values())), "features", None)
     if features is not None:
-        from grutext.data import class_names
+        from grutext.readers import class_names
 
         names = class_names(features)
         column = label_column or next((c for c in names if c.lower() in LABEL_NAMES), None)
@@ -292,7 +291,7 @@ def _parquet_class_names(path: Path, label_column: str | None) -> list[str] | No
         return None
     import pyarrow.parquet as pq
 
-    from grutext.data import class_names_from_schema
+    from grutext.readers import class_names_from_schema
 
     names = class_names_from_schema(pq.ParquetFile(path).schema_arrow)
     column = label_column or next((c for c in names if c.lower() in LABEL_NAMES), None)

@@ -205,7 +205,7 @@ def test_hub_probe_without_offline_flag_is_fast(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    from grutext.data import _hub_reachable
+    from grutext.readers import _hub_reachable
 
     start = time.perf_counter()
     assert not _hub_reachable()

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from grutext.data import carve_validation, load_labelled, open_tables, pick_split, training_splits
+from grutext.data import carve_validation, load_labelled, pick_split, training_splits
 from grutext.errors import DataError
+from grutext.readers import open_tables
 from tests.conftest import sentiment_rows, write_jsonl
 
 ROWS = sentiment_rows(20)

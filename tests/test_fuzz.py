@@ -10,9 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from grutext.data import FORMATS, load_labelled
+from grutext.data import load_labelled
 from grutext.errors import DataError
 from grutext.predict import Predictor, format_prediction
+from grutext.readers import FORMATS
 
 # Control characters, RTL marks, emoji, CJK, combining marks, surrogates excluded (not encodable).
 ANY_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=300)
@@ -65,7 +66,7 @@ def test_hundred_thousand_character_texts(predictor: Predictor, alphabet: list[s
 def test_stream_keeps_one_line_per_input_line(predictor: Predictor) -> None:
     import io
 
-    from grutext.data import iter_lines
+    from grutext.inputs import iter_lines
 
     raw = "a\u2028b\nc\u0085d\r\ne\x0bf\n\n\xff".encode("utf-8", "surrogateescape")
     lines = list(iter_lines(io.BytesIO(raw)))

@@ -14,7 +14,8 @@ def test_cli_import_is_light() -> None:
 
 
 def test_plain_text_predict_path_does_not_import_datasets() -> None:
-    code = "import sys, grutext.predict, grutext.data, grutext.checkpoint; print('datasets' in sys.modules)"
+    code = "import sys, grutext.predict, grutext.inputs, grutext.data, grutext.checkpoint\n"
+    code += "print('datasets' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

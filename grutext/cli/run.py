@@ -76,8 +76,8 @@ def predict(
       grutext predict -m models/bbc news.txt --format jsonl --top-k 2
       grutext predict -m models/bbc reviews.csv --text-column body --format tsv
     """
-    from grutext.data import iter_texts
     from grutext.engine import load_engine
+    from grutext.inputs import iter_texts
     from grutext.prediction import format_prediction
 
     predictor = load_engine(model_dir, engine, device, batch_size, threshold)
@@ -188,10 +188,10 @@ def explain(
       grutext explain -m models/sst2 reviews.txt --format jsonl --label negative
       grutext explain -m models/chn comments.txt --html explained.html
     """
-    from grutext.data import iter_texts
     from grutext.engine import load_engine
     from grutext.explain import as_json, page, plain
     from grutext.explain import explain as run_explain
+    from grutext.inputs import iter_texts
 
     model = load_engine(model_dir, engine)
     use_threads(model)

@@ -49,9 +49,10 @@ def evaluate(
       grutext evaluate --model models/bbc data/bbc
       grutext evaluate -m models/sst2 data/sst2 --split validation --json
     """
-    from grutext.data import load_labelled, pick_split, split_of
+    from grutext.data import load_labelled, pick_split
     from grutext.engine import load_engine
     from grutext.evaluate import evaluate as run_evaluate
+    from grutext.readers import split_of
 
     model = load_engine(model_dir, engine, "cpu", batch_size, threshold)
     use_threads(model)
