@@ -72,7 +72,8 @@ def main() -> None:
     tokenizer = train_tokenizer(train.texts, tok_cfg)
     ids = encode(tokenizer, train.texts, tok_cfg)
     batches = bucket_batches([len(r) for r in ids], args.batch_size, random.Random(1))[: args.steps]
-    cfg = ModelConfig(bidirectional=args.bidirectional)
+    # the default model without character n-grams (this profile feeds token ids only)
+    cfg = ModelConfig(bidirectional=args.bidirectional, char_ngrams="0").resolved_for(False, "word")
     shape = DataShape(tokenizer.get_vocab_size(), len(labels))
     tokens = sum(max(1, len(ids[i])) for b in batches for i in b) / len(batches)
     print(f"{args.dataset}: {len(batches)} steps of {args.batch_size} texts, {tokens:.0f} tokens a step")

@@ -124,12 +124,11 @@ class ModelConfig:
     def embedding_size(self) -> int:
         return DEFAULT_EMBED_DIM if self.embed_dim is None else self.embed_dim
 
-    def with_bigrams_for(self, multi_label: bool) -> ModelConfig:
-        """This config with the bigram head's default resolved for the data: the head raised validation accuracy on
-        all nine single-label benchmark sets (mean of three seeds, docs/experiments.md)."""
-        if self.bigram_buckets is not None:
-            return self
-        return dataclasses.replace(self, bigram_buckets=0 if multi_label else DEFAULT_BIGRAM_BUCKETS)
+    @property
+    def resolved(self) -> bool:
+        """Whether the defaults that depend on the data are settled (see `resolved_for`): what a model is built
+        from, and what a checkpoint stores."""
+        return self.bigram_buckets is not None and self.char_ngrams is not None
 
     @property
     def char_span(self) -> tuple[int, int] | None:
@@ -139,8 +138,13 @@ class ModelConfig:
     def resolved_for(self, multi_label: bool, tokenizer_kind: str, streaming: bool = False) -> ModelConfig:
         """The bigram head and its character n-grams resolved for the data and the tokenizer. The n-grams are
         taken per word, so they need the word tokenizer (one token a word); streaming keeps each text's token
-        ids only, so it reads none. An explicit choice those rule out is refused, not silently dropped."""
-        cfg = self.with_bigrams_for(multi_label)
+        ids only, so it reads none. An explicit choice those rule out is refused, not silently dropped. The bigram
+        head is on by default for single-label data, where it raised validation accuracy on all nine single-label
+        benchmark sets (mean of three seeds, docs/experiments.md), and off for multi-label data. This is the one
+        place these defaults are decided; the model, the exporter and the engines read what it settled."""
+        cfg = self
+        if cfg.bigram_buckets is None:
+            cfg = dataclasses.replace(cfg, bigram_buckets=0 if multi_label else DEFAULT_BIGRAM_BUCKETS)
         if cfg.char_ngrams is None:
             on = cfg.bigram_buckets and tokenizer_kind == "word" and not streaming
             return dataclasses.replace(cfg, char_ngrams=DEFAULT_CHAR_NGRAMS if on else "0")

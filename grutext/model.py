@@ -215,7 +215,8 @@ class GRUClassifier(nn.Module):
 
     def __init__(self, cfg: ModelConfig, shape: DataShape, device: torch.device | str | None = None) -> None:
         super().__init__()
-        cfg = cfg.with_bigrams_for(shape.multi_label)
+        if not cfg.resolved:
+            raise ValueError("build a model from resolved settings: ModelConfig.resolved_for(multi_label, tokenizer)")
         self.cfg, self.shape = cfg, shape
         table = None
         if device is not None and torch.device(device).type == "meta":

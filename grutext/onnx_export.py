@@ -144,7 +144,6 @@ def build(weights: dict[str, Array], cfg: ModelConfig, num_labels: int, multi_la
     """The ONNX model of a GRUClassifier with these weights."""
     from onnx import TensorProto, helper
 
-    cfg = cfg.with_bigrams_for(multi_label)  # the default head, resolved as the model resolves it
     g = _Graph()
     H, dirs = cfg.hidden_size, 2 if cfg.bidirectional else 1
     ids, lengths = "ids", "lengths"

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from grutext.config import ModelConfig
+
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -112,3 +114,9 @@ def predict_args(request: pytest.FixtureRequest, trained: Path, exported_model: 
     """`-m MODEL --engine E` for each engine, so predict's tests run against both."""
     engine = str(request.param)
     return ["-m", str(exported_model if engine == "onnx" else trained), "--engine", engine]
+
+
+def settled(cfg: ModelConfig, multi_label: bool = False) -> ModelConfig:
+    """A model config with its data-dependent defaults settled as a run settles them (ModelConfig.resolved_for):
+    the bigram head's default, and character n-grams only where the test asks for them."""
+    return cfg.resolved_for(multi_label, "word" if cfg.char_ngrams not in (None, "0") else "bpe")

@@ -74,7 +74,11 @@ def test_checkpoint_is_pickle_free(ckpt: Path) -> None:
     for name in names:
         if name.endswith(".json"):
             json.loads((ckpt / name).read_text(encoding="utf-8"))
-    assert (ckpt / WEIGHTS_FILE).read_bytes()[:8] != b"\x80\x02\x8a\x0a"  # not a torch pickle
+    raw = (ckpt / WEIGHTS_FILE).read_bytes()
+    assert raw[:1] != b"\x80" and raw[:2] != b"PK"  # neither a pickle (protocol 2+) nor torch.save's zip
+    size = int.from_bytes(raw[:8], "little")  # safetensors: an 8-byte header length, then a JSON header
+    header = json.loads(raw[8 : 8 + size])
+    assert set(header) - {"__metadata__"} == set(grutext.load(str(ckpt)).checkpoint.model.state_dict())
 
 
 def test_python_api(ckpt: Path) -> None:

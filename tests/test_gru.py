@@ -9,6 +9,7 @@ import torch
 from grutext.fast import scan_layer, scan_weights
 from grutext.fast.scan import PairScan, pair_scan
 from grutext.model import Cho2014Cell, Cho2014Layer, GRULayer
+from tests.conftest import settled
 
 IN, H, B = 5, 4, 3
 
@@ -164,8 +165,20 @@ def test_other_cells_train_a_step(cell: str) -> None:
     from grutext.config import DataShape, ModelConfig
     from grutext.model import GRUClassifier
 
-    model = GRUClassifier(ModelConfig(embed_dim=6, hidden_size=5, cell=cell), DataShape(20, 2))
-    ids, lengths = torch.tensor([[3, 4, 5], [6, 7, 0]]), torch.tensor([3, 2])
-    loss = torch.nn.functional.cross_entropy(model(ids, lengths), torch.tensor([0, 1]))
-    loss.backward()
-    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    torch.manual_seed(0)
+    cfg = settled(ModelConfig(embed_dim=6, hidden_size=5, cell=cell, dropout=0.0, bigram_buckets=0))
+    model = GRUClassifier(cfg, DataShape(20, 2)).double()
+    ids, lengths, target = torch.tensor([[3, 4, 5], [6, 7, 0]]), torch.tensor([3, 2]), torch.tensor([0, 1])
+
+    def loss() -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(model(ids, lengths), target)
+
+    before = loss()
+    before.backward()
+    for name, p in model.encoder.named_parameters():  # every recurrent weight learns, finitely
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+    with torch.no_grad():  # the gradient is a descent direction: a small step against it lowers the loss
+        for p in model.parameters():
+            p -= 1e-3 * p.grad
+    after = loss()
+    assert after < before - 1e-4 * sum(float((p.grad**2).sum()) for p in model.parameters())

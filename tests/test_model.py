@@ -15,6 +15,7 @@ from grutext.errors import ConfigError
 from grutext.fast import FastDropout
 from grutext.fast.optim import clip_gradients
 from grutext.model import GRUClassifier, bigram_ids, reversal_index
+from tests.conftest import settled
 
 CPU = torch.device("cpu")
 
@@ -23,7 +24,7 @@ def make(backend: str = "fast", **kwargs: object) -> GRUClassifier:
     torch.manual_seed(0)
     kwargs = {"bigram_buckets": 0, **kwargs}  # the encoder alone unless a test asks for the bigram head
     cfg = ModelConfig(embed_dim=8, hidden_size=6, **kwargs)  # type: ignore[arg-type]
-    return prepare(GRUClassifier(cfg, DataShape(vocab_size=50, num_labels=3)), CPU, backend).eval()
+    return prepare(GRUClassifier(settled(cfg), DataShape(vocab_size=50, num_labels=3)), CPU, backend).eval()
 
 
 def test_reversal_index_reverses_within_length_and_is_an_involution() -> None:
@@ -90,13 +91,15 @@ def test_the_bigram_head_trains_beside_the_gru_and_is_averaged_with_it() -> None
 
 def test_the_bigram_head_is_on_by_default_for_single_label_data_only() -> None:
     default = ModelConfig(embed_dim=4, hidden_size=3)
-    single = GRUClassifier(default, DataShape(vocab_size=50, num_labels=3))
-    multi = GRUClassifier(default, DataShape(vocab_size=50, num_labels=3, multi_label=True))
+    single = GRUClassifier(default.resolved_for(False, "bpe"), DataShape(vocab_size=50, num_labels=3))
+    multi = GRUClassifier(default.resolved_for(True, "bpe"), DataShape(vocab_size=50, num_labels=3, multi_label=True))
     assert single.cfg.bigram_buckets == DEFAULT_BIGRAM_BUCKETS and single.heads == 2
     assert single.bigram_table.num_embeddings == 50 + DEFAULT_BIGRAM_BUCKETS
     assert multi.cfg.bigram_buckets == 0 and multi.heads == 1 and not hasattr(multi, "bigram_table")
     chosen = dataclasses.replace(default, bigram_buckets=7)
-    assert GRUClassifier(chosen, DataShape(vocab_size=50, num_labels=3, multi_label=True)).heads == 2
+    assert GRUClassifier(settled(chosen, True), DataShape(vocab_size=50, num_labels=3, multi_label=True)).heads == 2
+    with pytest.raises(ValueError, match="resolved settings"):  # the model never settles a default itself
+        GRUClassifier(default, DataShape(vocab_size=50, num_labels=3))
 
 
 def test_the_bigram_head_reads_character_ngram_rows_into_the_same_mean() -> None:

@@ -22,6 +22,7 @@ from grutext.cli import cli
 from grutext.config import DataShape, ModelConfig
 from grutext.model import GRUClassifier
 from grutext.onnx_export import build
+from tests.conftest import settled
 
 ARCHITECTURES = [
     *itertools.product(["gru", "cho2014", "lstm"], [True, False], [1, 2], ["maxmean"], [False]),
@@ -41,6 +42,7 @@ def test_graph_gives_the_torch_models_probabilities(
         embed_dim=7, hidden_size=5, cell=cell, bidirectional=bidirectional, layers=layers, pooling=pooling,
         embedding_skip=skip,
     )  # fmt: skip
+    cfg = settled(cfg, multi_label)
     model = prepare(GRUClassifier(cfg, DataShape(30, 4, multi_label)), torch.device("cpu"), "reference").eval()
     weights = {k: v.numpy() for k, v in model.state_dict().items()}
     session = ort.InferenceSession(build(weights, cfg, 4, multi_label).SerializeToString())
@@ -57,7 +59,7 @@ def test_graph_gives_the_torch_models_probabilities(
 @pytest.mark.parametrize("multi_label", [False, True])
 def test_graph_gives_the_bigram_heads_probabilities(multi_label: bool) -> None:
     torch.manual_seed(0)
-    cfg = ModelConfig(embed_dim=7, hidden_size=5, bigram_buckets=13, bigram_dim=3)
+    cfg = settled(ModelConfig(embed_dim=7, hidden_size=5, bigram_buckets=13, bigram_dim=3), multi_label)
     model = prepare(GRUClassifier(cfg, DataShape(30, 4, multi_label)), torch.device("cpu"), "reference").eval()
     weights = {k: v.numpy() for k, v in model.state_dict().items()}
     session = ort.InferenceSession(build(weights, cfg, 4, multi_label).SerializeToString())

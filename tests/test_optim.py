@@ -107,7 +107,15 @@ def _model_and_batches() -> tuple[nn.Module, list[torch.Tensor]]:
 
 
 def _lazy(model: nn.Module, grad_clip: float = 1e9) -> TrainingOptimizer:
+    model[0].sparse = True  # as fast.install makes the tables it runs
     return TrainingOptimizer(model, [model[0]], lr=0.01, weight_decay=0.01, grad_clip=grad_clip, factor=lambda s: 1.0)
+
+
+def test_the_optimizer_refuses_a_dense_table_rather_than_making_it_sparse() -> None:
+    model = _model_and_batches()[0]
+    with pytest.raises(ValueError, match="make the table sparse"):
+        TrainingOptimizer(model, [model[0]], lr=0.01, weight_decay=0.01, grad_clip=1.0, factor=lambda s: 1.0)
+    assert not model[0].sparse
 
 
 def _train(model: nn.Module, batches: list[torch.Tensor], opt: TrainingOptimizer | torch.optim.Optimizer) -> None:
@@ -266,6 +274,7 @@ def test_two_tables_match_one_torch_adamw_and_resume_bitwise() -> None:
     batches = _model_and_batches()[1]
 
     def lazy(m: TwoTables) -> TrainingOptimizer:
+        m.words.sparse = m.bag.sparse = True  # as fast.install makes the tables it runs
         return TrainingOptimizer(m, [m.words, m.bag], lr=0.01, weight_decay=0.01, grad_clip=1e9, factor=lambda s: 1.0)
 
     opt = lazy(model)

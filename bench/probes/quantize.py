@@ -29,7 +29,9 @@ def tokens_per_s(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch
 def main() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    model = prepare(GRUClassifier(ModelConfig(), DataShape(20000, 2)), torch.device("cpu"), "fast").eval()
+    model = prepare(
+        GRUClassifier(ModelConfig().resolved_for(False, "bpe"), DataShape(20000, 2)), torch.device("cpu"), "fast"
+    ).eval()
     batches = []
     for length in (8, 12, 16, 24, 32, 48) * 10:
         batches.append((torch.randint(2, 20000, (256, length)), torch.full((256,), length)))

@@ -105,11 +105,19 @@ def install(model: GRUClassifier) -> None:
                 setattr(module, name, FastDropout(child.p))
 
 
+def embedding_tables(model: GRUClassifier) -> list[nn.Embedding]:
+    """The word table, and the bigram head's where the model has one."""
+    return [model.embedding, *([model.bigram_table] if model.cfg.bigram_buckets else [])]
+
+
 def make_optimizer(
     model: GRUClassifier, *, lr: float, weight_decay: float, grad_clip: float, factor: Callable[[int], float]
 ) -> object:
-    """The fast backend's TrainingOptimizer (see grutext.backend.Optimizer for the interface)."""
+    """The fast backend's TrainingOptimizer (see grutext.backend.Optimizer for the interface). Training on it
+    turns the model's embedding tables' gradients sparse: LazyAdamW updates the rows a batch reads."""
     from grutext.fast.optim import TrainingOptimizer
 
-    tables = [model.embedding, *([model.bigram_table] if model.cfg.bigram_buckets else [])]
+    tables = embedding_tables(model)
+    for table in tables:
+        table.sparse = True
     return TrainingOptimizer(model, tables, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, factor=factor)

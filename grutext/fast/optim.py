@@ -383,9 +383,10 @@ class TrainingOptimizer:
         self.grad_clip = grad_clip
         self.tables: list[_Table] = []
         for embedding in tables:
-            if not embedding.weight.requires_grad:  # a frozen table (--freeze-vectors) needs no optimizer at all
+            if not embedding.weight.requires_grad:  # a table that is not learning needs no optimizer at all
                 continue
-            embedding.sparse = True
+            if not embedding.sparse:
+                raise ValueError("LazyAdamW updates the rows a batch reads: make the table sparse (fast.install)")
             index = next(i for i, p in enumerate(self.params) if p is embedding.weight)
             prefix = next(name for name, module in model.named_modules() if module is embedding)
             table = _Table(LazyAdamW(embedding.weight, weight_decay=weight_decay), index, f"{prefix}.weight")
