@@ -44,6 +44,45 @@ class Meta:
     metrics: dict[str, Any]
 
 
+class MetaView:
+    """What both engines tell of the checkpoint they run, read from its checked files (`self.meta`)."""
+
+    meta: Meta
+
+    @property
+    def labels(self) -> list[str]:
+        return self.meta.labels
+
+    @property
+    def multi_label(self) -> bool:
+        return self.meta.shape.multi_label
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.meta.config
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The checkpoint's metrics.json: scores at training time, per-epoch history."""
+        return self.meta.metrics
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.meta.tokenizer
+
+    @property
+    def tokenizer_config(self) -> TokenizerConfig:
+        return self.meta.tokenizer_config
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return self.meta.model_config
+
+    def info(self) -> dict[str, Any]:
+        """What `grutext info --json` prints."""
+        return describe_meta(self.meta)
+
+
 def read_json(path: Path, what: str) -> Any:
     """Parse a bounded JSON file; any failure is a CheckpointError naming the file."""
     try:

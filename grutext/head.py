@@ -84,6 +84,13 @@ class Head:
         smoothing: float = 0.0,
         reduction: str = "mean",
     ) -> torch.Tensor:
+        """The loss of logits [N, C] against targets, each class (or label's positives) weighted by `weight`."""
+        w = None if weight is None else weight.to(logits.device)
+        return self._loss(logits, target, w, smoothing, reduction)
+
+    def _loss(
+        self, logits: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None, smoothing: float, reduction: str
+    ) -> torch.Tensor:
         raise NotImplementedError
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
@@ -125,15 +132,9 @@ class SingleLabel(Head):
     def extended(self, extra: Sequence[str]) -> Head:
         return SingleLabel([*self.labels, *extra])
 
-    def loss(
-        self,
-        logits: torch.Tensor,
-        target: torch.Tensor,
-        weight: torch.Tensor | None = None,
-        smoothing: float = 0.0,
-        reduction: str = "mean",
+    def _loss(
+        self, logits: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None, smoothing: float, reduction: str
     ) -> torch.Tensor:
-        w = None if weight is None else weight.to(logits.device)
         return nn.functional.cross_entropy(logits, target, weight=w, label_smoothing=smoothing, reduction=reduction)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
@@ -165,18 +166,10 @@ class MultiLabel(Head):
         decision = Decision((*self.decision.thresholds, *(2.0,) * len(extra)), self.decision.at_least_one)
         return MultiLabel([*self.labels, *extra], decision)
 
-    def loss(
-        self,
-        logits: torch.Tensor,
-        target: torch.Tensor,
-        weight: torch.Tensor | None = None,
-        smoothing: float = 0.0,
-        reduction: str = "mean",
+    def _loss(
+        self, logits: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None, smoothing: float, reduction: str
     ) -> torch.Tensor:
-        pos_weight = None if weight is None else weight.to(logits.device)
-        return nn.functional.binary_cross_entropy_with_logits(
-            logits, target, pos_weight=pos_weight, reduction=reduction
-        )
+        return nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=w, reduction=reduction)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(logits.float())

@@ -144,23 +144,28 @@ class StopSignals:
             signal.signal(sig, handler)
 
 
+@dataclass
+class Training:
+    """What the loop trains: the model and what runs it (the model, or its DistributedDataParallel wrapper under
+    torchrun), its optimizer, where batches come from, what it learns, where it is, and when it stops."""
+
+    runner: torch.nn.Module
+    model: torch.nn.Module
+    optimizer: Optimizer
+    source: BatchSource
+    objective: Objective
+    loop: LoopState
+    best_state: dict[str, torch.Tensor]  # the weights of the best epoch so far
+    plan: Plan
+
+
 def fit(
-    runner: torch.nn.Module,
-    model: torch.nn.Module,
-    optimizer: Optimizer,
-    source: BatchSource,
-    objective: Objective,
-    loop: LoopState,
-    best_state: dict[str, torch.Tensor],
-    plan: Plan,
-    device: torch.device,
-    emit: Callable[[Event], None],
-    stop: StopSignals,
-    group: Group | None = None,
+    t: Training, device: torch.device, emit: Callable[[Event], None], stop: StopSignals, group: Group | None = None
 ) -> str:
     """Train until the plan says stop: clipped AdamW steps, a validation pass per epoch, early stopping on the
-    objective's metric. Updates `loop` and `best_state` in place; returns why it stopped, or "interrupted".
-    `runner` is the model, or its DistributedDataParallel wrapper under torchrun."""
+    objective's metric. Updates `t.loop` and `t.best_state` in place; returns why it stopped, or "interrupted"."""
+    runner, model, optimizer, source, objective = t.runner, t.model, t.optimizer, t.source, t.objective
+    loop, best_state, plan = t.loop, t.best_state, t.plan
     for epoch in range(loop.epoch, plan.epochs + 1):
         loop.epoch = epoch
         emit(EpochStarted(epoch, plan.epochs, source.epoch_steps(loop)))
@@ -211,14 +216,7 @@ WriteCheckpoint = Callable[[dict[str, torch.Tensor], dict[str, Any], TrainerStat
 
 
 def fit_or_save(
-    runner: torch.nn.Module,
-    model: torch.nn.Module,
-    optimizer: Optimizer,
-    source: BatchSource,
-    objective: Objective,
-    loop: LoopState,
-    best_state: dict[str, torch.Tensor],
-    plan: Plan,
+    t: Training,
     rt: Runtime,
     emit: Callable[[Event], None],
     stop: StopSignals,
@@ -229,17 +227,16 @@ def fit_or_save(
     usable checkpoint plus what --resume needs, then raises Interrupted; a loss that diverges after a first good
     epoch keeps that epoch. `write(weights, metrics, trainer state or None)` writes the run's checkpoint;
     `where()` adds to the message where a stream stopped."""
+    loop, best_state = t.loop, t.best_state
     try:
-        stopped = fit(
-            runner, model, optimizer, source, objective, loop, best_state, plan, rt.device, emit, stop, rt.group
-        )
+        stopped = fit(t, rt.device, emit, stop, rt.group)
     except TrainingError as exc:
         if loop.best_epoch == 0:
             raise
         path = write(best_state, {"stopped": str(exc), "best_epoch": loop.best_epoch, "history": loop.history}, None)
         raise TrainingError(f"{exc}; kept the best epoch so far ({loop.best_epoch}) in {path}") from None
     if stopped == "interrupted" and stop.signum is not None:
-        state = interrupted_state(model, optimizer, loop, best_state, rt.device, rt.group)
+        state = interrupted_state(t.model, t.optimizer, loop, best_state, rt.device, rt.group)
         metrics = {
             "interrupted": True,
             "epoch": loop.epoch,

@@ -26,31 +26,32 @@ from grutext.config import BIGRAM_HASH, DataShape, ModelConfig
 from grutext.tokenizer import PAD_ID
 
 
-class GRULayer(nn.Module):
-    """One direction of one layer of PyTorch's GRU (`--cell gru`): the reset gate applied after the recurrent
-    matmul, r ⊙ (W_hn h + b_hn), which is what cuDNN computes (and Cho et al.'s arXiv v1 variant)."""
+class TorchLayer(nn.Module):
+    """One direction of one layer of one of PyTorch's own recurrent modules (`rnn_class`), batch first."""
 
+    rnn_class: type[nn.Module] = nn.GRU
+
+    def __init__(self, input_size: int, hidden_size: int, device: torch.device | str | None = None) -> None:
+        super().__init__()
+        self.rnn = self.rnn_class(input_size, hidden_size, num_layers=1, batch_first=True, device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.rnn(x)[0]  # [B, T, H]
+        return out
+
+
+class GRULayer(TorchLayer):
+    """PyTorch's GRU (`--cell gru`): the reset gate applied after the recurrent matmul, r ⊙ (W_hn h + b_hn),
+    which is what cuDNN computes (and Cho et al.'s arXiv v1 variant)."""
+
+    rnn_class = nn.GRU
     reset_after = True
 
-    def __init__(self, input_size: int, hidden_size: int, device: torch.device | str | None = None) -> None:
-        super().__init__()
-        self.rnn = nn.GRU(input_size, hidden_size, num_layers=1, batch_first=True, device=device)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.rnn(x)[0]  # [B, T, H]
-        return out
+class LSTMLayer(TorchLayer):
+    """PyTorch's LSTM (`--cell lstm`), for comparison with the GRUs."""
 
-
-class LSTMLayer(nn.Module):
-    """One direction of one layer of PyTorch's LSTM (`--cell lstm`), for comparison with the GRUs."""
-
-    def __init__(self, input_size: int, hidden_size: int, device: torch.device | str | None = None) -> None:
-        super().__init__()
-        self.rnn = nn.LSTM(input_size, hidden_size, num_layers=1, batch_first=True, device=device)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.rnn(x)[0]  # [B, T, H]
-        return out
+    rnn_class = nn.LSTM
 
 
 class Cho2014Cell(nn.Module):
@@ -267,11 +268,7 @@ class GRUClassifier(nn.Module):
         return 2 if self.cfg.bigram_buckets else 1
 
     def bigram_bag(
-        self,
-        ids: torch.Tensor,
-        lengths: torch.Tensor,
-        grams: torch.Tensor | None = None,
-        gram_counts: torch.Tensor | None = None,
+        self, ids: torch.Tensor, lengths: torch.Tensor, grams: torch.Tensor | None, gram_counts: torch.Tensor | None
     ) -> torch.Tensor:
         """The mean [B, D] of the table's rows for a text's tokens, its hashed word bigrams and, when given, its
         words' character n-grams: one lookup of the table (the fast backend prepares the rows of each). The

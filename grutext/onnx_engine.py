@@ -13,11 +13,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from tokenizers import Tokenizer
 
-from grutext.artifacts import ONNX_FILE, WEIGHTS_FILE, Meta, describe_meta, parameter_count, read_meta
+from grutext.artifacts import ONNX_FILE, WEIGHTS_FILE, Meta, MetaView, parameter_count, read_meta
 from grutext.batching import inference_batches, pad, pad_grams
-from grutext.config import INFER_BATCH_SIZE, ModelConfig, TokenizerConfig
+from grutext.config import INFER_BATCH_SIZE
 from grutext.decision import Decision
 from grutext.errors import CheckpointError
 from grutext.prediction import Prediction, check_settings, check_texts, checked_texts, predictions, stream
@@ -31,7 +30,7 @@ def has_onnx(path: str | Path) -> bool:
 MAX_WORKERS = 8  # batches run at once
 
 
-class OnnxPredictor:
+class OnnxPredictor(MetaView):
     """The torch engine's Predictor interface (labels, predict_proba, predict, stream) on onnxruntime."""
 
     def __init__(
@@ -82,34 +81,6 @@ class OnnxPredictor:
             )
         return cls(meta, batch_size, threshold)
 
-    @property
-    def labels(self) -> list[str]:
-        return self.meta.labels
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return self.meta.config
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return self.meta.metrics
-
-    @property
-    def multi_label(self) -> bool:
-        return self.meta.shape.multi_label
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self.meta.tokenizer
-
-    @property
-    def tokenizer_config(self) -> TokenizerConfig:
-        return self.meta.tokenizer_config
-
-    @property
-    def model_config(self) -> ModelConfig:
-        return self.meta.model_config
-
     def predict_proba(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Probabilities [N, C], rows in input order."""
         texts = check_texts(texts)
@@ -155,7 +126,3 @@ class OnnxPredictor:
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
-
-    def info(self) -> dict[str, Any]:
-        """What `grutext info --json` prints (the parameter count read from the weights file's header)."""
-        return describe_meta(self.meta)

@@ -4,28 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
-from tokenizers import Tokenizer
 
+from grutext.artifacts import MetaView
 from grutext.batching import infer
-from grutext.checkpoint import Checkpoint, describe, load
-from grutext.config import INFER_BATCH_SIZE, ModelConfig, TokenizerConfig
+from grutext.checkpoint import Checkpoint, load
+from grutext.config import INFER_BATCH_SIZE
 from grutext.prediction import Prediction, check_settings, check_texts, checked_texts, format_prediction, stream
 from grutext.tokenizer import encode_inputs
 
 __all__ = ["Prediction", "Predictor", "format_prediction"]
 
 
-class Predictor:
-    """A loaded checkpoint that labels texts."""
+class Predictor(MetaView):
+    """A loaded checkpoint that labels texts (what it is: grutext.artifacts.MetaView)."""
 
     def __init__(
         self, checkpoint: Checkpoint, batch_size: int = INFER_BATCH_SIZE, threshold: float | None = None
     ) -> None:
         check_settings(batch_size, threshold)
         self.checkpoint = checkpoint
+        self.meta = checkpoint.meta
         self.batch_size = batch_size
         self.device = next(checkpoint.model.parameters()).device
         self.head = checkpoint.head.with_threshold(threshold)
@@ -37,39 +37,6 @@ class Predictor:
     ) -> Predictor:
         """Load a checkpoint; `threshold` overrides a multi-label model's tuned thresholds."""
         return cls(load(path, torch.device(device)), batch_size, threshold)
-
-    @property
-    def multi_label(self) -> bool:
-        return self.checkpoint.multi_label
-
-    @property
-    def labels(self) -> list[str]:
-        return self.checkpoint.labels
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return self.checkpoint.config
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        """The checkpoint's metrics.json: scores at training time, per-epoch history."""
-        return self.checkpoint.metrics
-
-    def info(self) -> dict[str, Any]:
-        """What `grutext info --json` prints."""
-        return describe(self.checkpoint)
-
-    @property
-    def tokenizer(self) -> Tokenizer:
-        return self.checkpoint.tokenizer
-
-    @property
-    def tokenizer_config(self) -> TokenizerConfig:
-        return self.checkpoint.tokenizer_config
-
-    @property
-    def model_config(self) -> ModelConfig:
-        return self.checkpoint.model_config
 
     def predict_proba(self, texts: Sequence[str]) -> torch.Tensor:
         """Probabilities [N, C], rows in input order: softmax, or per-label sigmoid for multi-label."""

@@ -97,15 +97,22 @@ class Table:
 # Reading files
 
 
+def unreadable(path: Path, exc: OSError, expected: str = "a file", missing: str = "check the path") -> DataError:
+    """The DataError for a file that could not be opened: what went wrong, and what to do about it."""
+    if isinstance(exc, FileNotFoundError):
+        return DataError(f"no such file: {path}; {missing}")
+    if isinstance(exc, IsADirectoryError):
+        return DataError(f"{path} is a directory; pass {expected}")
+    if isinstance(exc, PermissionError):
+        return DataError(f"cannot read {path}: permission denied; check the file's permissions")
+    return DataError(f"cannot read {path}: {exc.strerror or exc}")
+
+
 def _open_bytes(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
-    except IsADirectoryError:
-        raise DataError(f"{path} is a directory, expected a file") from None
-    except PermissionError:
-        raise DataError(f"cannot read {path}: permission denied; check the file's permissions") from None
     except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror}") from None
+        raise unreadable(path, exc) from None
     if path.suffix.lower() == ".gz":
         try:
             raw = gzip.decompress(raw)

@@ -27,6 +27,10 @@ class DataSpec:
     on_bad_row: str = "fail"
     label_sep: str | None = None  # split string labels on this separator (multi-label)
 
+    def read_options(self) -> dict[str, Any]:
+        """The reading options, as load_labelled and open_stream take them."""
+        return {name: getattr(self, name) for name in DATA_OPTIONS}
+
 
 DATA_OPTIONS = ("text_column", "label_column", "config_name", "revision", "encoding", "on_bad_row", "label_sep")
 TOKENIZER_OPTIONS = {"tokenizer": "kind", "vocab_size": "vocab_size", "lowercase": "lowercase"}

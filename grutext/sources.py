@@ -59,16 +59,7 @@ class RunData:
 
 def read_memory(spec: DataSpec, cfg: TrainConfig, rt: Runtime, emit: Callable[[Event], None]) -> RunData:
     """Read and clean every split into memory, carve validation out of train where there is none, and say so."""
-    data = load_labelled(
-        spec.source,
-        text_column=spec.text_column,
-        label_column=spec.label_column,
-        config_name=spec.config_name,
-        revision=spec.revision,
-        encoding=spec.encoding,
-        on_bad_row=spec.on_bad_row,
-        label_sep=spec.label_sep,
-    )
+    data = load_labelled(spec.source, **spec.read_options())
     data = training_splits(data, cfg.val_fraction, cfg.seed)
     labels = data.label_names()
     task = make_task(data, labels, cfg)

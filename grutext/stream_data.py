@@ -101,16 +101,7 @@ def scan(source: StreamSource, cfg: TrainConfig, has_validation: bool) -> Scan:
 def read_stream(spec: DataSpec, cfg: TrainConfig, rt: Runtime, emit: Callable[[Event], None]) -> RunData:
     """Open the stream and scan it once (rank 0, broadcast under torchrun): the label set and counts, the
     tokenizer's sample and the validation texts, kept in memory until they are encoded."""
-    source = open_stream(
-        spec.source,
-        text_column=spec.text_column,
-        label_column=spec.label_column,
-        config_name=spec.config_name,
-        revision=spec.revision,
-        encoding=spec.encoding,
-        label_sep=spec.label_sep,
-        on_bad_row=spec.on_bad_row,
-    )
+    source = open_stream(spec)
     if "train" not in source.splits:
         raise DataError(f"{spec.source}: no 'train' split to stream (splits: {', '.join(source.splits)})")
     source.choose_columns("train")

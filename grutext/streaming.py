@@ -32,6 +32,7 @@ from grutext.readers import (
     split_files,
     split_of,
 )
+from grutext.settings import DataSpec
 
 PEEK_ROWS = 200  # rows read to choose the columns
 HOLD_OUT_BUCKETS = 10_000
@@ -220,25 +221,17 @@ def held_out(text: str, fraction: float) -> bool:
     return zlib.crc32(text.encode("utf-8", "surrogatepass")) % HOLD_OUT_BUCKETS < fraction * HOLD_OUT_BUCKETS
 
 
-def open_stream(
-    source: str,
-    *,
-    text_column: str | None = None,
-    label_column: str | None = None,
-    config_name: str | None = None,
-    revision: str | None = None,
-    encoding: str = "utf-8",
-    label_sep: str | None = None,
-    on_bad_row: str = "fail",
-) -> StreamSource:
+def open_stream(spec: DataSpec) -> StreamSource:
     """A streaming source: a local file or folder of split files, or a hub id."""
-    path = Path(source).expanduser()
+    path = Path(spec.source).expanduser()
+    source = spec.source
+    config_name, revision = spec.config_name, spec.revision
     common = {
-        "text_column": text_column,
-        "label_column": label_column,
-        "label_sep": label_sep,
-        "on_bad_row": on_bad_row,
-        "encoding": encoding,
+        "text_column": spec.text_column,
+        "label_column": spec.label_column,
+        "label_sep": spec.label_sep,
+        "on_bad_row": spec.on_bad_row,
+        "encoding": spec.encoding,
     }
     if path.is_dir():
         files = split_files(path)
@@ -249,14 +242,14 @@ def open_stream(
             )
         stream = StreamSource(str(path), files, None, **common)  # type: ignore[arg-type]
         first = files.get("train", next(iter(files.values())))[0]
-        stream.class_names = _parquet_class_names(first, label_column)
+        stream.class_names = _parquet_class_names(first, spec.label_column)
         return stream
     if path.exists():
         if file_format(path) is None:
             raise DataError(f"{path}: --streaming reads jsonl, csv, tsv, parquet and fastText .txt files")
         split = split_of(path) or "train"
         stream = StreamSource(str(path), {split: [path]}, None, **common)  # type: ignore[arg-type]
-        stream.class_names = _parquet_class_names(path, label_column)
+        stream.class_names = _parquet_class_names(path, spec.label_column)
         return stream
     from grutext.readers import hub_offline, looks_like_path
 
@@ -281,7 +274,7 @@ def open_stream(
         from grutext.readers import class_names
 
         names = class_names(features)
-        column = label_column or next((c for c in names if c.lower() in LABEL_NAMES), None)
+        column = spec.label_column or next((c for c in names if c.lower() in LABEL_NAMES), None)
         stream.class_names = names.get(column) if column else None
     return stream
 

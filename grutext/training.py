@@ -39,7 +39,7 @@ from grutext.events import (
     VectorsLoaded,
     silent,
 )
-from grutext.loop import LoopState, Plan, StopSignals, clone, fit_or_save, restore
+from grutext.loop import LoopState, Plan, StopSignals, Training, clone, fit_or_save, restore
 from grutext.model import GRUClassifier
 from grutext.pretrained import Pretrained, pretrained_embeddings
 from grutext.runtime import Runtime, seed_everything, start
@@ -123,9 +123,8 @@ def train(
     )
     where = (lambda: f" (stream position {loop.data_position})") if cfg.streaming else (lambda: "")
     with StopSignals() as stop, torch_threads(rt.device, rt.backend):
-        stopped = fit_or_save(
-            runner, model, optimizer, encoded.source, objective, loop, best_state, plan, rt, emit, stop, write, where
-        )
+        training = Training(runner, model, optimizer, encoded.source, objective, loop, best_state, plan)
+        stopped = fit_or_save(training, rt, emit, stop, write, where)
         # ---- final scores of the kept model; the test split is only reported, never used to choose
         model.load_state_dict(best_state)
         metrics: dict[str, Any] = {

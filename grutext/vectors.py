@@ -47,6 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from grutext.errors import ConfigError, DataError, UsageError
+from grutext.readers import unreadable
 
 FORMATS = ("glove", "word2vec", "word2vec-binary")
 FORMAT_HINT = (
@@ -230,14 +231,9 @@ class _Source:
 def _open(path: Path) -> BinaryIO:
     try:
         return path.open("rb")
-    except FileNotFoundError:
-        raise DataError(f"no such file: {path}; check the path to the vectors file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path} is a directory; pass the vectors file itself (.txt, .vec or .bin, or .gz)") from None
-    except PermissionError:
-        raise DataError(f"cannot read {path}: permission denied; check the file's permissions") from None
     except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+        expected = "the vectors file itself (.txt, .vec or .bin, or .gz)"
+        raise unreadable(path, exc, expected, "check the path to the vectors file") from None
 
 
 def _sniff(head: bytes, origin: str) -> tuple[str, tuple[int, int] | None, int, int]:

@@ -81,11 +81,11 @@ def test_the_bigram_head_trains_beside_the_gru_and_is_averaged_with_it() -> None
         both = model.train()(ids, lengths)  # dropout 0.3 touches only the GRU's side
     assert model.heads == 2 and averaged.shape == (2, 3) and both.shape == (2, 6)
     with torch.no_grad():
-        bag = model.bigram_classifier(model.bigram_bag(ids, lengths))
+        bag = model.bigram_classifier(model.bigram_bag(ids, lengths, None, None))
     torch.testing.assert_close(both[:, 3:], bag)
     # the bag is the mean of the rows of the tokens and of the hashed pairs (5,6), (6,7): no pair crosses the padding
     rows = [5, 6, 7, *bigram_ids(torch.tensor([[5, 6, 7]]), 50, 11)[0].tolist()]
-    torch.testing.assert_close(model.bigram_bag(ids, lengths)[0], model.bigram_table.weight[rows].mean(0))
+    torch.testing.assert_close(model.bigram_bag(ids, lengths, None, None)[0], model.bigram_table.weight[rows].mean(0))
     assert make().heads == 1 and not hasattr(make(), "bigram_table")
 
 

@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from grutext.cli import cli
+from grutext.settings import DataSpec
 from grutext.streaming import held_out, open_stream
 from tests.conftest import TINY, sentiment_rows, write_jsonl
 
@@ -75,7 +76,7 @@ def test_labels_and_steps_per_epoch(tmp_path: Path) -> None:
 def test_the_stream_is_read_one_record_at_a_time(tmp_path: Path) -> None:
     """The reader's file position moves with the records: nothing reads the file ahead of its consumer."""
     path = write_jsonl(tmp_path / "train.jsonl", [{"text": "x " * 500, "label": "a"}] * 5000)
-    stream = open_stream(str(path))
+    stream = open_stream(DataSpec(str(path)))
     records = stream.records("train")
     next(records)
     assert 0 < stream.bytes_read < path.stat().st_size / 10
