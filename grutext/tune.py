@@ -94,12 +94,7 @@ def tune(
     space = {k: v for k, v in SPACE.items() if k not in fixed}
     if not space:
         raise ConfigError("every tuned setting is fixed; leave at least one of " + ", ".join(SPACE))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
-    )
+    study = _study(seed)
     work = Path(tempfile.mkdtemp(prefix=".tune-", dir=output.absolute().parent))
     records: list[dict[str, Any]] = []
     best: dict[str, Any] = {}
@@ -157,15 +152,7 @@ def tune(
             raise ConfigError(
                 "no trial finished (all were pruned or failed, or the time ran out); give tune more --timeout"
             )
-        folder = Path(best["folder"])
-        (folder / TUNING_FILE).write_text(
-            json.dumps({"best": {"score": best["score"], "params": best["params"]}, "trials": records}, indent=2)
-            + "\n",
-            encoding="utf-8",
-        )
-        if output.exists():
-            shutil.rmtree(output)
-        folder.rename(output)
+        _keep(Path(best["folder"]), best, records, output)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if stopped:
@@ -175,6 +162,27 @@ def tune(
             stopped[0].signum,
         )
     return TuneResult(output, best["score"], best["params"], records)
+
+
+def _study(seed: int) -> Any:
+    """Optuna's TPE sampler, seeded, with a median pruner that waits for three trials and one epoch."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+    )
+
+
+def _keep(folder: Path, best: dict[str, Any], records: list[dict[str, Any]], output: Path) -> None:
+    """The best trial's checkpoint, with every trial's record beside its files, becomes `output`."""
+    summary = {"best": {"score": best["score"], "params": best["params"]}, "trials": records}
+    (folder / TUNING_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if output.exists():
+        shutil.rmtree(output)
+    folder.rename(output)
 
 
 def _score(metrics: dict[str, Any], metric: str) -> float:

@@ -91,3 +91,48 @@ def test_progress_comes_from_rank_0_only(split_dir: Path, tmp_path: Path) -> Non
 def test_the_fast_backend_is_refused_under_torchrun(split_dir: Path, tmp_path: Path, flag: list[str]) -> None:
     done = torchrun(str(split_dir), "-o", str(tmp_path / "m"), *SMALL, "--epochs", "1", *flag, check=False)
     assert done.returncode != 0 and "cannot train data-parallel" in done.stderr
+
+
+def test_under_torchrun_every_kind_of_run_takes_its_ranks_gpu(
+    split_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The device choice, on the CPU: with a process group of 2 on CUDA, rank 1 gets cuda:1, the reference
+    backend, and a DistributedDataParallel wrapper with device_ids=[1]; in-memory and streamed runs alike go
+    through that one choice (the streamed one used to wrap with device_ids=[None])."""
+    from grutext import runtime, training
+    from grutext.distributed import Group
+
+    monkeypatch.setattr(runtime, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(runtime.Group, "from_env", staticmethod(lambda kind: Group(1, 2, 1, "cuda:1")))
+    chosen: list[torch.device] = []
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    rt = runtime.start("auto", "auto")
+    assert rt.device == torch.device("cuda", 1) and chosen == [torch.device("cuda", 1)]
+    assert rt.backend == "reference" and rt.rank == 1 and not rt.leader
+    wrapped: list[object] = []
+    monkeypatch.setattr(
+        torch.nn.parallel, "DistributedDataParallel", lambda model, device_ids: wrapped.append(device_ids)
+    )
+    rt.wrap(torch.nn.Linear(2, 2))
+    assert wrapped == [[1]]
+
+    class Started(Exception):
+        pass
+
+    starts: list[tuple[str, str]] = []
+
+    def spy(device: str, backend: str) -> runtime.Runtime:
+        starts.append((device, backend))
+        raise Started
+
+    monkeypatch.setattr(training, "start", spy)
+    for streaming in (False, True):
+        with pytest.raises(Started):
+            grutext.train(split_dir, tmp_path / f"m{streaming}", streaming=streaming, device="cuda")
+    assert starts == [("cuda", "auto"), ("cuda", "auto")]
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_streaming_under_torchrun_on_two_gpus(split_dir: Path, tmp_path: Path) -> None:
+    torchrun(str(split_dir), "-o", str(tmp_path / "m"), *SMALL, "--streaming", "--device", "cuda", "--epochs", "2")
+    assert (tmp_path / "m" / "model.safetensors").is_file()
