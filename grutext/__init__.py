@@ -11,6 +11,7 @@ Importing this package is cheap: torch is imported only when a model is trained 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,4 +36,13 @@ def train(data: str | Path, output: str | Path, **options: Any) -> Classifier:
     return train_model(data, output, **options)
 
 
-__all__ = ["__version__", "load", "train"]
+def pretrain(texts: Sequence[str | Path], output: str | Path, **options: Any) -> dict[str, Any]:
+    """Pretrain a language model on unlabelled `texts` (files, folders or hub ids, as `grutext pretrain` reads
+    them) into `output`, for `train(..., init_from=output)`; options as keywords named like its flags
+    (`epochs=5`, `max_minutes=20`). Returns its metrics (held-out perplexity, history)."""
+    from grutext.api import pretrain_model
+
+    return pretrain_model(texts, output, **options)
+
+
+__all__ = ["__version__", "load", "pretrain", "train"]

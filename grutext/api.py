@@ -66,9 +66,33 @@ def train_model(
     return load_model(result.path)
 
 
+def pretrain_model(
+    texts: Sequence[str | Path],
+    output: str | Path,
+    *,
+    text_column: str | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    on_event: Callable[[Any], None] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """`grutext pretrain TEXTS --output OUTPUT`, every option as a keyword named like its flag."""
+    from grutext.pretraining import pretrain
+    from grutext.settings import pretrain_configs
+
+    if isinstance(texts, (str, Path)):
+        texts = [texts]
+    tok_cfg, model_cfg, cfg = pretrain_configs(options)
+    result = pretrain(
+        [str(t) for t in texts], tok_cfg, model_cfg, cfg, Path(output), text_column=text_column,
+        overwrite=overwrite, resume=resume, on_event=on_event,
+    )  # fmt: skip
+    return result.metrics
+
+
 def predict(model: Classifier, texts: Sequence[str]) -> list[Any]:
     """`model.predict(texts)`, for symmetry with fastText's module-level calls."""
     return model.predict(texts)
 
 
-__all__ = ["Classifier", "load_model", "predict", "train_model"]
+__all__ = ["Classifier", "load_model", "predict", "pretrain_model", "train_model"]

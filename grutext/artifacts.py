@@ -13,7 +13,16 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
-from grutext.config import FORMAT_VERSION, LEGACY_CELLS, DataShape, ModelConfig, TokenizerConfig, from_dict, to_dict
+from grutext.config import (
+    FORMAT_VERSION,
+    LEGACY_CELLS,
+    MAX_VOCAB,
+    DataShape,
+    ModelConfig,
+    TokenizerConfig,
+    from_dict,
+    to_dict,
+)
 from grutext.decision import Decision
 from grutext.errors import CheckpointError, ConfigError
 
@@ -23,6 +32,7 @@ WEIGHTS_FILE = "model.safetensors"
 LABELS_FILE = "labels.json"
 METRICS_FILE = "metrics.json"
 ONNX_FILE = "model.onnx"
+LANGUAGE_MODEL = "language_model"  # config.json's "kind" of a `grutext pretrain` checkpoint (a classifier's has none)
 TRAINER_STATE_DIR = "trainer_state"
 REQUIRED_FILES = (CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, LABELS_FILE)
 MAX_JSON_BYTES = 16 * 2**20
@@ -96,9 +106,9 @@ def read_json(path: Path, what: str) -> Any:
         raise CheckpointError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def read_meta(path: str | Path) -> Meta:
-    """Read and check a checkpoint directory's files but the weights; every problem is a CheckpointError
-    saying what to do."""
+def read_config(path: str | Path, required: tuple[str, ...] = REQUIRED_FILES) -> tuple[Path, dict[str, Any]]:
+    """A checkpoint directory and its config.json, after the checks every kind of checkpoint shares: it exists,
+    holds the files it must, and a format this grutext reads."""
     root = Path(path)
     if not root.exists():
         raise CheckpointError(f"no checkpoint at {root}; train one with `grutext train DATA --output {root}`")
@@ -108,14 +118,16 @@ def read_meta(path: str | Path) -> Meta:
         raise CheckpointError(
             f"{root} is not a grutext checkpoint (no {CONFIG_FILE}); pass the directory `grutext train` wrote"
         )
-    missing = [name for name in REQUIRED_FILES if not (root / name).is_file()]
+    config = read_json(root / CONFIG_FILE, "config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{root / CONFIG_FILE} must hold a JSON object")
+    missing = [name for name in required if not (root / name).is_file()]
+    if config.get("kind") == LANGUAGE_MODEL:
+        missing = [name for name in missing if name != LABELS_FILE]
     if missing:
         raise CheckpointError(
             f"checkpoint {root} is incomplete: missing {', '.join(missing)}; retrain, or copy the whole directory"
         )
-    config = read_json(root / CONFIG_FILE, "config")
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{root / CONFIG_FILE} must hold a JSON object")
     version = config.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise CheckpointError(f"{root / CONFIG_FILE} has no valid format_version; the checkpoint is damaged")
@@ -123,6 +135,18 @@ def read_meta(path: str | Path) -> Meta:
         raise CheckpointError(
             f"checkpoint {root} has format_version {version}, newer than this grutext reads ({FORMAT_VERSION}); "
             "upgrade grutext (pip install -U grutext)"
+        )
+    return root, config
+
+
+def read_meta(path: str | Path) -> Meta:
+    """Read and check a classifier checkpoint directory's files but the weights; every problem is a
+    CheckpointError saying what to do."""
+    root, config = read_config(path)
+    if config.get("kind") == LANGUAGE_MODEL:
+        raise CheckpointError(
+            f"{root} is a language model (grutext pretrain): it does not label texts; train a classifier from it "
+            f"with `grutext train DATA --init-from {root}`"
         )
     try:
         model_cfg, shape = _model_sections(config, f"{root / CONFIG_FILE}")
@@ -152,7 +176,7 @@ def read_meta(path: str | Path) -> Meta:
                 f"{root / CONFIG_FILE}: a multi-label model needs a valid 'decision' section ({exc}); "
                 "the checkpoint is damaged, retrain it"
             ) from None
-    tokenizer = _load_tokenizer(root / TOKENIZER_FILE, shape, tok_cfg)
+    tokenizer = _load_tokenizer(root / TOKENIZER_FILE, shape.vocab_size, tok_cfg)
     metrics_path = root / METRICS_FILE
     metrics = read_json(metrics_path, "metrics file") if metrics_path.is_file() else {}
     return Meta(root, config, model_cfg, shape, tok_cfg, tokenizer, labels, decision, metrics)
@@ -173,7 +197,7 @@ def _model_sections(config: dict[str, Any], where: str) -> tuple[ModelConfig, Da
     return from_dict(ModelConfig, model, f"{where} [model]"), from_dict(DataShape, shape, f"{where} [shape]")
 
 
-def _load_tokenizer(path: Path, shape: DataShape, tok_cfg: TokenizerConfig) -> Tokenizer:
+def _load_tokenizer(path: Path, vocab_size: int, tok_cfg: TokenizerConfig) -> Tokenizer:
     from grutext.tokenizer import configure_truncation
 
     size = path.stat().st_size
@@ -183,13 +207,69 @@ def _load_tokenizer(path: Path, shape: DataShape, tok_cfg: TokenizerConfig) -> T
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises a bare Exception on malformed files
         raise CheckpointError(f"{path} is not a valid tokenizer ({exc}); the checkpoint is damaged") from None
-    if tokenizer.get_vocab_size() != shape.vocab_size:
+    if tokenizer.get_vocab_size() != vocab_size:
         raise CheckpointError(
             f"{path} has {tokenizer.get_vocab_size()} tokens but config.json says vocab_size="
-            f"{shape.vocab_size}; the checkpoint is inconsistent, retrain it"
+            f"{vocab_size}; the checkpoint is inconsistent, retrain it"
         )
     configure_truncation(tokenizer, tok_cfg)  # config.json is the authority on max_length
     return tokenizer
+
+
+@dataclass
+class LanguageModelMeta:
+    """Everything of a checked language-model checkpoint (grutext pretrain) but its weights."""
+
+    path: Path
+    config: dict[str, Any]
+    model_config: ModelConfig
+    vocab_size: int
+    tokenizer_config: TokenizerConfig
+    tokenizer: Tokenizer
+    metrics: dict[str, Any]
+
+
+def read_language_model(path: str | Path) -> LanguageModelMeta:
+    """Read and check a language-model checkpoint's files but the weights; a classifier, or anything else, is
+    a CheckpointError saying what --init-from takes."""
+    root, config = read_config(path)
+    if config.get("kind") != LANGUAGE_MODEL:
+        raise CheckpointError(f"{root} is not a language model; --init-from takes what `grutext pretrain` wrote")
+    where = f"{root / CONFIG_FILE}"
+    try:
+        model_cfg = from_dict(ModelConfig, config.get("model"), f"{where} [model]")
+        vocab_size = config.get("vocab_size")
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or not 2 <= vocab_size <= MAX_VOCAB:
+            raise ConfigError(f"{where}: vocab_size must be an integer from 2 to {MAX_VOCAB}, got {vocab_size!r}")
+        tok_cfg = from_dict(TokenizerConfig, config.get("tokenizer"), f"{where} [tokenizer]")
+    except ConfigError as exc:
+        raise CheckpointError(f"{exc}; the checkpoint is damaged or was edited by hand") from None
+    if not model_cfg.resolved:
+        raise CheckpointError(f"{where}: the model settings are not settled; the checkpoint is damaged")
+    tokenizer = _load_tokenizer(root / TOKENIZER_FILE, vocab_size, tok_cfg)
+    metrics_path = root / METRICS_FILE
+    metrics = read_json(metrics_path, "metrics file") if metrics_path.is_file() else {}
+    return LanguageModelMeta(root, config, model_cfg, vocab_size, tok_cfg, tokenizer, metrics)
+
+
+def describe_language_model(meta: LanguageModelMeta) -> dict[str, Any]:
+    """What `grutext info --json` prints of a language model."""
+    return {
+        "path": str(meta.path),
+        "kind": LANGUAGE_MODEL,
+        "grutext_version": meta.config.get("grutext_version"),
+        "format_version": meta.config.get("format_version"),
+        "parameters": parameter_count(meta.path / WEIGHTS_FILE),
+        "model": to_dict(meta.model_config),
+        "vocab_size": meta.vocab_size,
+        "tokenizer": to_dict(meta.tokenizer_config),
+        "pretrain": meta.config.get("pretrain", {}),
+        "corpus": meta.config.get("corpus", {}),
+        "perplexity": meta.metrics.get("perplexity"),
+        "best_epoch": meta.metrics.get("best_epoch"),
+        "train_seconds": meta.metrics.get("train_seconds"),
+        "tokens_per_s": meta.metrics.get("tokens_per_s"),
+    }
 
 
 SCORE_KEYS = ("accuracy", "micro_f1", "macro_f1", "weighted_f1", "samples_f1", "subset_accuracy", "n")

@@ -14,14 +14,16 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import torch
 from torch import nn
 
 from grutext.config import BACKENDS, DEVICES
 from grutext.errors import ConfigError
-from grutext.model import GRUClassifier
+from grutext.model import TextModel
+
+M = TypeVar("M", bound=TextModel)
 
 
 class FastPathUnavailable(UserWarning):
@@ -62,7 +64,7 @@ def choose(device: torch.device, requested: str = "auto") -> str:
     return "reference"
 
 
-def prepare(model: GRUClassifier, device: torch.device, backend: str) -> GRUClassifier:
+def prepare(model: M, device: torch.device, backend: str) -> M:
     """Move `model` to `device` and let `backend` run it."""
     model = model.to(device)
     if backend == "fast":
@@ -157,7 +159,7 @@ class ReferenceOptimizer:
 
 
 def make_optimizer(
-    model: GRUClassifier,
+    model: TextModel,
     backend: str,
     *,
     lr: float,

@@ -33,19 +33,23 @@ from grutext import __version__
 from grutext.artifacts import (
     CONFIG_FILE,
     LABELS_FILE,
+    LANGUAGE_MODEL,
     METRICS_FILE,
     TOKENIZER_FILE,
     TRAINER_STATE_DIR,
     WEIGHTS_FILE,
+    LanguageModelMeta,
     Meta,
     describe_meta,
     read_json,
+    read_language_model,
     read_meta,
 )
 from grutext.backend import choose, prepare
 from grutext.config import FORMAT_VERSION, DataShape, ModelConfig, TokenizerConfig, to_dict
 from grutext.errors import CheckpointError
 from grutext.head import Head, make_head
+from grutext.lm import LanguageModel
 from grutext.model import GRUClassifier, parameter_shapes
 
 
@@ -206,6 +210,54 @@ def save(
     return write_atomically(path, overwrite, fill)
 
 
+def save_language_model(
+    path: Path,
+    *,
+    model: LanguageModel,
+    tokenizer: Tokenizer,
+    tokenizer_config: TokenizerConfig,
+    sections: dict[str, Any],
+    metrics: dict[str, Any],
+    overwrite: bool,
+    extra: Callable[[Path], None] | None = None,
+) -> Path:
+    """Write a language model's checkpoint directory atomically: config.json (kind "language_model"),
+    tokenizer.json, model.safetensors, metrics.json; no labels and no ONNX graph (it labels nothing)."""
+    config = {
+        "format_version": FORMAT_VERSION,
+        "grutext_version": __version__,
+        "kind": LANGUAGE_MODEL,
+        "model": to_dict(model.cfg),
+        "vocab_size": model.vocab_size,
+        "tokenizer": to_dict(tokenizer_config),
+        **sections,
+    }
+
+    def fill(tmp: Path) -> None:
+        _write_json(tmp / CONFIG_FILE, config)
+        tokenizer.save(str(tmp / TOKENIZER_FILE))
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        _write_json(tmp / METRICS_FILE, metrics)
+        if extra is not None:
+            extra(tmp)
+
+    return write_atomically(path, overwrite, fill)
+
+
+def load_language_model(path: str | Path) -> tuple[LanguageModelMeta, LanguageModel]:
+    """A checked language model (grutext pretrain) on the CPU, its shapes compared with config.json first."""
+    meta = read_language_model(path)
+    expected = {
+        k: tuple(v.shape)
+        for k, v in LanguageModel(meta.model_config, meta.vocab_size, device="meta").state_dict().items()
+    }
+    state = _read_checked(meta.path / WEIGHTS_FILE, expected)
+    model = LanguageModel(meta.model_config, meta.vocab_size)
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    return meta, model
+
+
 def describe(ckpt: Checkpoint) -> dict[str, Any]:
     """What a checkpoint is, as `grutext info --json` prints it (see grutext.artifacts.describe)."""
     return describe_meta(ckpt.meta)
@@ -236,7 +288,15 @@ def load(path: str | Path, device: torch.device | None = None, backend: str = "a
 
 
 def _load_weights(path: Path, cfg: ModelConfig, shape: DataShape) -> GRUClassifier:
-    expected = parameter_shapes(cfg, shape)
+    state = _read_checked(path, parameter_shapes(cfg, shape))
+    model = GRUClassifier(cfg, shape)
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    return model
+
+
+def _read_checked(path: Path, expected: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """The weights of a safetensors file, after its header's names and shapes are compared with what config.json
+    implies (nothing is allocated for a file that does not match)."""
     try:
         with safe_open(str(path), framework="pt") as fh:
             found = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
@@ -257,12 +317,9 @@ def _load_weights(path: Path, cfg: ModelConfig, shape: DataShape) -> GRUClassifi
         )
         raise CheckpointError(f"{path} does not match config.json ({details}); the checkpoint is inconsistent")
     try:
-        state = load_file(str(path))
+        return load_file(str(path))
     except (SafetensorError, OSError) as exc:
         raise CheckpointError(f"{path} cannot be read ({exc}); the checkpoint is damaged") from None
-    model = GRUClassifier(cfg, shape)
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    return model
 
 
 # ---------------------------------------------------------------------------------------------- trainer state

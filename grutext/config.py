@@ -242,6 +242,9 @@ class TrainConfig:
     shuffle_buffer: int = 16_384  # streaming: texts shuffled together
     steps_per_epoch: int | None = None  # streaming: an epoch is this many steps, not a pass
     max_validation: int = 20_000  # streaming: validation texts held in memory
+    init_from: str | None = None  # a language model (grutext pretrain) or a classifier checkpoint to start from
+    unlabeled: list[str] | None = None  # unlabelled texts to pretrain a language model on first (with train's)
+    pretrain_minutes: float = 20.0  # --unlabeled: the language model's training time at most
 
     def resolved_lr(self, multi_label: bool) -> float:
         """The peak learning rate: --lr, or the default for the kind of task."""
@@ -289,6 +292,63 @@ class TrainConfig:
         if self.steps_per_epoch is not None:
             _check_int("train.steps_per_epoch", self.steps_per_epoch, 1, 10**9)
         _check_int("train.max_validation", self.max_validation, 1, 10**8)
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not self.init_from):
+            raise ConfigError(f"train.init_from must be a checkpoint directory, got {self.init_from!r}")
+        if self.unlabeled is not None:
+            given: object = self.unlabeled
+            if not isinstance(given, (list, tuple)) or not all(isinstance(u, str) and u for u in given):
+                raise ConfigError(f"train.unlabeled must be a list of files, folders or hub ids, got {given!r}")
+            object.__setattr__(self, "unlabeled", list(self.unlabeled) or None)
+            if self.init_from is not None and self.unlabeled:
+                raise ConfigError("--unlabeled pretrains the model --init-from would start from: pass one of them")
+        _check_float("train.pretrain_minutes", self.pretrain_minutes, 0.0, 1e6, lo_open=True)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """How `grutext pretrain` trains a language model on unlabelled text (see grutext.lm)."""
+
+    epochs: int = 10  # most passes over the corpus
+    batch_size: int = 32  # windows per step
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup: float = 0.02
+    grad_clip: float = 1.0
+    patience: int = 2  # passes in a row without a better held-out perplexity
+    seed: int = 13
+    max_steps: int | None = None
+    max_minutes: float | None = None  # stop after the step that passes this much training time
+    device: str = "auto"
+    backend: str = "auto"
+    window: int = 128  # tokens a training example reads at most (longer texts are cut into windows)
+    samples: int = 512  # words each step's sampled softmax scores every target against
+    held_out: float = 0.02  # share of the texts set aside (by a hash of each text) to measure perplexity on
+    max_held_out: int = 2000  # held-out texts at most
+    vectors: str | None = None  # a pretrained word-vector file the embedding table starts from
+    vectors_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_int("pretrain.epochs", self.epochs, 1, 100_000)
+        _check_int("pretrain.batch_size", self.batch_size, 1, 1_000_000)
+        _check_float("pretrain.lr", self.lr, 0.0, 10.0, lo_open=True)
+        _check_float("pretrain.weight_decay", self.weight_decay, 0.0, 10.0)
+        _check_float("pretrain.warmup", self.warmup, 0.0, 0.9)
+        _check_float("pretrain.grad_clip", self.grad_clip, 0.0, 1e6, lo_open=True)
+        _check_int("pretrain.patience", self.patience, 0, 100_000)
+        _check_int("pretrain.seed", self.seed, 0, 2**32 - 1)
+        if self.max_steps is not None:
+            _check_int("pretrain.max_steps", self.max_steps, 1, 10**9)
+        if self.max_minutes is not None:
+            _check_float("pretrain.max_minutes", self.max_minutes, 0.0, 1e6, lo_open=True)
+        _check_choice("pretrain.device", self.device, DEVICES)
+        _check_choice("pretrain.backend", self.backend, BACKENDS)
+        _check_int("pretrain.window", self.window, 2, MAX_LENGTH)
+        _check_int("pretrain.samples", self.samples, 1, MAX_VOCAB)
+        _check_float("pretrain.held_out", self.held_out, 0.0, 0.5, lo_open=True)
+        _check_int("pretrain.max_held_out", self.max_held_out, 1, 10**8)
+        if self.vectors is not None and (not isinstance(self.vectors, str) or not self.vectors):
+            raise ConfigError(f"pretrain.vectors must be a file path, got {self.vectors!r}")
+        _check_float("pretrain.vectors_std", self.vectors_std, 0.0, 100.0)
 
 
 T = TypeVar("T")

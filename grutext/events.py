@@ -33,6 +33,16 @@ class DataLoaded:
 
 
 @dataclass
+class CorpusRead:
+    """A language model's unlabelled texts, read: how many, and how many are held out for perplexity."""
+
+    sources: list[str]
+    read: int  # texts read, duplicates and empty ones included
+    texts: int  # distinct texts trained on
+    held_out: int
+
+
+@dataclass
 class UnknownLabels:
     """Labels of a split that the training split lacks: left out of validation, counted as errors in test."""
 
@@ -106,6 +116,7 @@ class Finished:
 Event = (
     DiscardingResumable
     | DataLoaded
+    | CorpusRead
     | UnknownLabels
     | TokenizerTrained
     | VectorsLoaded

@@ -44,7 +44,7 @@ class LoopState:
     epoch: int = 1  # the epoch in progress, 1-based
     step: int = 0  # steps done within it
     global_step: int = 0
-    best_score: list[float] = field(default_factory=lambda: [-1.0, -math.inf])  # compared as a list: bigger wins
+    best_score: list[float] = field(default_factory=lambda: [-math.inf, -math.inf])  # compared as a list: bigger wins
     best_epoch: int = 0
     bad_epochs: int = 0
     loss_sum: float = 0.0  # running sums of the epoch in progress
@@ -118,6 +118,7 @@ class Plan:
     patience: int
     max_steps: int | None
     peak_lr: float
+    max_seconds: float | None = None  # training time (resumed runs count what they ran before)
 
 
 class StopSignals:
@@ -199,12 +200,16 @@ def fit(
             )
             if plan.max_steps is not None and loop.global_step >= plan.max_steps:
                 break
+            if plan.max_seconds is not None and out_of_time(spent(loop) + elapsed >= plan.max_seconds, group):
+                break
             if stopping(stop, group):
                 loop.seconds = elapsed
                 return "interrupted"
         end_epoch(model, objective, loop, best_state, time.perf_counter() - start, emit)
         if plan.max_steps is not None and loop.global_step >= plan.max_steps:
             return f"reached --max-steps {plan.max_steps}"
+        if plan.max_seconds is not None and spent(loop) >= plan.max_seconds:
+            return f"reached the time budget ({plan.max_seconds / 60:g} minutes)"
         if loop.bad_epochs and loop.bad_epochs >= plan.patience:  # patience 0: stop at the first worse epoch
             return f"early stop: no better validation {objective.metric} for {loop.bad_epochs} epoch(s)"
         if stopping(stop, group):
@@ -251,6 +256,16 @@ def fit_or_save(
             stop.signum,
         )
     return stopped
+
+
+def out_of_time(over: bool, group: Group | None) -> bool:
+    """Whether the time budget is spent; under torchrun all ranks agree, so they stop at the same step."""
+    return group.any(over) if group is not None else over
+
+
+def spent(loop: LoopState) -> float:
+    """Training seconds of the epochs done (validation excluded)."""
+    return float(sum(h["seconds"] for h in loop.history))
 
 
 def end_epoch(

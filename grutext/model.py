@@ -211,7 +211,24 @@ def skip_pooling(pooling: str) -> str:
     return "mean" if pooling == "last" else pooling
 
 
-class GRUClassifier(nn.Module):
+class TextModel(nn.Module):
+    """What every model grutext trains shares: a word table (`embedding`) read by a recurrent `encoder`, under
+    settled settings (`cfg`); the classifier and the language model of grutext.lm both are. The backends run
+    any of them (grutext.backend), and a language model's table and encoder load into a classifier as they are."""
+
+    cfg: ModelConfig
+    embedding: nn.Embedding
+    encoder: Encoder
+
+    def tables(self) -> list[nn.Embedding]:
+        """The embedding tables a batch reads a few rows of (the fast backend updates those rows only)."""
+        return [self.embedding]
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class GRUClassifier(TextModel):
     """Embedding -> recurrent encoder -> pooling -> dropout -> linear. Returns logits."""
 
     def __init__(self, cfg: ModelConfig, shape: DataShape, device: torch.device | str | None = None) -> None:
@@ -288,8 +305,8 @@ class GRUClassifier(nn.Module):
         rows: torch.Tensor = self.bigram_table(torch.cat(parts, dim=1))  # [B, 2T-1 (+G), D]
         return (rows * w).sum(dim=1) / w.sum(dim=1)
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+    def tables(self) -> list[nn.Embedding]:
+        return [self.embedding, *([self.bigram_table] if self.cfg.bigram_buckets else [])]
 
 
 def bigram_ids(ids: torch.Tensor, vocab_size: int, buckets: int) -> torch.Tensor:

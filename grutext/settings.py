@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from grutext.artifacts import read_json
-from grutext.config import LEGACY_CELLS, ModelConfig, TokenizerConfig, TrainConfig, to_dict
+from grutext.config import LEGACY_CELLS, ModelConfig, PretrainConfig, TokenizerConfig, TrainConfig, to_dict
 from grutext.errors import ConfigError
 
 
@@ -67,6 +67,22 @@ def configs_from_options(
         ModelConfig(**groups["model"]),
         TrainConfig(**groups["train"]),
     )
+
+
+PRETRAIN_TOKENIZER = {"tokenizer": "kind", "vocab_size": "vocab_size", "lowercase": "lowercase"}
+PRETRAIN_MODEL = ("embed_dim", "hidden_size", "layers", "bidirectional", "dropout", "cell")
+
+
+def pretrain_configs(options: Mapping[str, Any]) -> tuple[TokenizerConfig, ModelConfig, PretrainConfig]:
+    """`grutext pretrain`'s settings, named as its flags name them, as the config objects."""
+    tokenizer = {PRETRAIN_TOKENIZER[k]: v for k, v in options.items() if k in PRETRAIN_TOKENIZER}
+    model = {k: v for k, v in options.items() if k in PRETRAIN_MODEL}
+    fields = {f.name for f in dataclasses.fields(PretrainConfig)}
+    unknown = sorted(set(options) - set(PRETRAIN_TOKENIZER) - set(PRETRAIN_MODEL) - fields)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}")
+    rest = {k: v for k, v in options.items() if k in fields}
+    return TokenizerConfig(**tokenizer), ModelConfig(**model), PretrainConfig(**rest)
 
 
 def resumed_settings(

@@ -57,11 +57,14 @@ class RunData:
     encode: Callable[[Tokenizer, TokenizerConfig, ModelConfig], Encoded]
 
 
-def read_memory(spec: DataSpec, cfg: TrainConfig, rt: Runtime, emit: Callable[[Event], None]) -> RunData:
-    """Read and clean every split into memory, carve validation out of train where there is none, and say so."""
+def read_memory(
+    spec: DataSpec, cfg: TrainConfig, rt: Runtime, emit: Callable[[Event], None], first: list[str] | None = None
+) -> RunData:
+    """Read and clean every split into memory, carve validation out of train where there is none, and say so.
+    `first`: labels that keep their place first (a classifier the run goes on training), the data's after them."""
     data = load_labelled(spec.source, **spec.read_options())
     data = training_splits(data, cfg.val_fraction, cfg.seed)
-    labels = data.label_names()
+    labels = [*(first or []), *(name for name in data.label_names() if name not in set(first or []))]
     task = make_task(data, labels, cfg)
     sizes = {name: len(split.texts) for name, split in data.splits.items()}
     emit(

@@ -98,7 +98,9 @@ def scan(source: StreamSource, cfg: TrainConfig, has_validation: bool) -> Scan:
     return Scan(sample, validation, counts, rows if full else -1, multi, per_record)
 
 
-def read_stream(spec: DataSpec, cfg: TrainConfig, rt: Runtime, emit: Callable[[Event], None]) -> RunData:
+def read_stream(
+    spec: DataSpec, cfg: TrainConfig, rt: Runtime, emit: Callable[[Event], None], first: list[str] | None = None
+) -> RunData:
     """Open the stream and scan it once (rank 0, broadcast under torchrun): the label set and counts, the
     tokenizer's sample and the validation texts, kept in memory until they are encoded."""
     source = open_stream(spec)
@@ -111,6 +113,7 @@ def read_stream(spec: DataSpec, cfg: TrainConfig, rt: Runtime, emit: Callable[[E
         found = rt.group.broadcast(found)
     assert found is not None
     labels = [x.strip() for x in cfg.labels.split(",") if x.strip()] if cfg.labels else sort_labels(set(found.counts))
+    labels = [*(first or []), *(name for name in labels if name not in set(first or []))]
     if len(labels) < 2 and not found.multi_label:
         raise DataError(f"{spec.source}: the training stream has a single class ({labels}); a classifier needs two")
     known = set(labels)

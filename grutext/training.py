@@ -8,6 +8,7 @@ loop. Progress is reported through `on_event` callbacks (grutext.events); this m
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,9 +17,10 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer
 
-from grutext.artifacts import read_meta
+from grutext.artifacts import CONFIG_FILE, TRAINER_STATE_DIR, read_json, read_meta
 from grutext.backend import make_optimizer, prepare, torch_threads
 from grutext.checkpoint import (
+    STATE_JSON,
     TrainerState,
     check_output_dir,
     read_trainer_state,
@@ -26,8 +28,10 @@ from grutext.checkpoint import (
     save,
     write_trainer_state,
 )
-from grutext.config import DataShape, ModelConfig, TokenizerConfig, TrainConfig, to_dict
-from grutext.errors import ConfigError
+from grutext.config import DataShape, ModelConfig, PretrainConfig, TokenizerConfig, TrainConfig, to_dict
+from grutext.corpus import read_corpus
+from grutext.data import load_labelled, training_splits
+from grutext.errors import ConfigError, GrutextError, UsageError
 from grutext.events import (
     DiscardingResumable,
     EpochDone,
@@ -45,8 +49,9 @@ from grutext.pretrained import Pretrained, pretrained_embeddings
 from grutext.runtime import Runtime, seed_everything, start
 from grutext.settings import DataSpec, resumed_settings
 from grutext.sources import RunData, read_memory
-from grutext.task import ClassifierObjective, Task
-from grutext.tokenizer import configure_truncation, train_tokenizer
+from grutext.task import ClassifierObjective, Task, infer_all
+from grutext.tokenizer import configure_truncation, encode_inputs, train_tokenizer
+from grutext.warmstart import Start, check_fit, load_into, open_start, settle
 
 
 def train(
@@ -60,8 +65,42 @@ def train(
     resume: bool = False,
     on_event: Callable[[Event], None] | None = None,
 ) -> TrainResult:
-    """Train a classifier on `spec` and write the checkpoint to `output` (or continue an interrupted run)."""
+    """Train a classifier on `spec` and write the checkpoint to `output` (or continue an interrupted run): from
+    scratch, from the checkpoint --init-from names, or (--unlabeled) from a language model pretrained first on the
+    unlabelled texts and the training texts (`train_with_unlabeled`)."""
+    if cfg.unlabeled:
+        return train_with_unlabeled(
+            spec, tok_cfg, model_cfg, cfg, output, overwrite=overwrite, resume=resume, on_event=on_event
+        )
+    if cfg.init_from and cfg.vectors:
+        raise UsageError(
+            f"--init-from {cfg.init_from} brings its own word table, which --vectors would replace; drop --vectors "
+            "(a language model can start from them: grutext pretrain --vectors)"
+        )
+    begin = open_start(cfg.init_from) if cfg.init_from else None
+    return train_from(
+        spec, tok_cfg, model_cfg, cfg, output, begin, overwrite=overwrite, resume=resume, on_event=on_event
+    )
+
+
+def train_from(
+    spec: DataSpec,
+    tok_cfg: TokenizerConfig,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    output: Path,
+    begin: Start | None,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    on_event: Callable[[Event], None] | None = None,
+    pretrained: dict[str, Any] | None = None,
+) -> TrainResult:
+    """The recipe, from scratch or from `begin` (a language model or a classifier, grutext.warmstart);
+    `pretrained` records the language model an --unlabeled run trained first."""
     emit = on_event or silent
+    if begin is not None:
+        tok_cfg, model_cfg = settle(begin, tok_cfg, model_cfg)
     trainer_state: TrainerState | None = None
     saved: dict[str, Any] = {}  # the interrupted run's config.json
     if resume:
@@ -78,24 +117,30 @@ def train(
     seed_everything(cfg.seed)
 
     # ---- data, then the tokenizer: trained on the training texts only (a resumed run reuses the saved one)
-    run = (read_memory if not cfg.streaming else _read_stream)(spec, cfg, rt, emit)
+    first = begin.labels if begin is not None else None
+    run = (read_memory if not cfg.streaming else _read_stream)(spec, cfg, rt, emit, first)
     model_cfg = model_cfg.resolved_for(run.multi_label, tok_cfg.kind, streaming=cfg.streaming)
     began = time.perf_counter()
-    tokenizer, model_cfg, pretrained = _tokenizer(run, tok_cfg, model_cfg, cfg, rt, output if resume else None)
+    tokenizer, model_cfg, vectors = _tokenizer(run, tok_cfg, model_cfg, cfg, rt, output if resume else None, begin)
     tokenizer_seconds = time.perf_counter() - began
+    if begin is not None and not resume:
+        check_fit(tokenizer, run.tokenizer_texts, tok_cfg, begin)
     encoded = run.encode(tokenizer, tok_cfg, model_cfg)
     emit(
         TokenizerTrained(
             tok_cfg.kind, tokenizer.get_vocab_size(), tokenizer_seconds, encoded.mean_tokens, encoded.truncated
         )
     )
-    if pretrained is not None:
-        pretrained.summary["token_coverage"] = pretrained.token_coverage(encoded.train_ids)
-        emit(VectorsLoaded(pretrained.summary))
+    if vectors is not None:
+        vectors.summary["token_coverage"] = vectors.token_coverage(encoded.train_ids)
+        emit(VectorsLoaded(vectors.summary))
 
     # ---- model, optimizer, schedule
     task = run.task
-    model = prepare(_classifier(model_cfg, tokenizer, run, pretrained), rt.device, rt.backend)
+    model = _classifier(model_cfg, tokenizer, run, vectors)
+    if begin is not None and trainer_state is None:
+        load_into(model, begin, run.labels)
+    model = prepare(model, rt.device, rt.backend)
     runner = rt.wrap(model)
     lr = cfg.resolved_lr(run.multi_label)
     plan = Plan(cfg.epochs, cfg.patience, cfg.max_steps, lr)
@@ -116,7 +161,9 @@ def train(
         loop, best_state = restore(trainer_state, model, optimizer, rt.device, rt.group)
     emit(ModelBuilt(model.num_parameters(), str(rt.device), rt.backend, (loop.epoch, loop.step) if resume else None))
 
-    sections = _sections(cfg, run, lr, rt, pretrained, saved)
+    sections = _sections(cfg, run, lr, rt, vectors, saved)
+    if begin is not None:
+        sections["init_from"] = pretrained or begin.summary()
     write = checkpoint_writer(output, model, tokenizer, tok_cfg, run.labels, sections, task, rt, resume or overwrite)
     objective = ClassifierObjective(
         task, model, model.heads, cfg.resolved_word_dropout(run.multi_label), encoded.validation, rt.device, rt.group
@@ -137,6 +184,10 @@ def train(
         test = encoded.score_test(model)
         if test is not None:
             metrics["test"] = test
+        if begin is not None and begin.labels:  # a classifier trained on: how it does on its old test split now
+            previous = _previous_test(begin, model, tokenizer, tok_cfg, task, rt)
+            if previous is not None:
+                metrics["previous_test"] = previous
     metrics["history"] = loop.history
     path = write(best_state, metrics, None)
     emit(Finished(path, loop.best_epoch, stopped, metrics))
@@ -144,10 +195,12 @@ def train(
     return TrainResult(path, metrics, [EpochDone(**h) for h in loop.history])
 
 
-def _read_stream(spec: DataSpec, cfg: TrainConfig, rt: Runtime, emit: Callable[[Event], None]) -> RunData:
+def _read_stream(
+    spec: DataSpec, cfg: TrainConfig, rt: Runtime, emit: Callable[[Event], None], first: list[str] | None = None
+) -> RunData:
     from grutext.stream_data import read_stream
 
-    return read_stream(spec, cfg, rt, emit)
+    return read_stream(spec, cfg, rt, emit, first)
 
 
 def _tokenizer(
@@ -157,16 +210,22 @@ def _tokenizer(
     cfg: TrainConfig,
     rt: Runtime,
     resumed: Path | None,
+    begin: Start | None = None,
 ) -> tuple[Tokenizer, ModelConfig, Pretrained | None]:
     """The run's tokenizer and its embedding size, with the pretrained table where --vectors asks for one. A
-    resumed run reuses its saved tokenizer (its table is in the saved state); under torchrun rank 0 trains the
-    tokenizer (and reads the vectors) and every other rank receives it."""
+    resumed run reuses its saved tokenizer (its table is in the saved state), a run that starts from a
+    checkpoint that one's; under torchrun rank 0 trains the tokenizer (and reads the vectors) and every other
+    rank receives it."""
     pretrained = None
     if resumed is not None:
         previous = read_meta(resumed)
         if previous.labels != run.labels:
             raise ConfigError(f"cannot resume {resumed}: the data's labels differ from the interrupted run's")
         return previous.tokenizer, dataclasses.replace(model_cfg, embed_dim=previous.model_config.embed_dim), None
+    if begin is not None:  # its table came with it (from --vectors, where its language model started from them)
+        tokenizer = Tokenizer.from_str(begin.tokenizer.to_str())
+        configure_truncation(tokenizer, tok_cfg)
+        return tokenizer, model_cfg, None
     if rt.leader:
         tokenizer = train_tokenizer(run.tokenizer_texts, tok_cfg)
         if cfg.vectors is not None:
@@ -200,6 +259,30 @@ def _classifier(
             if model.cfg.bigram_buckets:
                 model.bigram_classifier.bias.copy_(run.task.prior)
     return model
+
+
+def _previous_test(
+    begin: Start, model: GRUClassifier, tokenizer: Tokenizer, tok_cfg: TokenizerConfig, task: Task, rt: Runtime
+) -> dict[str, Any] | None:
+    """The model's scores on the test split of the data the classifier it started from was trained on, where
+    that data is still here (a local path with a test split); else None."""
+
+    data = begin.config.get("data", {})
+    source = data.get("source")
+    if not source or not Path(source).exists():
+        return None
+    try:
+        old = load_labelled(
+            source, text_column=data.get("text_column"), label_column=data.get("label_column"), splits=["test"]
+        )
+    except GrutextError:
+        return None
+    if "test" not in old.splits:
+        return None
+    test = old.splits["test"]
+    ids, grams = encode_inputs(tokenizer, test.texts, tok_cfg, model.cfg)
+    probs = task.head.probabilities(infer_all(model, ids, rt.device, rt.group, grams))
+    return {"source": source, **task.head.score_rows(probs, test.labels, test.origin)}
 
 
 def _check_resumable(state: TrainerState, loop: LoopState, output: Path, rt: Runtime) -> None:
@@ -274,3 +357,73 @@ def checkpoint_writer(
         return path
 
     return write
+
+
+# ------------------------------------------------------------------------------------- --unlabeled
+# The common case of few labels and many texts, in one command. A language model is pretrained on the unlabelled
+# texts together with the training texts (never a validation or test split of their own), then the classifier
+# starts from its word table and encoder (grutext.warmstart). The language model lives beside the output
+# (`.NAME.pretrained`) while the run goes on, so that --resume can continue either stage; it is removed once the
+# classifier is saved, whose config.json records it (`init_from`: the corpus, the settings, the perplexity).
+
+
+def stage_dir(output: Path) -> Path:
+    """Where the language model of an --unlabeled run lives until the classifier is saved."""
+    return output.parent / f".{output.name}.pretrained"
+
+
+def pretrain_settings(cfg: TrainConfig) -> PretrainConfig:
+    """The language model's settings for an --unlabeled run: the run's seed, device, backend and vectors, at
+    most --pretrain-minutes of training."""
+    return PretrainConfig(
+        seed=cfg.seed,
+        device=cfg.device,
+        backend=cfg.backend,
+        max_minutes=cfg.pretrain_minutes,
+        vectors=cfg.vectors,
+        vectors_std=cfg.vectors_std,
+    )
+
+
+def train_with_unlabeled(
+    spec: DataSpec,
+    tok_cfg: TokenizerConfig,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    output: Path,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    on_event: Callable[[Event], None] | None = None,
+) -> TrainResult:
+    """Pretrain (or go on pretraining, or reuse what a resumed run pretrained), then train the classifier."""
+    from grutext.pretraining import pretrain
+
+    if cfg.streaming:
+        raise UsageError("--unlabeled reads the training texts into memory to pretrain on them; drop --streaming")
+    if not resume:
+        check_output_dir(output, overwrite)
+    stage = stage_dir(output)
+    classifier_interrupted = resume and (output / TRAINER_STATE_DIR / STATE_JSON).is_file()
+    finished = (stage / CONFIG_FILE).is_file() and not (stage / TRAINER_STATE_DIR / STATE_JSON).is_file()
+    if not (classifier_interrupted or (resume and finished)):
+        lm_resume = resume and (stage / TRAINER_STATE_DIR / STATE_JSON).is_file()
+        labelled = training_splits(load_labelled(spec.source, **spec.read_options()), cfg.val_fraction, cfg.seed)
+        texts = labelled.splits["train"].texts
+        if labelled.validation_from != "validation split":  # carved from the training file: its texts too
+            texts = [*texts, *labelled.splits["validation"].texts]
+        settings = pretrain_settings(cfg)
+        corpus = read_corpus(cfg.unlabeled or [], spec.text_column, settings.held_out, settings.max_held_out, texts)
+        pretrain(
+            [*(cfg.unlabeled or []), spec.source], tok_cfg, model_cfg, settings, stage, overwrite=True,
+            resume=lm_resume, on_event=on_event, corpus=corpus,
+        )  # fmt: skip
+    begin = open_start(str(stage))
+    summary = {**begin.summary(), "path": None, "metrics": read_json(stage / "metrics.json", "metrics file")}
+    summary["metrics"].pop("history", None)
+    result = train_from(
+        spec, tok_cfg, model_cfg, cfg, output, begin, overwrite=overwrite, resume=classifier_interrupted,
+        on_event=on_event, pretrained=summary,
+    )  # fmt: skip
+    shutil.rmtree(stage, ignore_errors=True)
+    return result

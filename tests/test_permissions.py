@@ -104,3 +104,11 @@ def test_tune_keeps_a_checkpoint_that_follows_the_umask(split_dir: Path, tmp_pat
     run("tune", str(split_dir), "-o", str(out), "--trials", "1", *fixed)
     assert (out / "tuning.json").is_file()
     assert modes(out) == expect(out, umask)
+
+
+def test_a_pretrained_language_model_follows_the_umask(tmp_path: Path, umask: int) -> None:
+    corpus = tmp_path / "texts.txt"
+    corpus.write_text("".join(f"the film was really good number {i % 7}\n" for i in range(200)), encoding="utf-8")
+    out = tmp_path / "lm"
+    run("pretrain", str(corpus), "-o", str(out), "--embed-dim", "8", "--hidden-size", "8", "--epochs", "1")
+    assert "model.safetensors" in modes(out) and modes(out) == expect(out, umask)

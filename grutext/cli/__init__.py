@@ -4,7 +4,7 @@ family; `common` holds the group, error handling and shared options. Only this p
 
 from __future__ import annotations
 
-from grutext.cli import inspect, run, score, train  # noqa: F401 - each module registers its commands
+from grutext.cli import inspect, pretrain, run, score, train  # noqa: F401 - each module registers its commands
 from grutext.cli.common import cli, handle_errors, main
 
 __all__ = ["cli", "handle_errors", "main"]

@@ -62,8 +62,12 @@ def info(model_dir: Path, as_json: bool) -> None:
       grutext info --model models/bbc
       grutext info -m models/bbc --json | jq .test
     """
+    from grutext.artifacts import LANGUAGE_MODEL, read_config
     from grutext.checkpoint import describe, load
 
+    if read_config(model_dir)[1].get("kind") == LANGUAGE_MODEL:
+        _language_model_info(model_dir, as_json)
+        return
     ckpt = load(model_dir)  # the weights too: info is also how a user checks a copied checkpoint is whole
     described = describe(ckpt)
     if as_json:
@@ -121,6 +125,47 @@ def info(model_dir: Path, as_json: bool) -> None:
                 f"grutext {described['grutext_version']}",
             )
         )
+    for key, value in rows:
+        table.add_row(key, escape(value))
+    stderr_console().print(table)
+
+
+def _language_model_info(model_dir: Path, as_json: bool) -> None:
+    """What `grutext pretrain` wrote: the encoder it trained, its corpus and its held-out perplexity."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from grutext.artifacts import describe_language_model
+    from grutext.checkpoint import load_language_model
+
+    meta, _ = load_language_model(model_dir)  # the weights too, to check a copy is whole
+    described = describe_language_model(meta)
+    if as_json:
+        click.echo(json.dumps(described, ensure_ascii=False))
+        return
+    m, corpus, t = described["model"], described["corpus"], described["tokenizer"]
+    rows = [
+        ("kind", "language model (grutext pretrain): start a classifier from it with train --init-from"),
+        ("parameters", f"{described['parameters']:,}"),
+        (
+            "encoder",
+            f"embedding {m['embed_dim']} -> {'bi' if m['bidirectional'] else 'uni'}directional {m['cell']} "
+            f"{m['layers']}x{m['hidden_size']}, next-token and previous-token softmax over {described['vocab_size']:,}",
+        ),
+        ("tokenizer", f"{t['kind']}, {described['vocab_size']} tokens, {'lowercased' if t['lowercase'] else 'cased'}"),
+        (
+            "corpus",
+            f"{', '.join(corpus.get('sources', []))}: {corpus.get('texts', 0):,} texts, {corpus.get('tokens', 0):,} "
+            f"tokens, {corpus.get('held_out_texts', 0):,} held out",
+        ),
+        ("held-out perplexity", f"{described['perplexity']}"),
+        (
+            "trained",
+            f"{described['train_seconds']}s, best epoch {described['best_epoch']}, "
+            f"{described['tokens_per_s']:,.0f} tokens/s",
+        ),
+    ]
+    table = Table(title=escape(str(meta.path)), show_header=False)
     for key, value in rows:
         table.add_row(key, escape(value))
     stderr_console().print(table)

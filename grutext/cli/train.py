@@ -12,23 +12,9 @@ from typing import Any
 
 import click
 
+from grutext.cli import options
 from grutext.cli.common import cli, data_options, handle_errors, headline, stderr_console
 from grutext.config import (
-    BACKENDS,
-    CELLS,
-    DEFAULT_BIGRAM_BUCKETS,
-    DEFAULT_CHAR_NGRAMS,
-    DEVICES,
-    EARLY_STOP_METRICS,
-    MAX_DIM,
-    MAX_LAYERS,
-    MAX_VOCAB,
-    MULTI_LABEL_LR,
-    POOLINGS,
-    SINGLE_LABEL_LR,
-    THRESHOLD_MODES,
-    TOKENIZER_KINDS,
-    TRUNCATIONS,
     ModelConfig,
     TokenizerConfig,
     TrainConfig,
@@ -57,265 +43,7 @@ _K = TokenizerConfig()
 @click.argument("dataset")
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="Checkpoint directory to write.")
 @data_options
-@click.option(
-    "--epochs", type=click.IntRange(min=1), default=_T.epochs, show_default=True, help="Most epochs to train."
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=_T.batch_size,
-    show_default=True,
-    help="Texts per training batch.",
-)
-@click.option(
-    "--lr",
-    type=click.FloatRange(min=0, min_open=True, max=10),
-    default=None,
-    show_default=f"{SINGLE_LABEL_LR:g}; {MULTI_LABEL_LR:g} for multi-label data",
-    help="Peak learning rate of AdamW.",
-)
-@click.option(
-    "--weight-decay",
-    type=click.FloatRange(min=0, max=10),
-    default=_T.weight_decay,
-    show_default=True,
-    help="AdamW weight decay.",
-)
-@click.option(
-    "--warmup",
-    type=click.FloatRange(min=0, max=0.9),
-    default=_T.warmup,
-    show_default=True,
-    help="Fraction of the planned steps spent warming up the learning rate.",
-)
-@click.option(
-    "--grad-clip",
-    type=click.FloatRange(min=0, min_open=True),
-    default=_T.grad_clip,
-    show_default=True,
-    help="Clip the gradient norm to this value.",
-)
-@click.option(
-    "--patience",
-    type=click.IntRange(min=0),
-    default=_T.patience,
-    show_default=True,
-    help="Stop after this many epochs without a better validation score.",
-)
-@click.option(
-    "--val-fraction",
-    type=click.FloatRange(min=0, max=0.5, min_open=True),
-    default=_T.val_fraction,
-    show_default=True,
-    help="Share of train set aside for validation when there is no validation split.",
-)
-@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many steps (smoke runs).")
-@click.option(
-    "--seed",
-    type=click.IntRange(min=0, max=2**32 - 1),
-    default=_T.seed,
-    show_default=True,
-    help="Seed for weights, data order and the validation carve-out.",
-)
-@click.option(
-    "--device",
-    type=click.Choice(DEVICES),
-    default=_T.device,
-    show_default=True,
-    help="Where to train: auto picks cuda, then mps, then cpu.",
-)
-@click.option(
-    "--tokenizer",
-    type=click.Choice(TOKENIZER_KINDS),
-    default=_K.kind,
-    show_default=True,
-    help="Tokenizer model trained on the training texts.",
-)
-@click.option(
-    "--vocab-size",
-    type=click.IntRange(min=10),
-    default=_K.vocab_size,
-    show_default=True,
-    help="Largest vocabulary the tokenizer may learn.",
-)
-@click.option(
-    "--max-length",
-    type=click.IntRange(min=1),
-    default=_K.max_length,
-    show_default=True,
-    help="Tokens kept per text.",
-)
-@click.option(
-    "--truncation",
-    type=click.Choice(TRUNCATIONS),
-    default=_K.truncation,
-    show_default=True,
-    help="Which tokens of a long text to keep: the head, or head and tail.",
-)
-@click.option("--lowercase/--no-lowercase", default=_K.lowercase, show_default=True, help="Lowercase texts.")
-@click.option(
-    "--embed-dim",
-    type=click.IntRange(min=1, max=MAX_DIM),
-    default=None,
-    show_default="128; with --vectors, the file's dimension",
-    help="Token embedding size.",
-)
-@click.option(
-    "--hidden-size",
-    type=click.IntRange(min=1, max=MAX_DIM),
-    default=_M.hidden_size,
-    show_default=True,
-    help="GRU hidden size (per direction).",
-)
-@click.option(
-    "--layers",
-    type=click.IntRange(min=1, max=MAX_LAYERS),
-    default=_M.layers,
-    show_default=True,
-    help="Stacked GRU layers.",
-)
-@click.option(
-    "--bidirectional/--no-bidirectional",
-    default=_M.bidirectional,
-    show_default=True,
-    help="Run a second GRU right to left.",
-)
-@click.option(
-    "--dropout",
-    type=click.FloatRange(min=0, max=0.95),
-    default=_M.dropout,
-    show_default=True,
-    help="Dropout on embeddings, between layers and before the classifier.",
-)
-@click.option(
-    "--pooling",
-    type=click.Choice(POOLINGS),
-    default=_M.pooling,
-    show_default=True,
-    help="How GRU states become one vector: last state, mean or max over time, or max and mean side by side.",
-)
-@click.option(
-    "--embedding-skip/--no-embedding-skip",
-    default=_M.embedding_skip,
-    show_default=True,
-    help="Also pool the word embeddings beside the GRU states (a bag-of-words path, as in RCNN).",
-)
-@click.option(
-    "--bigrams",
-    "bigram_buckets",
-    type=click.IntRange(min=0, max=MAX_VOCAB),
-    default=_M.bigram_buckets,
-    show_default=f"{DEFAULT_BIGRAM_BUCKETS} for single-label data, 0 for multi-label",
-    help="A fastText-style head over the words and their hashed word bigrams, with this many buckets (0: none). "
-    "It is trained by its own loss; its logits are averaged with the GRU's.",
-)
-@click.option(
-    "--char-ngrams",
-    "char_ngrams",
-    metavar="MIN-MAX",
-    default=_M.char_ngrams,
-    callback=lambda ctx, param, value: _char_ngrams(value),
-    show_default=DEFAULT_CHAR_NGRAMS
-    if DEFAULT_CHAR_NGRAMS == "0"
-    else f"{DEFAULT_CHAR_NGRAMS} with the bigram head and the word tokenizer, else 0",
-    help="The bigram head also reads the character n-grams of each word, MIN to MAX characters long, hashed into "
-    "its buckets (as fastText's -minn/-maxn), so words never seen in training still count. 0: none.",
-)
-@click.option(
-    "--cell",
-    type=click.Choice(CELLS),
-    default=_M.cell,
-    show_default=True,
-    help="Recurrent cell: gru (PyTorch's GRU, cuDNN on a GPU: reset gate after the recurrent matmul), cho2014 "
-    "(the GRU as Cho et al. 2014 write it: reset gate before it), lstm (for comparison).",
-)
-@click.option(
-    "--class-weight",
-    default=_T.class_weight,
-    show_default=True,
-    help="Loss weights for imbalanced data: none, balanced (inverse frequency; positive weights for "
-    "multi-label), or a JSON file mapping label -> weight.",
-)
-@click.option(
-    "--early-stop-metric",
-    type=click.Choice(EARLY_STOP_METRICS),
-    default=_T.early_stop_metric,
-    show_default=True,
-    help="Validation metric that picks the epoch: auto is macro_f1 for imbalanced or multi-label data, else accuracy.",
-)
-@click.option(
-    "--thresholds",
-    type=click.Choice(THRESHOLD_MODES),
-    default=_T.thresholds,
-    show_default=True,
-    help="Multi-label: tune one decision threshold on validation data, or one per label.",
-)
-@click.option(
-    "--backend",
-    type=click.Choice(BACKENDS),
-    default="auto",
-    show_default=True,
-    help="auto: the fast CPU path where it runs (the reference on a GPU and under torchrun); reference: the "
-    "readable PyTorch implementation everywhere (same model, slower on the CPU).",
-)
-@click.option(
-    "--vectors",
-    type=click.Path(path_type=str),
-    default=None,
-    help="Pretrained word vectors to start the embedding table from: GloVe or word2vec/fastText .vec text, "
-    "or word2vec binary, optionally gzipped. Stored in the checkpoint; predict never needs the file.",
-)
-@click.option(
-    "--vectors-std",
-    type=click.FloatRange(min=0.0, max=100.0),
-    default=_T.vectors_std,
-    show_default=True,
-    help="With --vectors: rescale the table to this standard deviation (0 keeps the file's scale).",
-)
-@click.option(
-    "--word-dropout",
-    type=click.FloatRange(min=0.0, max=0.9),
-    default=None,
-    help="Share of training tokens hidden behind [UNK] at each step [default: 0.1; multi-label 0].",
-)
-@click.option(
-    "--label-smoothing",
-    type=click.FloatRange(min=0.0, max=0.5),
-    default=_T.label_smoothing,
-    show_default=True,
-    help="Single-label: smooth the training targets by this much.",
-)
-@click.option(
-    "--streaming",
-    is_flag=True,
-    help="Read the data as a stream, never all of it in memory (local jsonl/csv/tsv/parquet/.txt, gzipped too, "
-    "or a hub id).",
-)
-@click.option("--labels", help="Streaming: the label set, comma-separated (else one pass over the label column).")
-@click.option(
-    "--tokenizer-sample",
-    type=click.IntRange(min=1),
-    default=_T.tokenizer_sample,
-    show_default=True,
-    help="Streaming: the tokenizer learns from the first N training texts.",
-)
-@click.option(
-    "--shuffle-buffer",
-    type=click.IntRange(min=1),
-    default=_T.shuffle_buffer,
-    show_default=True,
-    help="Streaming: texts shuffled together before batching.",
-)
-@click.option(
-    "--steps-per-epoch", type=click.IntRange(min=1), default=None, help="Streaming: an epoch is N steps, not a pass."
-)
-@click.option(
-    "--max-validation",
-    type=click.IntRange(min=1),
-    default=_T.max_validation,
-    show_default=True,
-    help="Streaming: validation texts held in memory.",
-)
+@options.apply(options.RUN, options.TOKENIZER, options.ENCODER, options.CLASSIFIER, options.START, options.STREAMING)
 @click.option("--overwrite", is_flag=True, help="Replace --output if it exists and is not empty.")
 @click.option("--resume", is_flag=True, help="Continue the interrupted run saved in --output (same command otherwise).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final metrics as one JSON object on stdout.")
@@ -334,17 +62,36 @@ def train(dataset: str, output: Path, as_json: bool, overwrite: bool, resume: bo
       grutext train imdb --output models/imdb --max-length 400
       grutext train data/bbc -o models/bbc --resume     # after Ctrl-C: continue where it stopped
     """
-    from grutext.events import ModelBuilt
     from grutext.settings import configs_from_options
     from grutext.training import train as run_train
 
-    source = click.get_current_context().get_parameter_source("vectors_std")
-    if opts["vectors"] is None and source is click.core.ParameterSource.COMMANDLINE:
-        raise click.UsageError("--vectors-std rescales pretrained vectors; pass --vectors FILE with it")
+    vectors_std_given()
+    opts["unlabeled"] = list(opts["unlabeled"]) or None
     spec, tok_cfg, model_cfg, cfg = configs_from_options(dataset, opts)
     if opts["streaming"]:
         _keep_heap_flat()
+    run_reported(
+        lambda on_event: run_train(
+            spec, tok_cfg, model_cfg, cfg, output, overwrite=overwrite, resume=resume, on_event=on_event
+        ),
+        as_json,
+    )
+
+
+def vectors_std_given() -> None:
+    """--vectors-std without --vectors is a usage error."""
+    context = click.get_current_context()
+    if context.params.get("vectors") is None and context.get_parameter_source("vectors_std") is (
+        click.core.ParameterSource.COMMANDLINE
+    ):
+        raise click.UsageError("--vectors-std rescales pretrained vectors; pass --vectors FILE with it")
+
+
+def run_reported(run: Any, as_json: bool) -> None:
+    """Run a training command (`run(on_event)` -> a TrainResult) with its progress on stderr: a signal ends it
+    with one line and 128 + its number, and --json prints the final metrics on stdout."""
     from grutext.errors import Interrupted
+    from grutext.events import ModelBuilt
 
     reporter = TrainReporter(stderr_console())
 
@@ -357,9 +104,7 @@ def train(dataset: str, output: Path, as_json: bool, overwrite: bool, resume: bo
 
     try:
         with reporter:
-            result = run_train(
-                spec, tok_cfg, model_cfg, cfg, output, overwrite=overwrite, resume=resume, on_event=on_event
-            )
+            result = run(on_event)
     except Interrupted as exc:
         click.echo(str(exc), err=True)
         sys.exit(128 + exc.signum)
@@ -502,7 +247,8 @@ class TrainReporter:
         elif isinstance(event, t.EpochDone):
             self.val_score = f"{event.metric} {event.val_score:.4f}"
             mark = " *" if event.improved else ""
-            macro = f"val macro-F1 {event.val_macro_f1:.4f}, " if event.metric != "macro_f1" else ""
+            shown = event.val_macro_f1 is not None and event.metric != "macro_f1"
+            macro = f"val macro-F1 {event.val_macro_f1:.4f}, " if shown else ""
             self.log(
                 f"epoch {event.epoch}: train loss {event.train_loss:.4f}, val loss {event.val_loss:.4f}, "
                 f"val {event.metric.replace('_f1', '-F1')} {event.val_score:.4f}, {macro}"
@@ -510,11 +256,21 @@ class TrainReporter:
             )
         elif isinstance(event, t.Finished):
             m = event.metrics
-            scores = f"validation {headline(m['validation'])}"
+            if "perplexity" in m:  # a language model
+                scores = f"held-out perplexity {m['perplexity']:.1f}"
+            else:
+                scores = f"validation {headline(m['validation'])}"
             if "test" in m:
                 scores += f"; test {headline(m['test'])}"
+            if "previous_test" in m:
+                scores += f"; the previous data's test {headline(m['previous_test'])}"
             self.log(f"{event.stopped}; kept epoch {event.best_epoch}")
             self.log(f"saved {event.path}: {scores}")
+        elif isinstance(event, t.CorpusRead):
+            self.log(
+                f"corpus: {', '.join(event.sources)}: {event.read:,} texts read, {event.texts:,} distinct to train on, "
+                f"{event.held_out:,} held out for perplexity"
+            )
 
 
 # ---------------------------------------------------------------------------------------------- tune

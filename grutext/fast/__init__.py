@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from grutext.model import Cho2014Layer, GRUClassifier, GRULayer, reorder, run_layer
+from grutext.model import Cho2014Layer, GRULayer, TextModel, reorder, run_layer
 
 # The torch releases whose private kernels this package was tested with (inclusive).
 TESTED_TORCH = ((2, 6), (2, 14))
@@ -94,7 +94,7 @@ def scan_layer(
     return [torch.cat(pair_scan(reset_after, (x[:half], *w), (x[half:], *w)), dim=0)]
 
 
-def install(model: GRUClassifier) -> None:
+def install(model: TextModel) -> None:
     """Run `model` on the fast path: the scan for its GRU layers, FastDropout for its dropouts. Parameters and
     state_dict are untouched, so a checkpoint does not depend on the backend that trained it."""
     if model.cfg.cell in ("gru", "cho2014"):
@@ -105,19 +105,14 @@ def install(model: GRUClassifier) -> None:
                 setattr(module, name, FastDropout(child.p))
 
 
-def embedding_tables(model: GRUClassifier) -> list[nn.Embedding]:
-    """The word table, and the bigram head's where the model has one."""
-    return [model.embedding, *([model.bigram_table] if model.cfg.bigram_buckets else [])]
-
-
 def make_optimizer(
-    model: GRUClassifier, *, lr: float, weight_decay: float, grad_clip: float, factor: Callable[[int], float]
+    model: TextModel, *, lr: float, weight_decay: float, grad_clip: float, factor: Callable[[int], float]
 ) -> object:
     """The fast backend's TrainingOptimizer (see grutext.backend.Optimizer for the interface). Training on it
     turns the model's embedding tables' gradients sparse: LazyAdamW updates the rows a batch reads."""
     from grutext.fast.optim import TrainingOptimizer
 
-    tables = embedding_tables(model)
+    tables = model.tables()
     for table in tables:
         table.sparse = True
     return TrainingOptimizer(model, tables, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, factor=factor)

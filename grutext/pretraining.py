@@ -1,0 +1,259 @@
+"""The language-model recipe (`grutext pretrain`): read unlabelled text -> train the tokenizer -> train the
+word table and the encoder as forward and backward language models -> save a checkpoint `train --init-from`
+starts a classifier from. The same runtime, loop, signals and resume as a classifier run (grutext.loop); only
+the batches (windows of the corpus) and the objective (a sampled softmax) are a language model's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from grutext.backend import make_optimizer, prepare, torch_threads
+from grutext.checkpoint import (
+    TrainerState,
+    check_output_dir,
+    read_trainer_state,
+    resumable_position,
+    save_language_model,
+    write_trainer_state,
+)
+from grutext.config import MAX_LENGTH, ModelConfig, PretrainConfig, TokenizerConfig, to_dict
+from grutext.corpus import Corpus, CorpusBatches, LanguageObjective, read_corpus, windows
+from grutext.errors import ConfigError, DataError
+from grutext.events import (
+    CorpusRead,
+    DiscardingResumable,
+    EpochDone,
+    Event,
+    Finished,
+    ModelBuilt,
+    TokenizerTrained,
+    TrainResult,
+    VectorsLoaded,
+    silent,
+)
+from grutext.lm import LanguageModel
+from grutext.loop import LoopState, Plan, StopSignals, Training, clone, fit_or_save, restore
+from grutext.pretrained import pretrained_embeddings
+from grutext.runtime import Runtime, seed_everything, start
+from grutext.tokenizer import UNK_ID, configure_truncation, encode, train_tokenizer
+
+UNKNOWN_LIMIT = 0.5  # a corpus whose tokens are mostly [UNK] to its own tokenizer teaches nothing
+
+
+def pretrain(
+    sources: list[str],
+    tok_cfg: TokenizerConfig,
+    model_cfg: ModelConfig,
+    cfg: PretrainConfig,
+    output: Path,
+    *,
+    text_column: str | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    on_event: Callable[[Event], None] | None = None,
+    corpus: Corpus | None = None,
+) -> TrainResult:
+    """Train a language model on the texts of `sources` (or an already read `corpus`) and write its checkpoint
+    to `output`, or continue the interrupted run saved there."""
+    emit = on_event or silent
+    model_cfg = dataclasses.replace(model_cfg, bigram_buckets=0, char_ngrams="0")  # the encoder only
+    trainer_state: TrainerState | None = None
+    if resume:
+        trainer_state = read_trainer_state(output)
+        model_cfg = _check_resumable(output, tok_cfg, model_cfg, cfg)
+    else:
+        check_output_dir(output, overwrite)
+        if overwrite and (position := resumable_position(output)) is not None:
+            emit(DiscardingResumable(output, *position))
+    rt = start(cfg.device, cfg.backend)
+    emit = rt.emitter(emit)
+    seed_everything(cfg.seed)
+
+    began = time.perf_counter()
+    corpus = corpus or read_corpus(sources, text_column, cfg.held_out, cfg.max_held_out)
+    emit(CorpusRead(corpus.sources, corpus.read, len(corpus.train), len(corpus.held_out)))
+    tokenizer, model_cfg, table = _tokenizer(corpus, tok_cfg, model_cfg, cfg, rt, output if resume else None, emit)
+    whole = dataclasses.replace(tok_cfg, max_length=MAX_LENGTH)  # a long text is read in windows, all of it
+    configure_truncation(tokenizer, whole)
+    train_ids = encode(tokenizer, corpus.train, whole)
+    held_ids = encode(tokenizer, corpus.held_out, whole)
+    configure_truncation(tokenizer, tok_cfg)
+    tokens = sum(len(r) for r in train_ids)
+    unknown = sum(r.count(UNK_ID) for r in train_ids) / max(tokens, 1)
+    if tokens == 0 or unknown > UNKNOWN_LIMIT:
+        raise DataError(
+            f"{', '.join(corpus.sources)}: {unknown:.0%} of the corpus's {tokens} tokens are unknown to the tokenizer "
+            "trained on it; it holds too little text that repeats (every word needs two occurrences), or no words"
+        )
+    counts = np.bincount(np.concatenate([np.asarray(r, dtype=np.int64) for r in train_ids if r]), minlength=0)
+    counts = np.pad(counts, (0, tokenizer.get_vocab_size() - len(counts)))
+    emit(
+        TokenizerTrained(
+            tok_cfg.kind,
+            tokenizer.get_vocab_size(),
+            time.perf_counter() - began,
+            tokens / max(len(train_ids), 1),
+            sum(len(r) > tok_cfg.max_length for r in train_ids) / max(len(train_ids), 1),
+        )
+    )
+
+    model = LanguageModel(model_cfg, tokenizer.get_vocab_size())
+    with torch.no_grad():
+        if table is not None:
+            model.embedding.weight.copy_(torch.from_numpy(table))
+        # Each output word starts at its own frequency, as a unigram model would: the first steps need not
+        # spend themselves learning it.
+        model.output_bias.copy_(torch.log(torch.as_tensor(counts, dtype=torch.float32) + 1.0) - np.log(tokens))
+    model = prepare(model, rt.device, rt.backend)
+    runner = rt.wrap(model)
+    rows = windows(train_ids, cfg.window)
+    source = CorpusBatches(rows, cfg.batch_size, cfg.seed, cfg.max_steps)
+    held_out = windows(held_ids, cfg.window)
+    objective = LanguageObjective(model, counts, cfg.samples, held_out, rt.device)
+    steps_per_epoch = -(-len(rows) // cfg.batch_size)
+    total_steps = int(min(cfg.epochs * steps_per_epoch, cfg.max_steps or float("inf")))
+    optimizer = make_optimizer(
+        model,
+        rt.backend,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        grad_clip=cfg.grad_clip,
+        total_steps=total_steps,
+        warmup=cfg.warmup,
+    )
+    loop = LoopState(data_fingerprint=corpus.fingerprint(), backend=rt.backend)
+    best_state = clone(model.state_dict())
+    if trainer_state is not None:
+        if trainer_state.loop.get("data_fingerprint") != loop.data_fingerprint:
+            raise ConfigError(
+                f"cannot resume {output}: the corpus changed since it was saved; restore it to resume, or start a "
+                "new run (another --output, or --overwrite)"
+            )
+        loop, best_state = restore(trainer_state, model, optimizer, rt.device, rt.group)
+    emit(ModelBuilt(model.num_parameters(), str(rt.device), rt.backend, (loop.epoch, loop.step) if resume else None))
+
+    sections = {
+        "pretrain": to_dict(cfg),
+        "corpus": {
+            "sources": corpus.sources,
+            "texts_read": corpus.read,
+            "texts": len(corpus.train),
+            "held_out_texts": len(corpus.held_out),
+            "tokens": tokens,
+            "windows": len(rows),
+            "unknown_tokens": round(unknown, 4),
+        },
+    }
+
+    def write(weights: dict[str, torch.Tensor], metrics: dict[str, Any], state: TrainerState | None) -> Path:
+        model.load_state_dict(weights)
+        if not rt.leader:
+            assert rt.group is not None
+            rt.group.barrier()
+            return output
+        path = save_language_model(
+            output,
+            model=model,
+            tokenizer=tokenizer,
+            tokenizer_config=tok_cfg,
+            sections=sections,
+            metrics=metrics,
+            overwrite=resume or overwrite,
+            extra=(lambda root: write_trainer_state(root, state)) if state is not None else None,
+        )
+        if rt.group is not None:
+            rt.group.barrier()
+        return path
+
+    max_seconds = None if cfg.max_minutes is None else cfg.max_minutes * 60
+    plan = Plan(cfg.epochs, cfg.patience, cfg.max_steps, cfg.lr, max_seconds)
+    with StopSignals() as stop, torch_threads(rt.device, rt.backend):
+        training = Training(runner, model, optimizer, source, objective, loop, best_state, plan)
+        stopped = fit_or_save(training, rt, emit, stop, write)
+    seconds = sum(h["seconds"] for h in loop.history)
+    best = loop.history[loop.best_epoch - 1] if loop.best_epoch else {"val_score": float("nan")}
+    metrics: dict[str, Any] = {
+        "perplexity": round(best["val_score"], 3),  # the held-out perplexity of the kept epoch
+        "held_out_tokens": sum(len(r) for r in objective.held_out),
+        "best_epoch": loop.best_epoch,
+        "epochs_run": len(loop.history),
+        "stopped": stopped,
+        "train_seconds": round(seconds, 2),
+        "tokens_per_s": round(sum(h["tokens_per_s"] * h["seconds"] for h in loop.history) / max(seconds, 1e-9), 1),
+        "history": loop.history,
+    }
+    path = write(best_state, metrics, None)
+    emit(Finished(path, loop.best_epoch, stopped, metrics))
+    rt.close()
+    return TrainResult(path, metrics, [EpochDone(**h) for h in loop.history])
+
+
+def _tokenizer(
+    corpus: Corpus,
+    tok_cfg: TokenizerConfig,
+    model_cfg: ModelConfig,
+    cfg: PretrainConfig,
+    rt: Runtime,
+    resumed: Path | None,
+    emit: Callable[[Event], None],
+) -> tuple[Tokenizer, ModelConfig, np.ndarray[Any, Any] | None]:
+    """The corpus's tokenizer (a resumed run's saved one) and the embedding size, with the starting table where
+    --vectors gives one. Under torchrun rank 0 trains it and every other rank receives it."""
+    if resumed is not None:
+        from grutext.artifacts import read_language_model
+
+        saved = read_language_model(resumed)
+        return saved.tokenizer, saved.model_config, None
+    table = None
+    if rt.leader:
+        tokenizer = train_tokenizer(corpus.train, tok_cfg)
+        if cfg.vectors is not None:
+            pretrained = pretrained_embeddings(
+                cfg.vectors, tokenizer, tok_cfg, corpus.train, cfg.seed, model_cfg.embed_dim, cfg.vectors_std
+            )
+            tokenizer, table = pretrained.tokenizer, pretrained.weights
+            model_cfg = dataclasses.replace(model_cfg, embed_dim=pretrained.summary["dim"])
+            emit(VectorsLoaded(pretrained.summary))
+    model_cfg = dataclasses.replace(model_cfg, embed_dim=model_cfg.embedding_size)
+    if rt.group is not None:
+        shared = rt.group.broadcast((tokenizer.to_str(), model_cfg.embed_dim, table) if rt.leader else None)
+        if not rt.leader:
+            tokenizer = Tokenizer.from_str(shared[0])
+            configure_truncation(tokenizer, tok_cfg)
+            model_cfg = dataclasses.replace(model_cfg, embed_dim=shared[1])
+            table = shared[2]
+    return tokenizer, model_cfg, table
+
+
+def _check_resumable(
+    output: Path, tok_cfg: TokenizerConfig, model_cfg: ModelConfig, cfg: PretrainConfig
+) -> ModelConfig:
+    """The interrupted run's model settings (its embedding size where these leave it to the default); refuses
+    settings that differ from that run's."""
+    from grutext.artifacts import read_json
+
+    saved = read_json(output / "config.json", "config")
+    if model_cfg.embed_dim is None:
+        model_cfg = dataclasses.replace(model_cfg, embed_dim=saved.get("model", {}).get("embed_dim"))
+    current = {"tokenizer": to_dict(tok_cfg), "model": to_dict(model_cfg), "pretrain": to_dict(cfg)}
+    differences = [
+        f"{key}: {saved.get(section, {}).get(key)!r} -> {value!r}"
+        for section, values in current.items()
+        for key, value in values.items()
+        if key != "device" and saved.get(section, {}).get(key) != value
+    ]
+    if differences:
+        raise ConfigError(
+            f"cannot resume {output}: settings differ from the interrupted run ({'; '.join(differences)}); resume "
+            "with the original settings, or start a new run (another --output, or --overwrite)"
+        )
+    return model_cfg

@@ -1,0 +1,197 @@
+"""grutext pretrain, train --init-from (a language model, a classifier) and train --unlabeled: what they write,
+that the weights really travel, resume, and the clean errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+import grutext
+from grutext.cli import cli
+from grutext.config import ModelConfig, PretrainConfig, TokenizerConfig
+from grutext.errors import ConfigError, DataError, Interrupted
+from grutext.events import StepDone
+from grutext.pretraining import pretrain
+from tests.conftest import FILLER, NEGATIVE, POSITIVE, TINY, sentiment_rows, write_jsonl
+
+SMALL = ["--embed-dim", "16", "--hidden-size", "16", "--vocab-size", "300"]
+TOK = TokenizerConfig(vocab_size=300)
+MODEL = ModelConfig(embed_dim=16, hidden_size=16)
+
+
+def corpus_lines(n: int, seed: int = 0) -> list[str]:
+    """Unlabelled review-like sentences of the conftest vocabulary, with an order to learn (adverb, adjective)."""
+    rng = random.Random(seed)
+    return [
+        " ".join([*rng.sample(FILLER, 4), "really", rng.choice(POSITIVE + NEGATIVE), *rng.sample(FILLER, 2)])
+        for _ in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "texts.txt"
+    path.write_text("\n".join(corpus_lines(600)) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def lm(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("lm") / "lm"
+    result = CliRunner().invoke(cli, ["pretrain", str(corpus), "-o", str(out), *SMALL, "--epochs", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_pretrain_writes_a_language_model_that_info_describes(lm: Path) -> None:
+    assert sorted(p.name for p in lm.iterdir()) == [
+        "config.json",
+        "metrics.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
+    config = json.loads((lm / "config.json").read_text())
+    assert config["kind"] == "language_model" and config["corpus"]["texts"] > 500
+    history = json.loads((lm / "metrics.json").read_text())["history"]
+    assert history[-1]["val_score"] < history[0]["val_score"] < config["vocab_size"]  # it learns the corpus
+    info = CliRunner().invoke(cli, ["info", "-m", str(lm), "--json"])
+    assert info.exit_code == 0 and json.loads(info.stdout)["kind"] == "language_model"
+    refused = CliRunner().invoke(cli, ["predict", "-m", str(lm)], input="great film\n")
+    assert refused.exit_code == 1 and "is a language model" in refused.stderr and "--init-from" in refused.stderr
+
+
+def test_the_language_model_reads_no_future_at_any_depth() -> None:
+    """Each direction's prediction at a position depends only on the tokens it has read: changing a later
+    token leaves the forward states before it unchanged (and earlier tokens the backward ones), two layers deep."""
+    from grutext.lm import LanguageModel
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(embed_dim=6, hidden_size=5, layers=2, dropout=0.0).resolved_for(False, "bpe")
+    lm = LanguageModel(cfg, 30).eval()
+    ids = torch.tensor([[3, 4, 5, 6, 7, 8]])
+    lengths = torch.tensor([6])
+    hidden, _ = lm.states(ids, lengths)
+    changed = ids.clone()
+    changed[0, 5] = 9  # the last token: forward positions 0..4 predict up to it, none reads it
+    again, _ = lm.states(changed, lengths)
+    torch.testing.assert_close(hidden[:5], again[:5])  # the forward direction, positions 0..4
+    changed = ids.clone()
+    changed[0, 0] = 9  # the first token: the backward direction reads it last
+    again, _ = lm.states(changed, lengths)
+    torch.testing.assert_close(hidden[5:], again[5:])
+
+
+def test_init_from_starts_with_the_language_models_table_and_encoder(lm: Path, split_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    result = CliRunner().invoke(
+        cli, ["train", str(split_dir), "-o", str(out), "--init-from", str(lm), "--epochs", "1", "--lr", "1e-9"]
+    )
+    assert result.exit_code == 0, result.output
+    before, after = load_file(str(lm / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    for key in ("embedding.weight", "encoder.forward_layers.0.rnn.weight_hh_l0"):
+        torch.testing.assert_close(after[key], before[key], atol=1e-5, rtol=0)
+    config = json.loads((out / "config.json").read_text())
+    assert config["init_from"]["kind"] == "language_model" and config["model"]["hidden_size"] == 16
+    assert (
+        json.loads((out / "tokenizer.json").read_text())["model"]["vocab"]
+        == json.loads((lm / "tokenizer.json").read_text())["model"]["vocab"]
+    )
+
+
+def test_init_from_refuses_what_it_cannot_start_from(lm: Path, split_dir: Path, tmp_path: Path) -> None:
+    def train(*args: str) -> object:
+        return CliRunner().invoke(cli, ["train", str(split_dir), "-o", str(tmp_path / "m"), *args])
+
+    clash = train("--init-from", str(lm), "--hidden-size", "64")
+    assert clash.exit_code == 2 and "fixes --hidden-size (16, not 64)" in clash.output
+    not_a_checkpoint = train("--init-from", str(tmp_path))
+    assert not_a_checkpoint.exit_code == 1 and "not a grutext checkpoint" in not_a_checkpoint.stderr
+    with_vectors = train("--init-from", str(lm), "--vectors", str(tmp_path / "v.txt"))
+    assert with_vectors.exit_code == 2 and "brings its own word table" in with_vectors.output
+    chinese = tmp_path / "zh"
+    write_jsonl(chinese / "train.jsonl", sentiment_rows(80, chinese=True))
+    wrong_language = CliRunner().invoke(cli, ["train", str(chinese), "-o", str(tmp_path / "z"), "--init-from", str(lm)])
+    assert wrong_language.exit_code == 1 and "does not fit this data" in wrong_language.stderr
+    assert not (tmp_path / "m").exists() and not (tmp_path / "z").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "holds no text"),
+        (b"\n  \n\n", "holds no text"),
+        (b"\x00\x01\x02 binary", "looks like a binary file"),
+        ("".join(f"word{i} other{i}\n" for i in range(300)).encode(), "unknown to the tokenizer"),
+    ],
+)
+def test_pretrain_bad_corpora_are_clean_errors(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "texts.txt"
+    path.write_bytes(content)
+    result = CliRunner().invoke(cli, ["pretrain", str(path), "-o", str(tmp_path / "lm"), *SMALL])
+    assert result.exit_code == 1, result.output
+    last = result.stderr.strip().splitlines()[-1]
+    assert message in last and last.startswith("Error:")
+    assert not (tmp_path / "lm").exists()
+
+
+def test_pretrain_interrupted_then_resumed_equals_uninterrupted(corpus: Path, tmp_path: Path) -> None:
+    cfg = PretrainConfig(epochs=2, device="cpu")
+    straight = pretrain([str(corpus)], TOK, MODEL, cfg, tmp_path / "straight")
+
+    def stop(event: object) -> None:
+        if isinstance(event, StepDone) and event.global_step == 7:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted, match="--resume"):
+        pretrain([str(corpus)], TOK, MODEL, cfg, tmp_path / "cut", on_event=stop)
+    with pytest.raises(ConfigError, match="settings differ"):
+        pretrain([str(corpus)], TOK, MODEL, PretrainConfig(epochs=2, lr=0.01), tmp_path / "cut", resume=True)
+    resumed = pretrain([str(corpus)], TOK, MODEL, cfg, tmp_path / "cut", resume=True)
+    a, b = load_file(str(straight.path / "model.safetensors")), load_file(str(resumed.path / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert math.isclose(straight.metrics["perplexity"], resumed.metrics["perplexity"])
+
+
+def test_unlabeled_pretrains_then_trains_in_one_command(corpus: Path, split_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    args = ["train", str(split_dir), "-o", str(out), *TINY, "--unlabeled", str(corpus), "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "held out for perplexity" in result.stderr and "saved" in result.stderr
+    config = json.loads((out / "config.json").read_text())
+    started = config["init_from"]
+    assert started["kind"] == "language_model" and started["corpus"]["texts"] >= 600  # the corpus and train's texts
+    assert started["metrics"]["perplexity"] > 1 and config["train"]["unlabeled"] == [str(corpus)]
+    assert not list(tmp_path.glob(".m.pretrained*"))  # the stage's folder is gone
+    assert json.loads(result.stdout)["test"]["accuracy"] > 0.5
+
+
+def test_init_from_a_classifier_keeps_its_labels_and_adds_new_ones(trained: Path, tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    rows = sentiment_rows(120, seed=7) + [{"text": f"the plot was okay {w}", "label": "meh"} for w in FILLER * 3]
+    write_jsonl(data / "train.jsonl", rows)
+    write_jsonl(data / "test.jsonl", sentiment_rows(20, seed=8))
+    out = tmp_path / "m"
+    model = grutext.train(data, out, init_from=str(trained), epochs=2, lr=0.01)
+    assert model.labels == ["neg", "pos", "meh"]  # the old labels keep their rows, the new one comes after
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "previous_test" in metrics and metrics["previous_test"]["n"] == 60  # the old data's test split
+    old = load_file(str(trained / "model.safetensors"))
+    new = load_file(str(out / "model.safetensors"))
+    assert new["classifier.weight"].shape[0] == 3 and old["classifier.weight"].shape[0] == 2
+
+
+def test_python_api_pretrains_too(corpus: Path, tmp_path: Path) -> None:
+    result = grutext.pretrain([corpus], tmp_path / "lm", epochs=1, embed_dim=8, hidden_size=8, vocab_size=200)
+    assert result["perplexity"] > 1 and (tmp_path / "lm" / "model.safetensors").is_file()
+    with pytest.raises(DataError):
+        grutext.pretrain([tmp_path / "missing.txt"], tmp_path / "x")
