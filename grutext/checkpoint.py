@@ -133,6 +133,19 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def _write_model(
+    root: Path, config: dict[str, Any], tokenizer: Tokenizer, model: torch.nn.Module, metrics: dict[str, Any]
+) -> None:
+    """The files every kind of checkpoint has: config.json, tokenizer.json, model.safetensors, metrics.json."""
+    _write_json(root / CONFIG_FILE, config)
+    tokenizer.save(str(root / TOKENIZER_FILE))
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    # One metadata key: safetensors writes the metadata in hash-map order, so two keys made the same weights
+    # two different files from run to run (the version is in config.json).
+    save_file(state, str(root / WEIGHTS_FILE), metadata={"format": "pt"})
+    _write_json(root / METRICS_FILE, metrics)
+
+
 def write_atomically(path: Path, overwrite: bool, fill: Callable[[Path], None]) -> Path:
     """Fill a temporary sibling directory, then rename it into place; a failure leaves `path` as it was."""
     check_output_dir(path, overwrite)
@@ -185,14 +198,8 @@ def save(
     }
 
     def fill(tmp: Path) -> None:
-        _write_json(tmp / CONFIG_FILE, config)
-        tokenizer.save(str(tmp / TOKENIZER_FILE))
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        # One metadata key: safetensors writes the metadata in hash-map order, so two keys made the same weights
-        # two different files from run to run (the version is in config.json).
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        _write_model(tmp, config, tokenizer, model, metrics)
         _write_json(tmp / LABELS_FILE, labels)
-        _write_json(tmp / METRICS_FILE, metrics)
         if with_onnx:  # every checkpoint predicts on the ONNX engine: no torch import, 2x the lines/s
             from grutext.onnx_export import export
 
@@ -234,11 +241,7 @@ def save_language_model(
     }
 
     def fill(tmp: Path) -> None:
-        _write_json(tmp / CONFIG_FILE, config)
-        tokenizer.save(str(tmp / TOKENIZER_FILE))
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        _write_json(tmp / METRICS_FILE, metrics)
+        _write_model(tmp, config, tokenizer, model, metrics)
         if extra is not None:
             extra(tmp)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from grutext.batching import TokenRows, bucket_batches, collate
+from grutext.batching import TokenRows, collate
 from grutext.errors import DataError
 from grutext.inputs import iter_texts
 from grutext.loop import LoopState, TrainBatch, Validation
@@ -37,6 +36,7 @@ from grutext.readers import (
     split_files,
     text_column_by_name,
 )
+from grutext.sources import Bucketed
 
 HOLD_OUT_BUCKETS = 10_000
 # Held-out tokens scored for perplexity: the full softmax over 30,000 words took 48 s for imdb's 155k held-out
@@ -171,34 +171,23 @@ def budgeted(rows: list[npt.NDArray[np.int32]], tokens: int) -> list[npt.NDArray
     return kept
 
 
-class CorpusBatches:
+class CorpusBatches(Bucketed):
     """The language model's training batches (a grutext.loop.BatchSource): windows of token ids, length-bucketed
-    in an order that depends only on (seed, epoch), as a classifier's in-memory batches are."""
+    as a classifier's in-memory batches are; under torchrun each rank takes its slice of every global batch (the
+    loss is each rank's mean over its tokens, which DDP averages)."""
 
     def __init__(
-        self, rows: list[npt.NDArray[np.int32]], batch_size: int, seed: int, max_steps: int | None = None
+        self, ids: TokenRows, batch_size: int, seed: int, rank: int = 0, world: int = 1, max_steps: int | None = None
     ) -> None:
-        self.rows, self.batch_size, self.seed, self.max_steps = rows, batch_size, seed, max_steps
-        self.lengths = [len(r) for r in rows]
-        self._plan: tuple[int, list[list[int]]] | None = None
-
-    def plan(self, epoch: int) -> list[list[int]]:
-        if self._plan is None or self._plan[0] != epoch:
-            order = bucket_batches(self.lengths, self.batch_size, random.Random(f"{self.seed}-{epoch}"))
-            self._plan = (epoch, order)
-        return self._plan[1]
-
-    def epoch_steps(self, loop: LoopState) -> int:
-        steps = len(self.plan(loop.epoch))
-        if self.max_steps is not None:
-            steps = min(steps, max(0, self.max_steps - (loop.global_step - loop.step)))
-        return steps
+        super().__init__(ids, batch_size, seed, world, max_steps)
+        self.rank = rank
 
     def batches(self, loop: LoopState) -> Iterator[TrainBatch]:
         plan = self.plan(loop.epoch)
         for step in range(loop.step, len(plan)):
-            inputs = collate(self.rows, plan[step])
-            yield TrainBatch(inputs, torch.empty(0), len(plan[step]), int(inputs.lengths.sum()))
+            whole = plan[step]
+            inputs = collate(self.ids, whole[self.rank :: self.world])
+            yield TrainBatch(inputs, torch.empty(0), len(whole), sum(self.lengths[i] for i in whole))
 
 
 class LanguageObjective:

@@ -116,10 +116,10 @@ def pretrain(
     model = prepare(model, rt.device, rt.backend)
     runner = rt.wrap(model)
     rows = windows(train_ids, cfg.window)
-    source = CorpusBatches(rows, cfg.batch_size, cfg.seed, cfg.max_steps)
+    source = CorpusBatches(rows, cfg.batch_size, cfg.seed, rt.rank, rt.world, cfg.max_steps)
     held_out = windows(held_ids, cfg.window)
     objective = LanguageObjective(model, counts, cfg.samples, held_out, rt.device)
-    steps_per_epoch = -(-len(rows) // cfg.batch_size)
+    steps_per_epoch = -(-len(rows) // (cfg.batch_size * rt.world))
     total_steps = int(min(cfg.epochs * steps_per_epoch, cfg.max_steps or float("inf")))
     optimizer = make_optimizer(
         model,

@@ -131,26 +131,17 @@ def fingerprint(data: LabelledData) -> str:
     return digest.hexdigest()
 
 
-class MemoryBatches:
+class Bucketed:
+    """Rows of token ids in length-bucketed batches, in an order that depends only on (seed, epoch), so that a
+    resumed run sees the same order; under torchrun a global batch is batch_size x ranks rows (a last batch with
+    fewer rows than ranks is left out). What the in-memory classifier batches and a language model's share."""
+
     def __init__(
-        self,
-        ids: TokenRows,
-        target: torch.Tensor,
-        batch_size: int,
-        seed: int,
-        rank: int = 0,
-        world: int = 1,
-        grams: TokenRows | None = None,
-        normalizer: Callable[[torch.Tensor], float] | None = None,
-        max_steps: int | None = None,
+        self, ids: TokenRows, batch_size: int, seed: int, world: int = 1, max_steps: int | None = None
     ) -> None:
-        """`target`: one row per text; `normalizer(targets of a global batch)`: what that batch's summed loss
-        divides by under torchrun (so N ranks take exactly the step one process takes); `max_steps` only
-        shortens the epoch's announced length."""
-        self.ids, self.target, self.grams = ids, target, grams
-        self.lengths = [len(r) for r in ids]
-        self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
-        self.normalizer, self.max_steps = normalizer, max_steps
+        """`max_steps` only shortens the epoch's announced length (the loop stops at it)."""
+        self.ids, self.lengths = ids, [len(r) for r in ids]
+        self.batch_size, self.seed, self.world, self.max_steps = batch_size, seed, world, max_steps
         self._plan: tuple[int, list[list[int]]] | None = None
 
     def plan(self, epoch: int) -> list[list[int]]:
@@ -167,6 +158,27 @@ class MemoryBatches:
         if self.max_steps is not None:
             steps = min(steps, max(0, self.max_steps - (loop.global_step - loop.step)))
         return steps
+
+
+class MemoryBatches(Bucketed):
+    """A classifier's training texts held in memory, as the loop's BatchSource."""
+
+    def __init__(
+        self,
+        ids: TokenRows,
+        target: torch.Tensor,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world: int = 1,
+        grams: TokenRows | None = None,
+        normalizer: Callable[[torch.Tensor], float] | None = None,
+        max_steps: int | None = None,
+    ) -> None:
+        """`target`: one row per text; `normalizer(targets of a global batch)`: what that batch's summed loss
+        divides by under torchrun (so N ranks take exactly the step one process takes)."""
+        super().__init__(ids, batch_size, seed, world, max_steps)
+        self.target, self.grams, self.rank, self.normalizer = target, grams, rank, normalizer
 
     def batches(self, loop: LoopState) -> Iterator[TrainBatch]:
         plan = self.plan(loop.epoch)

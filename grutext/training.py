@@ -67,20 +67,26 @@ def train(
 ) -> TrainResult:
     """Train a classifier on `spec` and write the checkpoint to `output` (or continue an interrupted run): from
     scratch, from the checkpoint --init-from names, or (--unlabeled) from a language model pretrained first on the
-    unlabelled texts and the training texts (`train_with_unlabeled`)."""
+    unlabelled texts and the training texts (`pretrained_start`)."""
     if cfg.unlabeled:
-        return train_with_unlabeled(
-            spec, tok_cfg, model_cfg, cfg, output, overwrite=overwrite, resume=resume, on_event=on_event
-        )
+        if not resume:
+            check_output_dir(output, overwrite)
+        begin, summary, resume = pretrained_start(spec, tok_cfg, model_cfg, cfg, output, resume, on_event)
+        result = train_from(
+            spec, tok_cfg, model_cfg, cfg, output, begin, overwrite=overwrite, resume=resume, on_event=on_event,
+            pretrained=summary,
+        )  # fmt: skip
+        shutil.rmtree(stage_dir(output), ignore_errors=True)
+        return result
     if cfg.init_from and cfg.vectors:
         raise UsageError(
             f"--init-from {cfg.init_from} brings its own word table, which --vectors would replace; drop --vectors "
             "(a language model can start from them: grutext pretrain --vectors)"
         )
-    begin = open_start(cfg.init_from) if cfg.init_from else None
     return train_from(
-        spec, tok_cfg, model_cfg, cfg, output, begin, overwrite=overwrite, resume=resume, on_event=on_event
-    )
+        spec, tok_cfg, model_cfg, cfg, output, open_start(cfg.init_from) if cfg.init_from else None,
+        overwrite=overwrite, resume=resume, on_event=on_event,
+    )  # fmt: skip
 
 
 def train_from(
@@ -143,8 +149,9 @@ def train_from(
     model = prepare(model, rt.device, rt.backend)
     runner = rt.wrap(model)
     lr = cfg.resolved_lr(run.multi_label)
-    plan = Plan(cfg.epochs, cfg.patience, cfg.max_steps, lr)
-    total_steps = int(min(cfg.epochs * encoded.steps_per_epoch, cfg.max_steps or float("inf")))
+    epochs, patience = cfg.resolved_schedule(encoded.steps_per_epoch)
+    plan = Plan(epochs, patience, cfg.max_steps, lr)
+    total_steps = int(min(epochs * encoded.steps_per_epoch, cfg.max_steps or float("inf")))
     optimizer = make_optimizer(
         model,
         rt.backend,
@@ -161,7 +168,7 @@ def train_from(
         loop, best_state = restore(trainer_state, model, optimizer, rt.device, rt.group)
     emit(ModelBuilt(model.num_parameters(), str(rt.device), rt.backend, (loop.epoch, loop.step) if resume else None))
 
-    sections = _sections(cfg, run, lr, rt, vectors, saved)
+    sections = _sections(cfg, run, plan, rt, vectors, saved)
     if begin is not None:
         sections["init_from"] = pretrained or begin.summary()
     write = checkpoint_writer(output, model, tokenizer, tok_cfg, run.labels, sections, task, rt, resume or overwrite)
@@ -301,12 +308,13 @@ def _check_resumable(state: TrainerState, loop: LoopState, output: Path, rt: Run
 
 
 def _sections(
-    cfg: TrainConfig, run: RunData, lr: float, rt: Runtime, pretrained: Pretrained | None, saved: dict[str, Any]
+    cfg: TrainConfig, run: RunData, plan: Plan, rt: Runtime, pretrained: Pretrained | None, saved: dict[str, Any]
 ) -> dict[str, Any]:
     """config.json's train, data and vectors sections: the settings as given and as resolved for this data."""
     train = to_dict(cfg)
     train["resolved_early_stop_metric"] = run.task.metric
-    train["resolved_lr"] = lr
+    train["resolved_lr"] = plan.peak_lr
+    train["resolved_epochs"], train["resolved_patience"] = plan.epochs, plan.patience
     train["resolved_word_dropout"] = cfg.resolved_word_dropout(run.multi_label)
     train["world_size"] = rt.world
     if run.task.weight is not None:
@@ -385,24 +393,21 @@ def pretrain_settings(cfg: TrainConfig) -> PretrainConfig:
     )
 
 
-def train_with_unlabeled(
+def pretrained_start(
     spec: DataSpec,
     tok_cfg: TokenizerConfig,
     model_cfg: ModelConfig,
     cfg: TrainConfig,
     output: Path,
-    *,
-    overwrite: bool = False,
-    resume: bool = False,
-    on_event: Callable[[Event], None] | None = None,
-) -> TrainResult:
-    """Pretrain (or go on pretraining, or reuse what a resumed run pretrained), then train the classifier."""
+    resume: bool,
+    on_event: Callable[[Event], None] | None,
+) -> tuple[Start, dict[str, Any], bool]:
+    """Pretrain (or go on pretraining, or reuse what a resumed run pretrained): the language model to start from,
+    its summary for config.json, and whether the classifier stage itself is the one to resume."""
     from grutext.pretraining import pretrain
 
     if cfg.streaming:
         raise UsageError("--unlabeled reads the training texts into memory to pretrain on them; drop --streaming")
-    if not resume:
-        check_output_dir(output, overwrite)
     stage = stage_dir(output)
     classifier_interrupted = resume and (output / TRAINER_STATE_DIR / STATE_JSON).is_file()
     finished = (stage / CONFIG_FILE).is_file() and not (stage / TRAINER_STATE_DIR / STATE_JSON).is_file()
@@ -421,9 +426,4 @@ def train_with_unlabeled(
     begin = open_start(str(stage))
     summary = {**begin.summary(), "path": None, "metrics": read_json(stage / "metrics.json", "metrics file")}
     summary["metrics"].pop("history", None)
-    result = train_from(
-        spec, tok_cfg, model_cfg, cfg, output, begin, overwrite=overwrite, resume=classifier_interrupted,
-        on_event=on_event, pretrained=summary,
-    )  # fmt: skip
-    shutil.rmtree(stage, ignore_errors=True)
-    return result
+    return begin, summary, classifier_interrupted

@@ -75,6 +75,13 @@ def _char_ngrams(value: str | None) -> str | None:
 RUN: list[Callable[[Any], Any]] = [
     _option("--epochs", type=click.IntRange(min=1), default=_T.epochs, show_default=True, help="Most epochs to train."),
     _option(
+        "--min-steps",
+        type=click.IntRange(min=1),
+        default=_T.min_steps,
+        help="At least this many optimizer steps: on small data the epochs, and the patience in proportion, are "
+        "raised to reach them.",
+    ),
+    _option(
         "--batch-size",
         type=click.IntRange(min=1),
         default=_T.batch_size,
