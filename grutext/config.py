@@ -248,6 +248,7 @@ class TrainConfig:
     init_from: str | None = None  # a language model (grutext pretrain) or a classifier checkpoint to start from
     unlabeled: list[str] | None = None  # unlabelled texts to pretrain a language model on first (with train's)
     pretrain_minutes: float = 20.0  # --unlabeled: the language model's training time at most
+    freeze_steps: int = 0  # a pretrained start: steps during which the word table and encoder stay as they came
 
     def resolved_lr(self, multi_label: bool) -> float:
         """The peak learning rate: --lr, or the default for the kind of task."""

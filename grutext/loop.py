@@ -67,6 +67,7 @@ class TrainBatch:
     texts: int  # texts in the step over all ranks (for the mean loss and examples/s)
     tokens: int  # tokens in the step over all ranks (for tokens/s)
     normalizer: float | None = None  # what the summed loss divides by (None: the objective's mean)
+    step: int = 0  # the run's global step it is for (set by the loop)
 
 
 class BatchSource(Protocol):
@@ -173,6 +174,7 @@ def fit(
         model.train()
         start = time.perf_counter() - loop.seconds
         for batch in source.batches(loop):
+            batch.step = loop.global_step
             loss = objective.loss(runner, batch, device)
             if not torch.isfinite(loss):
                 raise TrainingError(

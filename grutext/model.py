@@ -236,6 +236,7 @@ class GRUClassifier(TextModel):
         if not cfg.resolved:
             raise ValueError("build a model from resolved settings: ModelConfig.resolved_for(multi_label, tokenizer)")
         self.cfg, self.shape = cfg, shape
+        self.frozen = False
         table = None
         if device is not None and torch.device(device).type == "meta":
             # the shape alone: torch's normal_ on the meta device imports torch._dynamo (1 s)
@@ -267,6 +268,8 @@ class GRUClassifier(TextModel):
         x = self.dropout(self.embedding(ids))  # [B, T, E]
         states = self.encoder(x, lengths)  # D x [B, T, H]
         pooled = pool(states, lengths, self.cfg.pooling)  # [B, D*H], twice that for maxmean
+        if self.frozen:  # the word table and the encoder learn nothing from this batch (a pretrained start)
+            pooled = pooled.detach()
         if self.cfg.embedding_skip:  # a bag-of-words path beside the encoder, pooled like RCNN (Lai et al. 2015)
             pooled = torch.cat([pooled, pool([x], lengths, skip_pooling(self.cfg.pooling))], dim=-1)
         logits: torch.Tensor = self.classifier(self.dropout(pooled))  # [B, C]

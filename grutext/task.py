@@ -151,13 +151,16 @@ class ClassifierObjective:
         validation: tuple[TokenRows, TokenRows | None, torch.Tensor],
         device: torch.device,
         group: Group | None,
+        freeze_steps: int = 0,
     ) -> None:
         self.task, self.model, self.heads, self.word_dropout = task, model, heads, word_dropout
         self.val_ids, self.val_grams, self.val_y = validation
         self.device, self.group = device, group
         self.metric = task.metric
+        self.freeze_steps = freeze_steps
 
     def loss(self, runner: torch.nn.Module, batch: TrainBatch, device: torch.device) -> torch.Tensor:
+        self.model.frozen = batch.step < self.freeze_steps  # type: ignore[assignment]
         inputs = batch.inputs.to(device)
         if self.word_dropout:  # whole words hidden behind [UNK]: the model may not lean on any single one
             hide = (torch.rand(inputs.ids.shape, device=device) < self.word_dropout) & (inputs.ids != PAD_ID)

@@ -173,7 +173,14 @@ def train_from(
         sections["init_from"] = pretrained or begin.summary()
     write = checkpoint_writer(output, model, tokenizer, tok_cfg, run.labels, sections, task, rt, resume or overwrite)
     objective = ClassifierObjective(
-        task, model, model.heads, cfg.resolved_word_dropout(run.multi_label), encoded.validation, rt.device, rt.group
+        task,
+        model,
+        model.heads,
+        cfg.resolved_word_dropout(run.multi_label),
+        encoded.validation,
+        rt.device,
+        rt.group,
+        cfg.freeze_steps if begin is not None else 0,
     )
     where = (lambda: f" (stream position {loop.data_position})") if cfg.streaming else (lambda: "")
     with StopSignals() as stop, torch_threads(rt.device, rt.backend):

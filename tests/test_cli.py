@@ -380,3 +380,17 @@ def test_help_shows_no_machine_paths() -> None:
     for name in cli.commands:  # type: ignore[attr-defined]
         text = run(name, "--help").output
         assert "../" not in text and "/work/" not in text, name
+
+
+def test_min_steps_raises_the_epochs_and_the_patience_of_a_small_set(split_dir: Path, tmp_path: Path) -> None:
+    """240 training texts in batches of 16 make 15 steps an epoch: --min-steps 100 asks for 7 epochs, and the
+    patience of 3 in 3 epochs becomes 7 in 7 (the same share of the run)."""
+    out = tmp_path / "m"
+    result = run("train", str(split_dir), "-o", str(out), *TINY, "--epochs", "3", "--min-steps", "100", "--json")
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())["train"]
+    assert (config["resolved_epochs"], config["resolved_patience"]) == (7, 7)
+    assert json.loads(result.stdout)["epochs_run"] == 7
+    big = run("train", str(split_dir), "-o", str(tmp_path / "n"), *TINY, "--epochs", "3", "--min-steps", "10")
+    assert big.exit_code == 0
+    assert json.loads((tmp_path / "n" / "config.json").read_text())["train"]["resolved_epochs"] == 3  # enough already

@@ -370,6 +370,14 @@ START: list[Callable[[Any], Any]] = [
         "pretrain a language model on them and the training texts first, then train from it.",
     ),
     _option(
+        "--freeze-steps",
+        type=click.IntRange(min=0),
+        default=_T.freeze_steps,
+        show_default=True,
+        help="With --init-from or --unlabeled: for this many first steps only the heads learn; the pretrained "
+        "word table and encoder stay as they came.",
+    ),
+    _option(
         "--pretrain-minutes",
         type=click.FloatRange(min=0, min_open=True),
         default=_T.pretrain_minutes,
