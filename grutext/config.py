@@ -249,6 +249,8 @@ class TrainConfig:
     unlabeled: list[str] | None = None  # unlabelled texts to pretrain a language model on first (with train's)
     pretrain_minutes: float = 20.0  # --unlabeled: the language model's training time at most
     freeze_steps: int = 0  # a pretrained start: steps during which the word table and encoder stay as they came
+    self_training: int = 0  # --unlabeled: rounds of training again on what the last round labels of the texts
+    pseudo_share: float = 0.2  # --unlabeled: the share of the unlabelled texts a round adds (the surest ones)
 
     def resolved_lr(self, multi_label: bool) -> float:
         """The peak learning rate: --lr, or the default for the kind of task."""
@@ -316,6 +318,9 @@ class TrainConfig:
             if self.init_from is not None and self.unlabeled:
                 raise ConfigError("--unlabeled pretrains the model --init-from would start from: pass one of them")
         _check_float("train.pretrain_minutes", self.pretrain_minutes, 0.0, 1e6, lo_open=True)
+        _check_int("train.freeze_steps", self.freeze_steps, 0, 10**9)
+        _check_int("train.self_training", self.self_training, 0, 100)
+        _check_float("train.pseudo_share", self.pseudo_share, 0.0, 1.0, lo_open=True)
 
 
 @dataclass(frozen=True)

@@ -76,21 +76,7 @@ def read_corpus(
 ) -> Corpus:
     """Every non-empty text of every source (and of `extra`, texts already read), once; `held_out` of them (at
     most `max_held_out`) set aside."""
-    if not sources and not extra:
-        raise DataError("no texts to read: name at least one file, folder or hub dataset")
-    texts: set[str] = set()
-    read = 0
-    for text in (t for source in sources for t in _texts_of(source, text_column)):
-        read += 1
-        if text.strip():
-            texts.add(text)
-    for text in extra:
-        read += 1
-        if text.strip():
-            texts.add(text)
-    if not texts:
-        raise DataError(f"{', '.join(sources)} holds no text (every record is empty)")
-    ordered = sorted(texts, key=lambda t: (_hash(t), t))
+    ordered, read = read_texts(sources, text_column, extra)
     bar = held_out * HOLD_OUT_BUCKETS
     kept = [t for t in ordered if _hash(t) % HOLD_OUT_BUCKETS < bar][:max_held_out]
     if not kept:  # a tiny corpus: the texts that hash lowest
@@ -99,6 +85,24 @@ def read_corpus(
         raise DataError(f"{', '.join(sources)} holds {len(ordered)} distinct text(s): too few to hold some out")
     chosen = set(kept)
     return Corpus([t for t in ordered if t not in chosen], kept, list(sources), read)
+
+
+def read_texts(
+    sources: Sequence[str], text_column: str | None = None, extra: Sequence[str] = ()
+) -> tuple[list[str], int]:
+    """(every distinct non-empty text of the sources and of `extra`, in an order that depends only on the texts;
+    how many were read in all)."""
+    if not sources and not extra:
+        raise DataError("no texts to read: name at least one file, folder or hub dataset")
+    texts: set[str] = set()
+    read = 0
+    for text in [*(t for source in sources for t in _texts_of(source, text_column)), *extra]:
+        read += 1
+        if text.strip():
+            texts.add(text)
+    if not texts:
+        raise DataError(f"{', '.join(sources) or 'the texts'} holds no text (every record is empty)")
+    return sorted(texts, key=lambda t: (_hash(t), t)), read
 
 
 def _hash(text: str) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from tokenizers import Tokenizer
 
 from grutext.batching import TokenRows, bucket_batches, collate
 from grutext.config import ModelConfig, TokenizerConfig, TrainConfig
-from grutext.data import LabelledData, load_labelled, training_splits
+from grutext.data import LabelledData, Split, load_labelled, training_splits
 from grutext.events import DataLoaded, Event, UnknownLabels
 from grutext.loop import BatchSource, LoopState, TrainBatch
 from grutext.runtime import Runtime
@@ -58,12 +58,23 @@ class RunData:
 
 
 def read_memory(
-    spec: DataSpec, cfg: TrainConfig, rt: Runtime, emit: Callable[[Event], None], first: list[str] | None = None
+    spec: DataSpec,
+    cfg: TrainConfig,
+    rt: Runtime,
+    emit: Callable[[Event], None],
+    first: list[str] | None = None,
+    extra: Sequence[tuple[str, list[str]]] = (),
 ) -> RunData:
     """Read and clean every split into memory, carve validation out of train where there is none, and say so.
-    `first`: labels that keep their place first (a classifier the run goes on training), the data's after them."""
+    `first`: labels that keep their place first (a classifier the run goes on training), the data's after them;
+    `extra`: (text, labels) rows added to the training split after the carve, so validation is the same."""
     data = load_labelled(spec.source, **spec.read_options())
     data = training_splits(data, cfg.val_fraction, cfg.seed)
+    if extra:
+        train = data.splits["train"]
+        data.splits["train"] = Split(
+            [*train.texts, *(text for text, _ in extra)], [*train.labels, *(row for _, row in extra)], train.origin
+        )
     labels = [*(first or []), *(name for name in data.label_names() if name not in set(first or []))]
     task = make_task(data, labels, cfg)
     sizes = {name: len(split.texts) for name, split in data.splits.items()}
@@ -82,6 +93,7 @@ def read_memory(
         "sizes": sizes,
         "validation_from": data.validation_from,
         "skipped_rows": data.skipped,
+        **({"pseudo_labelled": len(extra)} if extra else {}),
     }
 
     def encode(tokenizer: Tokenizer, tok_cfg: TokenizerConfig, model_cfg: ModelConfig) -> Encoded:

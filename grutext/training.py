@@ -8,19 +8,17 @@ loop. Progress is reported through `on_event` callbacks (grutext.events); this m
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from tokenizers import Tokenizer
 
-from grutext.artifacts import CONFIG_FILE, TRAINER_STATE_DIR, read_json, read_meta
+from grutext.artifacts import read_meta
 from grutext.backend import make_optimizer, prepare, torch_threads
 from grutext.checkpoint import (
-    STATE_JSON,
     TrainerState,
     check_output_dir,
     read_trainer_state,
@@ -28,9 +26,8 @@ from grutext.checkpoint import (
     save,
     write_trainer_state,
 )
-from grutext.config import DataShape, ModelConfig, PretrainConfig, TokenizerConfig, TrainConfig, to_dict
-from grutext.corpus import read_corpus
-from grutext.data import load_labelled, training_splits
+from grutext.config import DataShape, ModelConfig, TokenizerConfig, TrainConfig, to_dict
+from grutext.data import load_labelled
 from grutext.errors import ConfigError, GrutextError, UsageError
 from grutext.events import (
     DiscardingResumable,
@@ -67,17 +64,13 @@ def train(
 ) -> TrainResult:
     """Train a classifier on `spec` and write the checkpoint to `output` (or continue an interrupted run): from
     scratch, from the checkpoint --init-from names, or (--unlabeled) from a language model pretrained first on the
-    unlabelled texts and the training texts (`pretrained_start`)."""
+    unlabelled texts and the training texts, then trained again on what it labels of them (grutext.semisupervised)."""
     if cfg.unlabeled:
-        if not resume:
-            check_output_dir(output, overwrite)
-        begin, summary, resume = pretrained_start(spec, tok_cfg, model_cfg, cfg, output, resume, on_event)
-        result = train_from(
-            spec, tok_cfg, model_cfg, cfg, output, begin, overwrite=overwrite, resume=resume, on_event=on_event,
-            pretrained=summary,
-        )  # fmt: skip
-        shutil.rmtree(stage_dir(output), ignore_errors=True)
-        return result
+        from grutext.semisupervised import train_with_unlabeled
+
+        return train_with_unlabeled(
+            spec, tok_cfg, model_cfg, cfg, output, train_from, overwrite=overwrite, resume=resume, on_event=on_event
+        )
     if cfg.init_from and cfg.vectors:
         raise UsageError(
             f"--init-from {cfg.init_from} brings its own word table, which --vectors would replace; drop --vectors "
@@ -101,9 +94,11 @@ def train_from(
     resume: bool = False,
     on_event: Callable[[Event], None] | None = None,
     pretrained: dict[str, Any] | None = None,
+    extra: Sequence[tuple[str, list[str]]] = (),
 ) -> TrainResult:
     """The recipe, from scratch or from `begin` (a language model or a classifier, grutext.warmstart);
-    `pretrained` records the language model an --unlabeled run trained first."""
+    `pretrained` records the language model an --unlabeled run trained first, `extra` are (text, labels) rows
+    added to the training split once validation is carved (a self-training round's pseudo-labelled texts)."""
     emit = on_event or silent
     if begin is not None:
         tok_cfg, model_cfg = settle(begin, tok_cfg, model_cfg)
@@ -124,7 +119,11 @@ def train_from(
 
     # ---- data, then the tokenizer: trained on the training texts only (a resumed run reuses the saved one)
     first = begin.labels if begin is not None else None
-    run = (read_memory if not cfg.streaming else _read_stream)(spec, cfg, rt, emit, first)
+    run = (
+        read_memory(spec, cfg, rt, emit, first, extra)
+        if not cfg.streaming
+        else _read_stream(spec, cfg, rt, emit, first)
+    )
     model_cfg = model_cfg.resolved_for(run.multi_label, tok_cfg.kind, streaming=cfg.streaming)
     began = time.perf_counter()
     tokenizer, model_cfg, vectors = _tokenizer(run, tok_cfg, model_cfg, cfg, rt, output if resume else None, begin)
@@ -372,65 +371,3 @@ def checkpoint_writer(
         return path
 
     return write
-
-
-# ------------------------------------------------------------------------------------- --unlabeled
-# The common case of few labels and many texts, in one command. A language model is pretrained on the unlabelled
-# texts together with the training texts (never a validation or test split of their own), then the classifier
-# starts from its word table and encoder (grutext.warmstart). The language model lives beside the output
-# (`.NAME.pretrained`) while the run goes on, so that --resume can continue either stage; it is removed once the
-# classifier is saved, whose config.json records it (`init_from`: the corpus, the settings, the perplexity).
-
-
-def stage_dir(output: Path) -> Path:
-    """Where the language model of an --unlabeled run lives until the classifier is saved."""
-    return output.parent / f".{output.name}.pretrained"
-
-
-def pretrain_settings(cfg: TrainConfig) -> PretrainConfig:
-    """The language model's settings for an --unlabeled run: the run's seed, device, backend and vectors, at
-    most --pretrain-minutes of training."""
-    return PretrainConfig(
-        seed=cfg.seed,
-        device=cfg.device,
-        backend=cfg.backend,
-        max_minutes=cfg.pretrain_minutes,
-        vectors=cfg.vectors,
-        vectors_std=cfg.vectors_std,
-    )
-
-
-def pretrained_start(
-    spec: DataSpec,
-    tok_cfg: TokenizerConfig,
-    model_cfg: ModelConfig,
-    cfg: TrainConfig,
-    output: Path,
-    resume: bool,
-    on_event: Callable[[Event], None] | None,
-) -> tuple[Start, dict[str, Any], bool]:
-    """Pretrain (or go on pretraining, or reuse what a resumed run pretrained): the language model to start from,
-    its summary for config.json, and whether the classifier stage itself is the one to resume."""
-    from grutext.pretraining import pretrain
-
-    if cfg.streaming:
-        raise UsageError("--unlabeled reads the training texts into memory to pretrain on them; drop --streaming")
-    stage = stage_dir(output)
-    classifier_interrupted = resume and (output / TRAINER_STATE_DIR / STATE_JSON).is_file()
-    finished = (stage / CONFIG_FILE).is_file() and not (stage / TRAINER_STATE_DIR / STATE_JSON).is_file()
-    if not (classifier_interrupted or (resume and finished)):
-        lm_resume = resume and (stage / TRAINER_STATE_DIR / STATE_JSON).is_file()
-        labelled = training_splits(load_labelled(spec.source, **spec.read_options()), cfg.val_fraction, cfg.seed)
-        texts = labelled.splits["train"].texts
-        if labelled.validation_from != "validation split":  # carved from the training file: its texts too
-            texts = [*texts, *labelled.splits["validation"].texts]
-        settings = pretrain_settings(cfg)
-        corpus = read_corpus(cfg.unlabeled or [], spec.text_column, settings.held_out, settings.max_held_out, texts)
-        pretrain(
-            [*(cfg.unlabeled or []), spec.source], tok_cfg, model_cfg, settings, stage, overwrite=True,
-            resume=lm_resume, on_event=on_event, corpus=corpus,
-        )  # fmt: skip
-    begin = open_start(str(stage))
-    summary = {**begin.summary(), "path": None, "metrics": read_json(stage / "metrics.json", "metrics file")}
-    summary["metrics"].pop("history", None)
-    return begin, summary, classifier_interrupted

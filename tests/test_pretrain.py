@@ -195,3 +195,28 @@ def test_python_api_pretrains_too(corpus: Path, tmp_path: Path) -> None:
     assert result["perplexity"] > 1 and (tmp_path / "lm" / "model.safetensors").is_file()
     with pytest.raises(DataError):
         grutext.pretrain([tmp_path / "missing.txt"], tmp_path / "x")
+
+
+def test_self_training_adds_what_the_last_round_is_surest_of(corpus: Path, split_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    args = ["train", str(split_dir), "-o", str(out), *TINY, "--unlabeled", str(corpus), "--self-training", "1"]
+    result = CliRunner().invoke(cli, [*args, "--pseudo-share", "0.5", "--pretrain-minutes", "0.1"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    rounds = config["self_training"]["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1] and rounds[0]["pseudo_labelled"] == 0
+    assert 200 <= rounds[1]["pseudo_labelled"] <= 300 and rounds[1]["pseudo_labelled"] % 2 == 0  # as many per class
+    kept = config["self_training"]["kept"]
+    assert rounds[kept]["validation"] == max(r["validation"] for r in rounds)
+    assert config["data"].get("pseudo_labelled", 0) == rounds[kept]["pseudo_labelled"]
+    assert not list(tmp_path.glob(".m.unlabeled*"))
+
+
+def test_pseudo_labels_take_the_surest_texts_of_each_class(trained: Path) -> None:
+    from grutext.semisupervised import pseudo_labels
+
+    pool = ["superb wonderful brilliant", "awful dreadful tedious", "the film was", "a cast and plot", "superb"]
+    picked = pseudo_labels(trained, pool, share=0.4)  # 0.4 x 5 texts / 2 classes: one of each class
+    probs = grutext.load(trained).predict_proba(pool)
+    best = {label: max(range(len(pool)), key=lambda i: float(probs[i][c])) for c, label in enumerate(["neg", "pos"])}
+    assert sorted(picked) == sorted((pool[i], [label]) for label, i in best.items())

@@ -378,6 +378,21 @@ START: list[Callable[[Any], Any]] = [
         "word table and encoder stay as they came.",
     ),
     _option(
+        "--self-training",
+        type=click.IntRange(min=0, max=100),
+        default=_T.self_training,
+        show_default=True,
+        help="With --unlabeled: rounds of training again on the unlabelled texts the last round is surest of; the "
+        "round with the best validation score is kept.",
+    ),
+    _option(
+        "--pseudo-share",
+        type=click.FloatRange(min=0, max=1, min_open=True),
+        default=_T.pseudo_share,
+        show_default=True,
+        help="With --self-training: the share of the unlabelled texts a round adds, as many of each class.",
+    ),
+    _option(
         "--pretrain-minutes",
         type=click.FloatRange(min=0, min_open=True),
         default=_T.pretrain_minutes,
