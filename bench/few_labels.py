@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -65,7 +66,8 @@ def draw(data: Path, name: str, size: int, seed: int, work: Path) -> Path:
     taken = set(chosen)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "train.jsonl", "w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps({"text": rows[i]["text"], "label": rows[i]["label"]}) + "\n" for i in chosen)
+        # on one line, as the unlabelled texts: the two together are then exactly the train split's texts
+        fh.writelines(json.dumps({"text": one_line(rows[i]["text"]), "label": rows[i]["label"]}) + "\n" for i in chosen)
     with open(folder / "test.jsonl", "w", encoding="utf-8") as fh:
         fh.writelines(json.dumps({"text": r["text"], "label": r["label"]}) + "\n" for r in test)
     with open(folder / "unlabelled.txt", "w", encoding="utf-8") as fh:
@@ -160,14 +162,21 @@ def grutext_arm(
     vectors = str(data / "vectors" / VECTORS["zh" if name in CHINESE else "en"]) if "vectors" in arm else None
     extra = list(settings)
     pretrain_seconds = 0.0
-    if arm.startswith("unlabeled"):
-        lm, pretrain_seconds = language_model(data, name, work, vectors, pretrain)
-        extra += ["--init-from", str(lm)]
-    elif vectors:
-        extra += ["--vectors", vectors]
+    rounds = None
     with tempfile.TemporaryDirectory() as tmp:
-        metrics, wall = grutext(["train", str(folder), "-o", str(Path(tmp) / "m"), *extra])
+        out = Path(tmp) / "m"
+        if arm.startswith("unlabeled"):
+            # The command's own first stage, trained once for every draw, is handed to it as --resume finds it.
+            lm, pretrain_seconds = language_model(data, name, work, vectors, pretrain)
+            shutil.copytree(lm, Path(tmp) / ".m.unlabeled" / "language-model")
+            extra += ["--unlabeled", str(folder / "unlabelled.txt"), "--resume"]
+        if vectors:
+            extra += ["--vectors", vectors]
+        metrics, wall = grutext(["train", str(folder), "-o", str(out), *extra])
+        config = json.loads((out / "config.json").read_text())
+        rounds = config.get("self_training")
     return {
+        "rounds": rounds,
         "val_accuracy": metrics["validation"]["accuracy"],
         "test_accuracy": metrics["test"]["accuracy"],
         "seconds": wall + pretrain_seconds,

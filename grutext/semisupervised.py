@@ -102,6 +102,8 @@ def train_with_unlabeled(
         metric = config["train"]["resolved_early_stop_metric"]
         score = metrics["validation"].get(metric, metrics["validation"].get("accuracy"))
         rounds.append({"round": number, "pseudo_labelled": len(extra), "validation": score})
+        if "test" in metrics:  # reported beside each round, never used to choose one
+            rounds[-1]["test"] = metrics["test"].get(metric, metrics["test"].get("accuracy"))
         multi_label = bool(config.get("shape", {}).get("multi_label"))
         if number == cfg.self_training or multi_label:  # self-training labels one class a text
             break

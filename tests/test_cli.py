@@ -394,3 +394,12 @@ def test_min_steps_raises_the_epochs_and_the_patience_of_a_small_set(split_dir: 
     big = run("train", str(split_dir), "-o", str(tmp_path / "n"), *TINY, "--epochs", "3", "--min-steps", "10")
     assert big.exit_code == 0
     assert json.loads((tmp_path / "n" / "config.json").read_text())["train"]["resolved_epochs"] == 3  # enough already
+
+
+def test_the_default_schedule_reaches_1500_steps_but_asked_for_epochs_are_kept() -> None:
+    from grutext.config import TrainConfig
+
+    assert TrainConfig().resolved_schedule(15) == (100, 20)  # 450 texts: 15 steps an epoch
+    assert TrainConfig().resolved_schedule(2105) == (15, 3)  # sst2's 67k texts make more steps already
+    assert TrainConfig(epochs=3).resolved_schedule(15) == (3, 3)  # --epochs given: kept
+    assert TrainConfig(epochs=3, min_steps=60).resolved_schedule(15) == (4, 4)  # both given: the minimum rules

@@ -14,6 +14,8 @@ from grutext.config import (
     CELLS,
     DEFAULT_BIGRAM_BUCKETS,
     DEFAULT_CHAR_NGRAMS,
+    DEFAULT_EPOCHS,
+    DEFAULT_MIN_STEPS,
     DEVICES,
     EARLY_STOP_METRICS,
     MAX_DIM,
@@ -73,11 +75,18 @@ def _char_ngrams(value: str | None) -> str | None:
 
 
 RUN: list[Callable[[Any], Any]] = [
-    _option("--epochs", type=click.IntRange(min=1), default=_T.epochs, show_default=True, help="Most epochs to train."),
+    _option(
+        "--epochs",
+        type=click.IntRange(min=1),
+        default=_T.epochs,
+        show_default=f"{DEFAULT_EPOCHS}, more on small data (--min-steps)",
+        help="Most epochs to train.",
+    ),
     _option(
         "--min-steps",
         type=click.IntRange(min=1),
         default=_T.min_steps,
+        show_default=f"{DEFAULT_MIN_STEPS} unless --epochs is given",
         help="At least this many optimizer steps: on small data the epochs, and the patience in proportion, are "
         "raised to reach them.",
     ),
