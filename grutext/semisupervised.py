@@ -29,7 +29,7 @@ from grutext.checkpoint import STATE_JSON, check_output_dir, write_atomically
 from grutext.config import ModelConfig, PretrainConfig, TokenizerConfig, TrainConfig
 from grutext.corpus import read_corpus, read_texts
 from grutext.data import load_labelled, training_splits
-from grutext.errors import ConfigError, UsageError
+from grutext.errors import ConfigError, DataError, UsageError
 from grutext.events import Event, TrainResult
 from grutext.settings import DataSpec
 from grutext.warmstart import Start, open_start
@@ -109,8 +109,14 @@ def train_with_unlabeled(
             break
         if pool is None:
             labelled = set(_training_texts(spec, cfg))
-            pool = [t for t in read_texts(cfg.unlabeled or [], spec.text_column)[0] if t not in labelled]
-        extra = pseudo_labels(folder, pool, cfg.pseudo_share)
+            try:
+                texts = read_texts(cfg.unlabeled or [], spec.text_column)[0]
+            except DataError:  # every unlabelled record was empty: the training texts were pretrained on alone
+                texts = []
+            pool = [t for t in texts if t not in labelled]
+        extra = pseudo_labels(folder, pool, cfg.pseudo_share) if pool else []
+        if not extra:  # nothing to add (the unlabelled texts are the training texts): no further round
+            break
     kept = max(rounds, key=lambda r: (r["validation"], r["round"]))
     record = {"rounds": rounds, "kept": kept["round"], "pseudo_share": cfg.pseudo_share}
     path = _keep(stage / f"round-{kept['round']}", output, record, overwrite or resume)
