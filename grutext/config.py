@@ -55,6 +55,17 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
+def _check_optimisation(section: str, cfg: Any) -> None:
+    """The optimisation settings a classifier's and a language model's run share."""
+    _check_float(f"{section}.weight_decay", cfg.weight_decay, 0.0, 10.0)
+    _check_float(f"{section}.warmup", cfg.warmup, 0.0, 0.9)
+    _check_float(f"{section}.grad_clip", cfg.grad_clip, 0.0, 1e6, lo_open=True)
+    _check_int(f"{section}.patience", cfg.patience, 0, 100_000)
+    _check_int(f"{section}.seed", cfg.seed, 0, 2**32 - 1)
+    if cfg.max_steps is not None:
+        _check_int(f"{section}.max_steps", cfg.max_steps, 1, 10**9)
+
+
 def _check_bool(name: str, value: bool) -> None:
     if not isinstance(value, bool):
         raise ConfigError(f"{name} must be true or false, got {value!r}")
@@ -293,13 +304,7 @@ class TrainConfig:
         _check_int("train.batch_size", self.batch_size, 1, 1_000_000)
         if self.lr is not None:
             _check_float("train.lr", self.lr, 0.0, 10.0, lo_open=True)
-        _check_float("train.weight_decay", self.weight_decay, 0.0, 10.0)
-        _check_float("train.warmup", self.warmup, 0.0, 0.9)
-        _check_float("train.grad_clip", self.grad_clip, 0.0, 1e6, lo_open=True)
-        _check_int("train.patience", self.patience, 0, 100_000)
-        _check_int("train.seed", self.seed, 0, 2**32 - 1)
-        if self.max_steps is not None:
-            _check_int("train.max_steps", self.max_steps, 1, 10**9)
+        _check_optimisation("train", self)
         _check_float("train.val_fraction", self.val_fraction, 0.0, 0.5, lo_open=True)
         _check_choice("train.device", self.device, DEVICES)
         if not isinstance(self.class_weight, str) or not self.class_weight:
@@ -363,13 +368,7 @@ class PretrainConfig:
         _check_int("pretrain.epochs", self.epochs, 1, 100_000)
         _check_int("pretrain.batch_size", self.batch_size, 1, 1_000_000)
         _check_float("pretrain.lr", self.lr, 0.0, 10.0, lo_open=True)
-        _check_float("pretrain.weight_decay", self.weight_decay, 0.0, 10.0)
-        _check_float("pretrain.warmup", self.warmup, 0.0, 0.9)
-        _check_float("pretrain.grad_clip", self.grad_clip, 0.0, 1e6, lo_open=True)
-        _check_int("pretrain.patience", self.patience, 0, 100_000)
-        _check_int("pretrain.seed", self.seed, 0, 2**32 - 1)
-        if self.max_steps is not None:
-            _check_int("pretrain.max_steps", self.max_steps, 1, 10**9)
+        _check_optimisation("pretrain", self)
         if self.max_minutes is not None:
             _check_float("pretrain.max_minutes", self.max_minutes, 0.0, 1e6, lo_open=True)
         _check_choice("pretrain.device", self.device, DEVICES)

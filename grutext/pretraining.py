@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from grutext import events
 from grutext.backend import make_optimizer, prepare, torch_threads
 from grutext.checkpoint import (
     TrainerState,
@@ -28,23 +29,11 @@ from grutext.checkpoint import (
 from grutext.config import MAX_LENGTH, ModelConfig, PretrainConfig, TokenizerConfig, to_dict
 from grutext.corpus import Corpus, CorpusBatches, LanguageObjective, read_corpus, windows
 from grutext.errors import ConfigError, DataError
-from grutext.events import (
-    CorpusRead,
-    DiscardingResumable,
-    EpochDone,
-    Event,
-    Finished,
-    ModelBuilt,
-    TokenizerTrained,
-    TrainResult,
-    VectorsLoaded,
-    silent,
-)
 from grutext.lm import LanguageModel
 from grutext.loop import LoopState, Plan, StopSignals, Training, clone, fit_or_save, restore
 from grutext.pretrained import pretrained_embeddings
 from grutext.runtime import Runtime, seed_everything, start
-from grutext.tokenizer import UNK_ID, configure_truncation, encode, train_tokenizer
+from grutext.tokenizer import configure_truncation, encode, train_tokenizer, unknown_share
 
 UNKNOWN_LIMIT = 0.5  # a corpus whose tokens are mostly [UNK] to its own tokenizer teaches nothing
 
@@ -59,12 +48,12 @@ def pretrain(
     text_column: str | None = None,
     overwrite: bool = False,
     resume: bool = False,
-    on_event: Callable[[Event], None] | None = None,
+    on_event: Callable[[events.Event], None] | None = None,
     corpus: Corpus | None = None,
-) -> TrainResult:
+) -> events.TrainResult:
     """Train a language model on the texts of `sources` (or an already read `corpus`) and write its checkpoint
     to `output`, or continue the interrupted run saved there."""
-    emit = on_event or silent
+    emit = on_event or events.silent
     model_cfg = dataclasses.replace(model_cfg, bigram_buckets=0, char_ngrams="0")  # the encoder only
     trainer_state: TrainerState | None = None
     if resume:
@@ -73,22 +62,21 @@ def pretrain(
     else:
         check_output_dir(output, overwrite)
         if overwrite and (position := resumable_position(output)) is not None:
-            emit(DiscardingResumable(output, *position))
+            emit(events.DiscardingResumable(output, *position))
     rt = start(cfg.device, cfg.backend)
     emit = rt.emitter(emit)
     seed_everything(cfg.seed)
 
     began = time.perf_counter()
     corpus = corpus or read_corpus(sources, text_column, cfg.held_out, cfg.max_held_out)
-    emit(CorpusRead(corpus.sources, corpus.read, len(corpus.train), len(corpus.held_out)))
+    emit(events.CorpusRead(corpus.sources, corpus.read, len(corpus.train), len(corpus.held_out)))
     tokenizer, model_cfg, table = _tokenizer(corpus, tok_cfg, model_cfg, cfg, rt, output if resume else None, emit)
     whole = dataclasses.replace(tok_cfg, max_length=MAX_LENGTH)  # a long text is read in windows, all of it
     configure_truncation(tokenizer, whole)
     train_ids = encode(tokenizer, corpus.train, whole)
     held_ids = encode(tokenizer, corpus.held_out, whole)
     configure_truncation(tokenizer, tok_cfg)
-    tokens = sum(len(r) for r in train_ids)
-    unknown = sum(r.count(UNK_ID) for r in train_ids) / max(tokens, 1)
+    tokens, unknown = unknown_share(train_ids)
     if tokens == 0 or unknown > UNKNOWN_LIMIT:
         raise DataError(
             f"{', '.join(corpus.sources)}: {unknown:.0%} of the corpus's {tokens} tokens are unknown to the tokenizer "
@@ -97,7 +85,7 @@ def pretrain(
     counts = np.bincount(np.concatenate([np.asarray(r, dtype=np.int64) for r in train_ids if r]), minlength=0)
     counts = np.pad(counts, (0, tokenizer.get_vocab_size() - len(counts)))
     emit(
-        TokenizerTrained(
+        events.TokenizerTrained(
             tok_cfg.kind,
             tokenizer.get_vocab_size(),
             time.perf_counter() - began,
@@ -139,7 +127,11 @@ def pretrain(
                 "new run (another --output, or --overwrite)"
             )
         loop, best_state = restore(trainer_state, model, optimizer, rt.device, rt.group)
-    emit(ModelBuilt(model.num_parameters(), str(rt.device), rt.backend, (loop.epoch, loop.step) if resume else None))
+    emit(
+        events.ModelBuilt(
+            model.num_parameters(), str(rt.device), rt.backend, (loop.epoch, loop.step) if resume else None
+        )
+    )
 
     sections = {
         "pretrain": to_dict(cfg),
@@ -192,9 +184,9 @@ def pretrain(
         "history": loop.history,
     }
     path = write(best_state, metrics, None)
-    emit(Finished(path, loop.best_epoch, stopped, metrics))
+    emit(events.Finished(path, loop.best_epoch, stopped, metrics))
     rt.close()
-    return TrainResult(path, metrics, [EpochDone(**h) for h in loop.history])
+    return events.TrainResult(path, metrics, [events.EpochDone(**h) for h in loop.history])
 
 
 def _tokenizer(
@@ -204,7 +196,7 @@ def _tokenizer(
     cfg: PretrainConfig,
     rt: Runtime,
     resumed: Path | None,
-    emit: Callable[[Event], None],
+    emit: Callable[[events.Event], None],
 ) -> tuple[Tokenizer, ModelConfig, np.ndarray[Any, Any] | None]:
     """The corpus's tokenizer (a resumed run's saved one) and the embedding size, with the starting table where
     --vectors gives one. Under torchrun rank 0 trains it and every other rank receives it."""
@@ -222,7 +214,7 @@ def _tokenizer(
             )
             tokenizer, table = pretrained.tokenizer, pretrained.weights
             model_cfg = dataclasses.replace(model_cfg, embed_dim=pretrained.summary["dim"])
-            emit(VectorsLoaded(pretrained.summary))
+            emit(events.VectorsLoaded(pretrained.summary))
     model_cfg = dataclasses.replace(model_cfg, embed_dim=model_cfg.embedding_size)
     if rt.group is not None:
         shared = rt.group.broadcast((tokenizer.to_str(), model_cfg.embed_dim, table) if rt.leader else None)

@@ -300,6 +300,12 @@ def _encode_joined(tokenizer: Tokenizer, texts: list[str], cfg: TokenizerConfig)
 ENCODE_GROUP = 4096  # texts the tokenizer holds Encoding objects for at a time (they take ~100 bytes a token)
 
 
+def unknown_share(ids: Sequence[Sequence[int]]) -> tuple[int, float]:
+    """(tokens, the share of them that are [UNK]) of encoded texts: how well a tokenizer fits them."""
+    tokens = sum(len(r) for r in ids)
+    return tokens, sum(list(r).count(UNK_ID) for r in ids) / max(tokens, 1)
+
+
 def encode(tokenizer: Tokenizer, texts: Sequence[str], cfg: TokenizerConfig) -> list[list[int]]:
     """Token ids per text, at most max_length each; an empty text gives an empty list. Large inputs go
     through the tokenizer ENCODE_GROUP texts at a time, so its transient objects stay bounded."""

@@ -23,7 +23,7 @@ from grutext.artifacts import LANGUAGE_MODEL, read_config
 from grutext.config import ModelConfig, TokenizerConfig, to_dict
 from grutext.errors import CheckpointError, DataError, UsageError
 from grutext.model import GRUClassifier
-from grutext.tokenizer import UNK_ID, encode
+from grutext.tokenizer import encode, unknown_share
 
 TOKENIZER_FIELDS = ("kind", "vocab_size", "lowercase", "min_frequency")  # what the trained vocabulary fixes
 ENCODER_FIELDS = ("embed_dim", "hidden_size", "layers", "bidirectional", "cell")  # what the weights' shapes fix
@@ -125,8 +125,7 @@ def check_fit(tokenizer: Tokenizer, texts: list[str], tok_cfg: TokenizerConfig, 
     """The share of [UNK] tokens the start's tokenizer makes of (a sample of) the training texts; refuses a
     tokenizer that knows too little of them, most likely one trained on another language."""
     ids = encode(tokenizer, texts[:2000], tok_cfg)
-    tokens = sum(len(r) for r in ids)
-    unknown = sum(r.count(UNK_ID) for r in ids) / max(tokens, 1)
+    tokens, unknown = unknown_share(ids)
     if tokens == 0 or unknown > UNKNOWN_LIMIT:
         raise DataError(
             f"--init-from {start.path}: its tokenizer does not fit this data ({unknown:.0%} of the training texts' "

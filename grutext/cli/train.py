@@ -14,29 +14,7 @@ import click
 
 from grutext.cli import options
 from grutext.cli.common import cli, data_options, handle_errors, headline, stderr_console
-from grutext.config import (
-    ModelConfig,
-    TokenizerConfig,
-    TrainConfig,
-    parse_char_ngrams,
-)
-from grutext.errors import ConfigError, interrupt_code
-
-_T = TrainConfig()
-_M = ModelConfig()
-
-
-def _char_ngrams(value: str | None) -> str | None:
-    """--char-ngrams checked as it is parsed, so a malformed value is a usage error (exit 2)."""
-    try:
-        if value is not None:
-            parse_char_ngrams(value)
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc).removeprefix("model.char_ngrams ")) from None
-    return value
-
-
-_K = TokenizerConfig()
+from grutext.errors import interrupt_code
 
 
 @cli.command()
