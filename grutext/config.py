@@ -363,9 +363,15 @@ class PretrainConfig:
     max_held_out: int = 2000  # held-out texts at most
     vectors: str | None = None  # a pretrained word-vector file the embedding table starts from
     vectors_std: float = 1.0
+    streaming: bool = False  # read the corpus pass after pass, never all of it in memory
+    tokenizer_sample: int = 100_000  # streaming: the tokenizer learns from the first texts
+    shuffle_buffer: int = 16_384  # streaming: windows shuffled together
 
     def __post_init__(self) -> None:
         _check_int("pretrain.epochs", self.epochs, 1, 100_000)
+        _check_bool("pretrain.streaming", self.streaming)
+        _check_int("pretrain.tokenizer_sample", self.tokenizer_sample, 1, 10**9)
+        _check_int("pretrain.shuffle_buffer", self.shuffle_buffer, 1, 10**8)
         _check_int("pretrain.batch_size", self.batch_size, 1, 1_000_000)
         _check_float("pretrain.lr", self.lr, 0.0, 10.0, lo_open=True)
         _check_optimisation("pretrain", self)

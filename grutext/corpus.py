@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +28,7 @@ import torch
 from grutext.batching import TokenRows, collate
 from grutext.errors import DataError
 from grutext.inputs import iter_texts
-from grutext.loop import LoopState, TrainBatch, Validation
+from grutext.loop import BatchSource, LoopState, TrainBatch, Validation
 from grutext.readers import (
     FORMATS,
     _is_save_to_disk,
@@ -37,6 +39,7 @@ from grutext.readers import (
     text_column_by_name,
 )
 from grutext.sources import Bucketed
+from grutext.tokenizer import unknown_share
 
 HOLD_OUT_BUCKETS = 10_000
 # Held-out tokens scored for perplexity: the full softmax over 30,000 words took 48 s for imdb's 155k held-out
@@ -246,3 +249,153 @@ class LanguageObjective:
 
     def keep(self) -> None:
         """Nothing beyond the weights goes with the best epoch."""
+
+
+# ------------------------------------------------------------------------------------------ prepared corpora
+ENCODE_CHUNK = 4096  # texts encoded at a time when streaming
+
+
+@dataclass
+class Prepared:
+    """A corpus as the language model's run needs it, held in memory or streamed."""
+
+    source: BatchSource
+    steps_per_epoch: int  # planned (a stream's is counted by its scan)
+    held_out: list[npt.NDArray[np.int32]]  # windows perplexity is measured on
+    counts: npt.NDArray[np.int64]  # each token's count in the training texts (a stream's: in its sample)
+    tokens: int  # training tokens (a stream's: in its sample)
+    unknown: float  # their share of [UNK]
+    mean_tokens: float  # per text
+    long_share: float  # share of texts longer than the tokenizer's max_length
+    windows: int  # training windows (a stream's: those of its sample)
+
+
+def _counts(ids: Sequence[Sequence[int]], vocab: int) -> npt.NDArray[np.int64]:
+    flat = [np.asarray(r, dtype=np.int64) for r in ids if len(r)]
+    counts = np.bincount(np.concatenate(flat), minlength=vocab) if flat else np.zeros(vocab, dtype=np.int64)
+    return counts[:vocab]
+
+
+def _stats(ids: Sequence[Sequence[int]], max_length: int) -> tuple[int, float, float, float]:
+    tokens, unknown = unknown_share(ids)
+    return tokens, unknown, tokens / max(len(ids), 1), sum(len(r) > max_length for r in ids) / max(len(ids), 1)
+
+
+def prepare_memory(
+    corpus: Corpus, encode_all: Callable[[list[str]], list[list[int]]], vocab: int, max_length: int,
+    window: int, batch_size: int, seed: int, rank: int, world: int, max_steps: int | None,
+) -> Prepared:  # fmt: skip
+    """Every text encoded and cut into windows, held in memory."""
+    train_ids, held_ids = encode_all(corpus.train), encode_all(corpus.held_out)
+    rows = windows(train_ids, window)
+    source = CorpusBatches(rows, batch_size, seed, rank, world, max_steps)
+    tokens, unknown, mean, long_share = _stats(train_ids, max_length)
+    steps = -(-len(rows) // (batch_size * world))
+    return Prepared(
+        source, steps, windows(held_ids, window), _counts(train_ids, vocab), tokens, unknown, mean, long_share,
+        len(rows),
+    )  # fmt: skip
+
+
+@dataclass
+class Scan:
+    """What one pass over a streamed corpus found: the tokenizer's sample, the held-out texts, the count."""
+
+    sample: list[str]
+    held_out: list[str]
+    texts: int  # training texts (the held-out ones aside)
+    read: int
+
+
+def scan_stream(
+    sources: Sequence[str], text_column: str | None, held_out: float, max_held_out: int, sample: int
+) -> Scan:
+    """One pass: the first `sample` training texts, the first `max_held_out` held-out ones, and how many."""
+    found = Scan([], [], 0, 0)
+    bar = held_out * HOLD_OUT_BUCKETS
+    for text in (t for source in sources for t in _texts_of(source, text_column)):
+        found.read += 1
+        if not text.strip():
+            continue
+        if _hash(text) % HOLD_OUT_BUCKETS < bar:
+            if len(found.held_out) < max_held_out:
+                found.held_out.append(text)
+            continue
+        found.texts += 1
+        if len(found.sample) < sample:
+            found.sample.append(text)
+    if not found.sample:
+        raise DataError(f"{', '.join(sources)} holds no text (every record is empty)")
+    if not found.held_out:
+        raise DataError(
+            f"{', '.join(sources)}: none of its {found.texts} texts fell in the held-out share; raise --held-out"
+        )
+    return found
+
+
+class CorpusStream:
+    """The language model's batches read pass after pass from its sources (a grutext.loop.BatchSource): each
+    pass encodes texts as they come, cuts them into windows, shuffles them through a buffer, sorts chunks of
+    the buffer by length and cuts batches. `loop.data_pass` and `loop.data_position` (texts read in the pass)
+    follow the reading, so --resume goes on in the pass it stopped in (after the texts read before the stop;
+    those still in the buffer then are not seen again in that pass)."""
+
+    def __init__(
+        self, sources: Sequence[str], text_column: str | None, encode_all: Callable[[list[str]], list[list[int]]],
+        window: int, batch_size: int, seed: int, held_out: float, buffer: int, steps: int,
+        rank: int = 0, world: int = 1, group: Any = None,
+    ) -> None:  # fmt: skip
+        self.sources, self.text_column, self.encode_all = list(sources), text_column, encode_all
+        self.window, self.batch_size, self.seed, self.held_out = window, batch_size, seed, held_out
+        self.buffer, self.steps, self.rank, self.world, self.group = buffer, steps, rank, world, group
+        self._pass: Iterator[list[npt.NDArray[np.int32]]] | None = None
+
+    def epoch_steps(self, loop: LoopState) -> int:
+        return self.steps
+
+    def batches(self, loop: LoopState) -> Iterator[TrainBatch]:
+        while True:
+            if self._pass is None:
+                self._pass = self._read(loop, skip=loop.data_position)
+            rows = next(self._pass, None)
+            ended = rows is None
+            if self.group is not None:  # every rank ends the pass at the same step
+                ended = self.group.any(ended)
+            if ended or rows is None:
+                loop.data_pass, loop.data_position, self._pass = loop.data_pass + 1, 0, None
+                return
+            inputs = collate(rows, range(len(rows)))
+            yield TrainBatch(inputs, torch.empty(0), len(rows) * self.world, int(inputs.lengths.sum()) * self.world)
+
+    def _read(self, loop: LoopState, skip: int) -> Iterator[list[npt.NDArray[np.int32]]]:
+        rng = random.Random(f"{self.seed}-{loop.data_pass}-{self.rank}")
+        bar = self.held_out * HOLD_OUT_BUCKETS
+        buffer: list[npt.NDArray[np.int32]] = []
+        pending: list[str] = []
+
+        def flush() -> Iterator[list[npt.NDArray[np.int32]]]:
+            rng.shuffle(buffer)
+            chunk = self.batch_size * 50
+            groups: list[list[npt.NDArray[np.int32]]] = []
+            for start in range(0, len(buffer), chunk):
+                part = sorted(buffer[start : start + chunk], key=len)
+                groups.extend(part[k : k + self.batch_size] for k in range(0, len(part), self.batch_size))
+            rng.shuffle(groups)
+            buffer.clear()
+            yield from groups
+
+        texts = (t for source in self.sources for t in _texts_of(source, self.text_column))
+        for i, text in enumerate(texts):
+            loop.data_position = i + 1
+            if i < skip or i % self.world != self.rank or not text.strip():
+                continue
+            if _hash(text) % HOLD_OUT_BUCKETS < bar:
+                continue
+            pending.append(text)
+            if len(pending) >= ENCODE_CHUNK:
+                buffer.extend(windows(self.encode_all(pending), self.window))
+                pending.clear()
+            if len(buffer) >= self.buffer:
+                yield from flush()
+        buffer.extend(windows(self.encode_all(pending), self.window))
+        yield from flush()

@@ -27,13 +27,22 @@ from grutext.checkpoint import (
     write_trainer_state,
 )
 from grutext.config import MAX_LENGTH, ModelConfig, PretrainConfig, TokenizerConfig, to_dict
-from grutext.corpus import Corpus, CorpusBatches, LanguageObjective, read_corpus, windows
+from grutext.corpus import (
+    Corpus,
+    CorpusStream,
+    LanguageObjective,
+    Prepared,
+    Scan,
+    prepare_memory,
+    read_corpus,
+    scan_stream,
+)
 from grutext.errors import ConfigError, DataError
 from grutext.lm import LanguageModel
 from grutext.loop import LoopState, Plan, StopSignals, Training, clone, fit_or_save, restore
 from grutext.pretrained import pretrained_embeddings
 from grutext.runtime import Runtime, seed_everything, start
-from grutext.tokenizer import configure_truncation, encode, train_tokenizer, unknown_share
+from grutext.tokenizer import configure_truncation, encode, train_tokenizer
 
 UNKNOWN_LIMIT = 0.5  # a corpus whose tokens are mostly [UNK] to its own tokenizer teaches nothing
 
@@ -68,31 +77,45 @@ def pretrain(
     seed_everything(cfg.seed)
 
     began = time.perf_counter()
-    corpus = corpus or read_corpus(sources, text_column, cfg.held_out, cfg.max_held_out)
-    emit(events.CorpusRead(corpus.sources, corpus.read, len(corpus.train), len(corpus.held_out)))
+    scan: Scan | None = None
+    if cfg.streaming:
+        if rt.leader:
+            scan = scan_stream(sources, text_column, cfg.held_out, cfg.max_held_out, cfg.tokenizer_sample)
+        if rt.group is not None:
+            scan = rt.group.broadcast(scan)
+        assert scan is not None
+        corpus = Corpus(scan.sample, scan.held_out, list(sources), scan.read)
+        emit(events.CorpusRead(corpus.sources, scan.read, scan.texts, len(scan.held_out)))
+    else:
+        corpus = corpus or read_corpus(sources, text_column, cfg.held_out, cfg.max_held_out)
+        emit(events.CorpusRead(corpus.sources, corpus.read, len(corpus.train), len(corpus.held_out)))
     tokenizer, model_cfg, table = _tokenizer(corpus, tok_cfg, model_cfg, cfg, rt, output if resume else None, emit)
     whole = dataclasses.replace(tok_cfg, max_length=MAX_LENGTH)  # a long text is read in windows, all of it
-    configure_truncation(tokenizer, whole)
-    train_ids = encode(tokenizer, corpus.train, whole)
-    held_ids = encode(tokenizer, corpus.held_out, whole)
-    configure_truncation(tokenizer, tok_cfg)
-    tokens, unknown = unknown_share(train_ids)
-    if tokens == 0 or unknown > UNKNOWN_LIMIT:
+
+    def encode_all(texts: list[str]) -> list[list[int]]:
+        configure_truncation(tokenizer, whole)
+        try:
+            return encode(tokenizer, texts, whole)
+        finally:
+            configure_truncation(tokenizer, tok_cfg)
+
+    vocab = tokenizer.get_vocab_size()
+    if scan is None:
+        data = prepare_memory(
+            corpus, encode_all, vocab, tok_cfg.max_length, cfg.window, cfg.batch_size, cfg.seed, rt.rank, rt.world,
+            cfg.max_steps,
+        )  # fmt: skip
+    else:
+        data = _prepare_stream(scan, sources, text_column, encode_all, vocab, tok_cfg, cfg, rt)
+    if data.tokens == 0 or data.unknown > UNKNOWN_LIMIT:
         raise DataError(
-            f"{', '.join(corpus.sources)}: {unknown:.0%} of the corpus's {tokens} tokens are unknown to the tokenizer "
-            "trained on it; it holds too little text that repeats (every word needs two occurrences), or no words"
+            f"{', '.join(corpus.sources)}: {data.unknown:.0%} of the corpus's {data.tokens} tokens are unknown to the "
+            "tokenizer trained on it; it holds too little text that repeats (every word needs two occurrences), or "
+            "no words"
         )
-    counts = np.bincount(np.concatenate([np.asarray(r, dtype=np.int64) for r in train_ids if r]), minlength=0)
-    counts = np.pad(counts, (0, tokenizer.get_vocab_size() - len(counts)))
-    emit(
-        events.TokenizerTrained(
-            tok_cfg.kind,
-            tokenizer.get_vocab_size(),
-            time.perf_counter() - began,
-            tokens / max(len(train_ids), 1),
-            sum(len(r) > tok_cfg.max_length for r in train_ids) / max(len(train_ids), 1),
-        )
-    )
+    counts = data.counts
+    tokens, unknown = data.tokens, data.unknown
+    emit(events.TokenizerTrained(tok_cfg.kind, vocab, time.perf_counter() - began, data.mean_tokens, data.long_share))
 
     model = LanguageModel(model_cfg, tokenizer.get_vocab_size())
     with torch.no_grad():
@@ -103,12 +126,8 @@ def pretrain(
         model.output_bias.copy_(torch.log(torch.as_tensor(counts, dtype=torch.float32) + 1.0) - np.log(tokens))
     model = prepare(model, rt.device, rt.backend)
     runner = rt.wrap(model)
-    rows = windows(train_ids, cfg.window)
-    source = CorpusBatches(rows, cfg.batch_size, cfg.seed, rt.rank, rt.world, cfg.max_steps)
-    held_out = windows(held_ids, cfg.window)
-    objective = LanguageObjective(model, counts, cfg.samples, held_out, rt.device)
-    steps_per_epoch = -(-len(rows) // (cfg.batch_size * rt.world))
-    total_steps = int(min(cfg.epochs * steps_per_epoch, cfg.max_steps or float("inf")))
+    objective = LanguageObjective(model, counts, cfg.samples, data.held_out, rt.device)
+    total_steps = int(min(cfg.epochs * data.steps_per_epoch, cfg.max_steps or float("inf")))
     optimizer = make_optimizer(
         model,
         rt.backend,
@@ -118,7 +137,7 @@ def pretrain(
         total_steps=total_steps,
         warmup=cfg.warmup,
     )
-    loop = LoopState(data_fingerprint=corpus.fingerprint(), backend=rt.backend)
+    loop = LoopState(data_fingerprint="" if scan else corpus.fingerprint(), backend=rt.backend)
     best_state = clone(model.state_dict())
     if trainer_state is not None:
         if trainer_state.loop.get("data_fingerprint") != loop.data_fingerprint:
@@ -141,7 +160,8 @@ def pretrain(
             "texts": len(corpus.train),
             "held_out_texts": len(corpus.held_out),
             "tokens": tokens,
-            "windows": len(rows),
+            "windows": data.windows,
+            **({"streaming": True} if scan else {}),
             "unknown_tokens": round(unknown, 4),
         },
     }
@@ -169,7 +189,7 @@ def pretrain(
     max_seconds = None if cfg.max_minutes is None else cfg.max_minutes * 60
     plan = Plan(cfg.epochs, cfg.patience, cfg.max_steps, cfg.lr, max_seconds)
     with StopSignals() as stop, torch_threads(rt.device, rt.backend):
-        training = Training(runner, model, optimizer, source, objective, loop, best_state, plan)
+        training = Training(runner, model, optimizer, data.source, objective, loop, best_state, plan)
         stopped = fit_or_save(training, rt, emit, stop, write)
     seconds = sum(h["seconds"] for h in loop.history)
     best = loop.history[loop.best_epoch - 1] if loop.best_epoch else {"val_score": float("nan")}
@@ -187,6 +207,31 @@ def pretrain(
     emit(events.Finished(path, loop.best_epoch, stopped, metrics))
     rt.close()
     return events.TrainResult(path, metrics, [events.EpochDone(**h) for h in loop.history])
+
+
+def _prepare_stream(
+    scan: Scan,
+    sources: list[str],
+    text_column: str | None,
+    encode_all: Callable[[list[str]], list[list[int]]],
+    vocab: int,
+    tok_cfg: TokenizerConfig,
+    cfg: PretrainConfig,
+    rt: Runtime,
+) -> Prepared:
+    """A streamed corpus: its sample encoded (the unigram counts, the windows per text), its held-out texts in
+    memory, and the batches read pass after pass."""
+    sample = prepare_memory(
+        Corpus(scan.sample, scan.held_out, sources, scan.read), encode_all, vocab, tok_cfg.max_length, cfg.window,
+        cfg.batch_size, cfg.seed, 0, 1, None,
+    )  # fmt: skip
+    per_text = sample.windows / max(len(scan.sample), 1)
+    steps = max(1, round(scan.texts * per_text / (cfg.batch_size * rt.world)))
+    stream = CorpusStream(
+        sources, text_column, encode_all, cfg.window, cfg.batch_size, cfg.seed, cfg.held_out, cfg.shuffle_buffer,
+        steps, rt.rank, rt.world, rt.group,
+    )  # fmt: skip
+    return dataclasses.replace(sample, source=stream, steps_per_epoch=steps)
 
 
 def _tokenizer(

@@ -82,6 +82,8 @@ def pretrain_configs(options: Mapping[str, Any]) -> tuple[TokenizerConfig, Model
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(unknown)}")
     rest = {k: v for k, v in options.items() if k in fields}
+    if rest.get("streaming") is None:
+        rest.pop("streaming", None)
     return TokenizerConfig(**tokenizer), ModelConfig(**model), PretrainConfig(**rest)
 
 

@@ -220,3 +220,27 @@ def test_pseudo_labels_take_the_surest_texts_of_each_class(trained: Path) -> Non
     probs = grutext.load(trained).predict_proba(pool)
     best = {label: max(range(len(pool)), key=lambda i: float(probs[i][c])) for c, label in enumerate(["neg", "pos"])}
     assert sorted(picked) == sorted((pool[i], [label]) for label, i in best.items())
+
+
+def test_pretrain_streams_a_corpus_larger_than_memory_would_hold(corpus: Path, tmp_path: Path) -> None:
+    """--streaming reads the corpus pass after pass: the same kind of checkpoint, learning as the in-memory
+    run does, and a resumed run goes on in the pass it stopped in."""
+    args = [str(corpus), *SMALL, "--epochs", "3", "--streaming", "--shuffle-buffer", "64", "--tokenizer-sample", "300"]
+    result = CliRunner().invoke(cli, ["pretrain", *args, "-o", str(tmp_path / "lm"), "--json"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "lm" / "config.json").read_text())
+    assert config["corpus"]["streaming"] is True
+    history = json.loads(result.stdout)["history"]
+    assert history[-1]["val_score"] < history[0]["val_score"]
+
+    def stop(event: object) -> None:
+        if isinstance(event, StepDone) and event.global_step == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    cfg = PretrainConfig(epochs=2, streaming=True, shuffle_buffer=64, tokenizer_sample=300, device="cpu")
+    with pytest.raises(Interrupted, match="--resume"):
+        pretrain([str(corpus)], TOK, MODEL, cfg, tmp_path / "cut", on_event=stop)
+    state = json.loads((tmp_path / "cut" / "trainer_state" / "state.json").read_text())["loop"]
+    assert state["data_position"] > 0
+    resumed = pretrain([str(corpus)], TOK, MODEL, cfg, tmp_path / "cut", resume=True)
+    assert resumed.metrics["epochs_run"] == 2 and resumed.metrics["perplexity"] > 1

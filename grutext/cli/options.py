@@ -414,7 +414,7 @@ START: list[Callable[[Any], Any]] = [
 PRETRAIN_SHARED = [
     OPTIONS[flag]
     for flag in ("--tokenizer", "--vocab-size", "--lowercase", "--cell", "--seed", "--device", "--backend", "--vectors")
-] + [OPTIONS["--vectors-std"]]
+] + [OPTIONS[flag] for flag in ("--vectors-std", "--streaming", "--tokenizer-sample", "--shuffle-buffer")]
 PRETRAIN: list[Callable[[Any], Any]] = [
     _option("--epochs", type=click.IntRange(min=1), default=_P.epochs, show_default=True, help="Most passes."),
     _option(
