@@ -259,7 +259,8 @@ def _tokenizer(
             )
             tokenizer, table = pretrained.tokenizer, pretrained.weights
             model_cfg = dataclasses.replace(model_cfg, embed_dim=pretrained.summary["dim"])
-            emit(events.VectorsLoaded(pretrained.summary))
+            sample = encode(tokenizer, corpus.train[:2000], tok_cfg)
+            emit(events.VectorsLoaded({**pretrained.summary, "token_coverage": pretrained.token_coverage(sample)}))
     model_cfg = dataclasses.replace(model_cfg, embed_dim=model_cfg.embedding_size)
     if rt.group is not None:
         shared = rt.group.broadcast((tokenizer.to_str(), model_cfg.embed_dim, table) if rt.leader else None)

@@ -244,3 +244,20 @@ def test_pretrain_streams_a_corpus_larger_than_memory_would_hold(corpus: Path, t
     assert state["data_position"] > 0
     resumed = pretrain([str(corpus)], TOK, MODEL, cfg, tmp_path / "cut", resume=True)
     assert resumed.metrics["epochs_run"] == 2 and resumed.metrics["perplexity"] > 1
+
+
+def test_pretrain_starts_from_word_vectors(corpus: Path, tmp_path: Path) -> None:
+    vectors = tmp_path / "vectors.txt"
+    words = sorted({w for line in corpus_lines(50) for w in line.split()})
+    vectors.write_text(
+        "".join(
+            f"{w} " + " ".join(f"{(i * 7 + j) % 11 / 10:.1f}" for j in range(8)) + "\n" for i, w in enumerate(words)
+        )
+    )
+    out = tmp_path / "lm"
+    result = CliRunner().invoke(
+        cli, ["pretrain", str(corpus), "-o", str(out), "--vectors", str(vectors), "--epochs", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "vectors:" in result.stderr and "of training tokens" in result.stderr
+    assert json.loads((out / "config.json").read_text())["model"]["embed_dim"] == 8
