@@ -19,6 +19,7 @@ from grutext.config import INFER_BATCH_SIZE
 from grutext.data import load_labelled, pick_split
 from grutext.evaluate import evaluate
 from grutext.predict import Predictor
+from grutext.prediction import check_abstain
 
 
 class Classifier(Predictor):
@@ -30,13 +31,16 @@ class Classifier(Predictor):
         split: str | None = None,
         *,
         threshold: float | None = None,
+        min_score: float | None = None,
         **data_options: Any,
     ) -> dict[str, Any]:
         """Score on labelled data (any DATASET form `grutext evaluate` reads; `text_column=...` and the
-        other data options as keywords). The split is `split`, else test, else the only one."""
+        other data options as keywords). The split is `split`, else test, else the only one. `min_score` adds
+        its row to the metrics' "abstaining" (coverage and accuracy when answering only above it)."""
+        check_abstain(min_score, "", self.multi_label)
         name, chosen = pick_split(load_labelled(str(data), **data_options), split)
         model = self if threshold is None else Classifier(self.checkpoint, self.batch_size, threshold)
-        return {"split": name, **evaluate(model, chosen)}
+        return {"split": name, **evaluate(model, chosen, min_score)}
 
 
 def load_model(

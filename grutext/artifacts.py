@@ -52,6 +52,7 @@ class Meta:
     labels: list[str]
     decision: Decision | None  # multi-label: the thresholds tuned on validation data
     metrics: dict[str, Any]
+    temperature: float = 1.0  # divides the logits (grutext.calibration); 1 for checkpoints written before it
 
 
 class MetaView:
@@ -179,7 +180,18 @@ def read_meta(path: str | Path) -> Meta:
     tokenizer = _load_tokenizer(root / TOKENIZER_FILE, shape.vocab_size, tok_cfg)
     metrics_path = root / METRICS_FILE
     metrics = read_json(metrics_path, "metrics file") if metrics_path.is_file() else {}
-    return Meta(root, config, model_cfg, shape, tok_cfg, tokenizer, labels, decision, metrics)
+    return Meta(
+        root, config, model_cfg, shape, tok_cfg, tokenizer, labels, decision, metrics, _temperature(config, root)
+    )
+
+
+def _temperature(config: dict[str, Any], root: Path) -> float:
+    """The calibration's temperature: 1 where config.json has none (written before calibration existed)."""
+    section = config.get("calibration")
+    value = section.get("temperature", 1.0) if isinstance(section, dict) else 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.01 <= value <= 100:
+        raise CheckpointError(f"{root / CONFIG_FILE}: calibration.temperature must be a number from 0.01 to 100")
+    return float(value)
 
 
 def _model_sections(config: dict[str, Any], where: str) -> tuple[ModelConfig, DataShape]:

@@ -274,7 +274,7 @@ def load(path: str | Path, device: torch.device | None = None, backend: str = "a
     runs_on = choose(device, backend)
     weights = _load_weights(meta.path / WEIGHTS_FILE, meta.model_config, meta.shape)
     model = prepare(weights, device, runs_on).eval()
-    head = make_head(meta.labels, meta.shape.multi_label, meta.decision)
+    head = make_head(meta.labels, meta.shape.multi_label, meta.decision, meta.temperature)
     return Checkpoint(
         meta.path,
         model,

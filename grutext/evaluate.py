@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from grutext.calibration import MIN_SCORES, abstaining
 from grutext.data import Split
 from grutext.decision import Decision
 from grutext.head import make_head
@@ -30,13 +31,17 @@ class Engine(Protocol):
     def predict_proba(self, texts: Sequence[str]) -> Any: ...
 
 
-def evaluate(engine: Engine, split: Split) -> dict[str, Any]:
+def evaluate(engine: Engine, split: Split, min_score: float | None = None) -> dict[str, Any]:
     """Run the model over a split and score it, with the engine's decision (thresholds) for multi-label. Labels
-    the model does not know count against it, with a warning (see Head.score_rows)."""
-    head = make_head(engine.labels, engine.multi_label, engine.decision)
+    the model does not know count against it, with a warning (see Head.score_rows). Single-label metrics hold
+    the coverage and accuracy of abstaining at a few --min-score values, and at `min_score` if given."""
+    head = make_head(engine.labels, engine.multi_label, engine.decision)  # the engine's probabilities are calibrated
     head.check_rows(split.labels, split.origin)  # before the model runs
     probs = np.asarray(engine.predict_proba(split.texts))
     metrics = head.score_rows(probs, split.labels, split.origin)
+    if min_score is not None and not engine.multi_label:
+        target = np.array([head.index.get(row[0], -1) for row in split.labels])  # -1: a label it cannot give
+        metrics["abstaining"] = abstaining(probs, target, (*MIN_SCORES, min_score))
     if "unknown_labels" in metrics:
         warnings.warn(unknown_labels_note(split.origin, metrics["unknown_labels"]), stacklevel=2)
     return metrics

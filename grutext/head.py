@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from grutext.calibration import abstaining, ece, nll
 from grutext.data import Split
 from grutext.decision import Decision
 from grutext.errors import DataError
@@ -31,9 +32,17 @@ class Head:
     multi_label = False
     decision: Decision | None = None  # multi-label: how probabilities become label sets
 
+    temperature = 1.0  # divides the logits before the softmax or sigmoids (grutext.calibration)
+
     def __init__(self, labels: Sequence[str]) -> None:
         self.labels = list(labels)
         self.index = {name: i for i, name in enumerate(self.labels)}
+
+    def calibration_metrics(self, probs: Any, target: torch.Tensor) -> dict[str, float]:
+        """ECE and NLL of these probabilities (grutext.calibration)."""
+        p, t = np.asarray(probs, dtype=np.float64), target.numpy()
+        # rounded: engines and thread counts differ in the last float digits, and reports should not
+        return {"ece": round(ece(p, t, self.multi_label), 6), "nll": round(nll(p, t, self.multi_label), 6)}
 
     def check_known(self, split: Split) -> None:
         """A label the model never saw is an error, not a silent miss."""
@@ -130,7 +139,7 @@ class SingleLabel(Head):
         return torch.tensor([self.index[row[0]] for row in rows], dtype=torch.int64)
 
     def extended(self, extra: Sequence[str]) -> Head:
-        return SingleLabel([*self.labels, *extra])
+        return make_head([*self.labels, *extra], False, temperature=self.temperature)
 
     def _loss(
         self, logits: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None, smoothing: float, reduction: str
@@ -138,10 +147,12 @@ class SingleLabel(Head):
         return nn.functional.cross_entropy(logits, target, weight=w, label_smoothing=smoothing, reduction=reduction)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(logits.float(), dim=1)
+        return torch.softmax(logits.float() / self.temperature, dim=1)
 
     def metrics(self, probs: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
-        return classification_metrics(target.tolist(), torch.as_tensor(probs).argmax(dim=1).tolist(), self.labels)
+        metrics = classification_metrics(target.tolist(), torch.as_tensor(probs).argmax(dim=1).tolist(), self.labels)
+        p = np.asarray(probs, dtype=np.float64)
+        return {**metrics, **self.calibration_metrics(p, target), "abstaining": abstaining(p, target.numpy())}
 
     def predictions(self, probs: torch.Tensor) -> list[Prediction]:
         return predictions(self.labels, probs, None)
@@ -164,7 +175,7 @@ class MultiLabel(Head):
     def extended(self, extra: Sequence[str]) -> Head:
         # A threshold above every probability: the new labels are never chosen, only missed.
         decision = Decision((*self.decision.thresholds, *(2.0,) * len(extra)), self.decision.at_least_one)
-        return MultiLabel([*self.labels, *extra], decision)
+        return make_head([*self.labels, *extra], True, decision, self.temperature)
 
     def _loss(
         self, logits: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None, smoothing: float, reduction: str
@@ -172,17 +183,19 @@ class MultiLabel(Head):
         return nn.functional.binary_cross_entropy_with_logits(logits, target, pos_weight=w, reduction=reduction)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(logits.float())
+        return torch.sigmoid(logits.float() / self.temperature)
 
     def metrics(self, probs: torch.Tensor, target: torch.Tensor) -> dict[str, Any]:
         metrics = multilabel_metrics(target, self.decision.apply(probs), self.labels)
-        return {**metrics, "decision": self.decision.to_dict(self.labels)}
+        return {**metrics, **self.calibration_metrics(probs, target), "decision": self.decision.to_dict(self.labels)}
 
     def fit_decision(self, probs: torch.Tensor, target: torch.Tensor, metric: str, per_label: bool) -> None:
         self.decision = tune_decision(probs, target, self.labels, metric, per_label, self.decision.at_least_one)
 
     def with_threshold(self, threshold: float | None) -> Head:
-        return self if threshold is None else MultiLabel(self.labels, self.decision.with_threshold(threshold))
+        if threshold is None:
+            return self
+        return make_head(self.labels, True, self.decision.with_threshold(threshold), self.temperature)
 
     def decision_section(self) -> dict[str, Any]:
         return self.decision.to_dict(self.labels)
@@ -191,5 +204,9 @@ class MultiLabel(Head):
         return predictions(self.labels, probs, self.decision)
 
 
-def make_head(labels: Sequence[str], multi_label: bool, decision: Decision | None = None) -> Head:
-    return MultiLabel(labels, decision) if multi_label else SingleLabel(labels)
+def make_head(
+    labels: Sequence[str], multi_label: bool, decision: Decision | None = None, temperature: float = 1.0
+) -> Head:
+    head = MultiLabel(labels, decision) if multi_label else SingleLabel(labels)
+    head.temperature = temperature
+    return head

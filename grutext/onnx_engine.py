@@ -6,7 +6,7 @@ engine's within 1e-4 (tests/test_onnx.py).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,10 +16,11 @@ import numpy.typing as npt
 
 from grutext.artifacts import ONNX_FILE, WEIGHTS_FILE, Meta, MetaView, parameter_count, read_meta
 from grutext.batching import inference_batches, pad, pad_grams
+from grutext.calibration import temper
 from grutext.config import INFER_BATCH_SIZE
 from grutext.decision import Decision
 from grutext.errors import CheckpointError
-from grutext.prediction import Prediction, check_settings, check_texts, checked_texts, predictions, stream
+from grutext.prediction import Labeller, Prediction, check_settings, check_texts, predictions
 from grutext.tokenizer import encode_inputs
 
 
@@ -30,7 +31,7 @@ def has_onnx(path: str | Path) -> bool:
 MAX_WORKERS = 8  # batches run at once
 
 
-class OnnxPredictor(MetaView):
+class OnnxPredictor(MetaView, Labeller):
     """The torch engine's Predictor interface (labels, predict_proba, predict, stream) on onnxruntime."""
 
     def __init__(
@@ -113,13 +114,12 @@ class OnnxPredictor(MetaView):
             results = map(run, batches)
         for index, probs in results:
             out[index] = probs
+        if self.meta.temperature != 1.0:  # the graph gives uncalibrated probabilities (grutext.calibration)
+            out = temper(out, self.meta.temperature, self.multi_label).astype(np.float32)
         return out
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        return predictions(self.labels, self.predict_proba(texts), self.decision)
-
-    def stream(self, texts: Iterable[str], chunk_size: int = 4096, wait: float = 0.05) -> Iterator[list[Prediction]]:
-        return stream(self.predict, checked_texts(texts), chunk_size, wait)
+    def records(self, probs: npt.NDArray[np.float32]) -> list[Prediction]:
+        return predictions(self.labels, probs, self.decision)
 
     def close(self) -> None:
         """Stop the worker threads (they also end with the process)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -11,13 +11,13 @@ from grutext.artifacts import MetaView
 from grutext.batching import infer
 from grutext.checkpoint import Checkpoint, load
 from grutext.config import INFER_BATCH_SIZE
-from grutext.prediction import Prediction, check_settings, check_texts, checked_texts, format_prediction, stream
+from grutext.prediction import Labeller, Prediction, check_settings, check_texts, format_prediction
 from grutext.tokenizer import encode_inputs
 
 __all__ = ["Prediction", "Predictor", "format_prediction"]
 
 
-class Predictor(MetaView):
+class Predictor(MetaView, Labeller):
     """A loaded checkpoint that labels texts (what it is: grutext.artifacts.MetaView)."""
 
     def __init__(
@@ -51,10 +51,5 @@ class Predictor(MetaView):
         logits = infer(self.checkpoint.model, ids, self.device, self.batch_size, grams)
         return self.head.probabilities(logits)
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        """One Prediction per text, in input order."""
-        return self.head.predictions(self.predict_proba(texts))
-
-    def stream(self, texts: Iterable[str], chunk_size: int = 4096, wait: float = 0.05) -> Iterator[list[Prediction]]:
-        """Predictions chunk by chunk, in input order (see grutext.prediction.stream)."""
-        return stream(self.predict, checked_texts(texts), chunk_size, wait)
+    def records(self, probs: torch.Tensor) -> list[Prediction]:
+        return self.head.predictions(probs)

@@ -31,6 +31,7 @@ class Prediction:
     score: float
     probs: dict[str, float]
     labels: list[str] | None = None
+    abstained: bool = False  # the score was below the --min-score asked for: `label` is the fallback
 
     def top_k(self, k: int) -> list[tuple[str, float]]:
         return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]
@@ -92,6 +93,64 @@ def predictions(labels: Sequence[str], probs: Any, decision: Decision | None) ->
             pred.label = ",".join(pred.labels)
         out.append(pred)
     return out
+
+
+def check_abstain(min_score: float | None, fallback: str, multi_label: bool) -> None:
+    """--min-score and --fallback, checked as the command line checks them (for the API and the server)."""
+    if min_score is None:
+        return
+    if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not 0 <= min_score <= 1:
+        raise ConfigError(f"min_score must be a number from 0 to 1, got {min_score!r}")
+    if not isinstance(fallback, str) or "\n" in fallback or "\t" in fallback:
+        raise ConfigError(f"fallback must be a string without tabs or newlines, got {fallback!r}")
+    if multi_label:
+        raise ConfigError(
+            "min_score is for single-label models; a multi-label model keeps each label whose probability reaches "
+            "its threshold, and prints none when none does: raise the threshold instead"
+        )
+
+
+def abstain(preds: list[Prediction], min_score: float | None, fallback: str = "") -> list[Prediction]:
+    """Answer only when sure: a prediction whose top probability is below `min_score` gets the `fallback`
+    label ("" by default) and `abstained` set; its score and probabilities stay, for whoever takes it over."""
+    if min_score is None:
+        return preds
+    for pred in preds:
+        if pred.score < min_score:
+            pred.label, pred.abstained = fallback, True
+    return preds
+
+
+class Labeller:
+    """`predict` and `stream` for an engine, from its `predict_proba` and `records` (both engines share them)."""
+
+    @property
+    def multi_label(self) -> bool:
+        raise NotImplementedError
+
+    def predict_proba(self, texts: Sequence[str]) -> Any:
+        raise NotImplementedError
+
+    def records(self, probs: Any) -> list[Prediction]:
+        """The prediction records of probabilities [N, C]."""
+        raise NotImplementedError
+
+    def predict(self, texts: Sequence[str], min_score: float | None = None, fallback: str = "") -> list[Prediction]:
+        """One Prediction per text, in input order; below `min_score` the `fallback` label (see abstain)."""
+        check_abstain(min_score, fallback, self.multi_label)
+        return abstain(self.records(self.predict_proba(texts)), min_score, fallback)
+
+    def stream(
+        self,
+        texts: Iterable[str],
+        chunk_size: int = 4096,
+        wait: float = 0.05,
+        min_score: float | None = None,
+        fallback: str = "",
+    ) -> Iterator[list[Prediction]]:
+        """Predictions chunk by chunk, in input order (see `stream`)."""
+        check_abstain(min_score, fallback, self.multi_label)
+        return stream(lambda chunk: self.predict(chunk, min_score, fallback), checked_texts(texts), chunk_size, wait)
 
 
 FIRST_CHUNK = 64  # lines in the first chunk; each next one doubles, up to chunk_size
@@ -184,6 +243,8 @@ def record(pred: Prediction, top_k: int | None = None) -> dict[str, object]:
         out = {"labels": [{"label": label, "score": round(pred.probs[label], 6)} for label in pred.labels]}
     else:
         out = {"label": pred.label, "score": round(pred.score, 6)}
+        if pred.abstained:
+            out["abstained"] = True
     out["probs"] = {label: round(p, 6) for label, p in pred.probs.items()}
     if top_k:
         out["top_k"] = [{"label": label, "score": round(p, 6)} for label, p in pred.top_k(top_k)]
@@ -198,6 +259,8 @@ def format_prediction(pred: Prediction, fmt: str, top_k: int | None = None) -> s
         if fmt == "label":
             return ",".join(pred.labels)
         return f"{','.join(pred.labels)}\t{','.join(f'{pred.probs[label]:.6f}' for label in pred.labels)}"
+    if pred.abstained:  # the fallback, and the top probability that was too low
+        return pred.label if fmt == "label" else f"{pred.label}\t{pred.score:.6f}"
     if fmt == "label":
         return "\t".join(label for label, _ in pred.top_k(top_k)) if top_k else pred.label
     pairs = pred.top_k(top_k) if top_k else [(pred.label, pred.score)]

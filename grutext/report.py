@@ -4,7 +4,8 @@
     OUT/curve.png         training and validation loss, and the validation metric, per epoch (the kept one marked)
     OUT/confusion.png     single-label: the confusion matrix, counts and row-normalised
     OUT/class.png         precision, recall and F1 per class, with support
-    OUT/calibration.png   reliability diagram and expected calibration error (needs DATASET)
+    OUT/calibration.png   reliability diagram and expected calibration error, before and after (needs DATASET)
+    OUT/coverage.png      single-label: accuracy against the share of texts answered (--min-score)
     OUT/label_f1.png      multi-label: each label's F1 against its frequency
 
 Without DATASET the page shows what the checkpoint holds (the curves, and the test scores stored at training);
@@ -23,10 +24,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from grutext.calibration import BINS, abstaining, coverage_curve, temper
+from grutext.calibration import reliability as expected_calibration_error
 from grutext.data import Split
 from grutext.errors import DataError
 
-CALIBRATION_BINS = 10
+CALIBRATION_BINS = BINS  # as evaluate counts ECE (grutext.calibration)
 MISTAKES_SHOWN = 12
 LABELS_NAMED = 6  # label_f1.png lists this many of the weakest labels by name
 DPI = 110
@@ -127,23 +130,6 @@ class LossTerms:
             + " at the end of the epoch, with no smoothing and no dropout. Compare each curve with itself across "
             "epochs, not the two with each other."
         )
-
-
-def expected_calibration_error(
-    confidence: npt.NDArray[np.float64], correct: npt.NDArray[np.float64], bins: int = CALIBRATION_BINS
-) -> tuple[float, list[tuple[float, float, int]]]:
-    """ECE over equal-width confidence bins, and per bin (mean confidence, accuracy, count)."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    rows, ece = [], 0.0
-    for b in range(bins):
-        inside = which == b
-        count = int(inside.sum())
-        if count:
-            conf, acc = float(confidence[inside].mean()), float(correct[inside].mean())
-            ece += count / len(confidence) * abs(acc - conf)
-            rows.append((conf, acc, count))
-    return ece, rows
 
 
 def _subplots(rows: int, columns: int, width: float, height: float, **kwargs: Any) -> Any:
@@ -258,8 +244,13 @@ def class_chart(metrics: dict[str, Any], out: Path) -> str | None:
 
 
 def calibration_chart(
-    confidence: npt.NDArray[np.float64], correct: npt.NDArray[np.float64], out: Path
-) -> tuple[str, float]:
+    confidence: npt.NDArray[np.float64],
+    correct: npt.NDArray[np.float64],
+    out: Path,
+    before: npt.NDArray[np.float64] | None = None,
+) -> tuple[str, float, float | None]:
+    """The reliability diagram of the calibrated probabilities, and with `before` (the same predictions'
+    confidence at temperature 1) the curve before calibration beside it. Returns (file, ECE, ECE before)."""
     ece, rows = expected_calibration_error(confidence, correct)
     fig, ax = _subplots(1, 1, 5, 4.5)
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
@@ -270,14 +261,41 @@ def calibration_chart(
         alpha=0.7,
         label="accuracy per bin",
     )
-    ax.plot([r[0] for r in rows], [r[1] for r in rows], marker="o", color="tab:red")
+    ax.plot([r[0] for r in rows], [r[1] for r in rows], marker="o", color="tab:red", label="calibrated")
+    ece_before = None
+    title = f"reliability diagram (ECE {ece:.3f})"
+    if before is not None:
+        ece_before, rows_before = expected_calibration_error(before, correct)
+        xs, ys = [r[0] for r in rows_before], [r[1] for r in rows_before]
+        ax.plot(xs, ys, marker="s", color="tab:orange", linestyle=":", label="before calibration")
+        title = f"reliability (ECE {ece_before:.3f} before, {ece:.3f} after)"
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("predicted probability")
     ax.set_ylabel("observed frequency")
-    ax.set_title(f"reliability diagram (ECE {ece:.3f})")
+    ax.set_title(title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, fontsize=8, frameon=False)  # off the bars
-    return _save(fig, out / "calibration.png"), ece
+    return _save(fig, out / "calibration.png"), ece, ece_before
+
+
+def coverage_chart(probs: npt.NDArray[np.float64], truth: npt.NDArray[np.float64], out: Path) -> str:
+    """Accuracy against the share of texts answered, answering the most confident first; the --min-score
+    values evaluate shows are marked."""
+    curve = coverage_curve(probs, truth, points=100)
+    fig, ax = _subplots(1, 1, 5.5, 4.5)
+    ax.plot([c for c, _ in curve], [a for _, a in curve], color="tab:blue", label="accuracy on the texts answered")
+    for row in abstaining(probs, truth):
+        if row["accuracy"] is not None and row["coverage"]:
+            ax.scatter([row["coverage"]], [row["accuracy"]], color="tab:red", zorder=3)
+            ax.annotate(f"{row['min_score']:g}", (row["coverage"], row["accuracy"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    ax.set_xlim(0, 1.02)
+    ax.set_xlabel("share of texts answered (coverage)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("answering only when sure (points: --min-score)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize=8, frameon=False)
+    return _save(fig, out / "coverage.png")
 
 
 def label_frequency_chart(metrics: dict[str, Any], out: Path) -> str | None:
@@ -371,7 +389,7 @@ def write_report(model: Any, info: dict[str, Any], stored: dict[str, Any], out: 
     charts.append(Chart("Per class", class_chart(ev.metrics, out)))
     if multi:
         charts.append(Chart("Labels: F1 against frequency", label_frequency_chart(ev.metrics, out)))
-    ece = None
+    ece = ece_before = None
     mistakes: list[dict[str, Any]] = []
     if ev.probs is not None and ev.truth is not None:
         if multi:
@@ -379,10 +397,23 @@ def write_report(model: Any, info: dict[str, Any], stored: dict[str, Any], out: 
         else:
             confidence = ev.probs.max(axis=1)
             correct = (ev.probs.argmax(axis=1) == ev.truth).astype(np.float64)
-        name, ece = calibration_chart(confidence, correct, out)
-        charts.append(Chart("Calibration", name))
+        temperature = float(getattr(getattr(model, "meta", None), "temperature", 1.0))
+        before = None
+        if temperature != 1.0:  # the same predictions at temperature 1: the curve before calibration
+            raw = temper(ev.probs, 1.0 / temperature, multi)
+            before = raw.reshape(-1) if multi else raw.max(axis=1)
+        name, ece, ece_before = calibration_chart(confidence, correct, out, before)
+        note = (
+            f"One temperature ({temperature:.3g}), fitted on the validation split at training, divides the logits; "
+            "it changes no label, only how sure the model says it is."
+            if before is not None
+            else ""
+        )
+        charts.append(Chart("Calibration", name, note))
+        if not multi:
+            charts.append(Chart("Answering only when sure", coverage_chart(ev.probs, ev.truth, out)))
         mistakes = _mistakes(ev, ev.head.labels, ev.head.decision)
-    page = _page(info, ev, charts, ece, mistakes)
+    page = _page(info, ev, charts, ece, mistakes, ece_before)
     (out / "index.html").write_text(page, encoding="utf-8")
     return out / "index.html"
 
@@ -398,6 +429,7 @@ def _page(
     charts: list[Chart],
     ece: float | None,
     mistakes: list[dict[str, Any]],
+    ece_before: float | None = None,
 ) -> str:
     m, t = info["model"], info["tokenizer"]
     scores = [
@@ -408,6 +440,8 @@ def _page(
     ]
     if ece is not None:
         scores.append(("expected calibration error", f"{ece:.4f}"))
+    if ece_before is not None:
+        scores.append(("ECE before calibration", f"{ece_before:.4f}"))
     data = info.get("data", {})
     settings = [
         ("labels", ", ".join(info["labels"])),

@@ -5,6 +5,7 @@ or generated docs, and FastAPI is Starlette plus those (and their import time); 
 both run on, with graceful shutdown and multi-process workers built in.
 
     POST /predict  {"texts": ["...", ...], "top_k": 2}  ->  {"predictions": [record, ...]}
+                   optional "min_score": 0.9 and "fallback": "review", as predict --min-score/--fallback
     GET  /health   200 {"status": "ok"} once the model is loaded
     GET  /info     what `grutext info --json` prints
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from grutext.errors import ConfigError, InputError
-from grutext.prediction import Prediction, check_texts, record
+from grutext.prediction import Prediction, abstain, check_texts, record
 
 BATCH_WAIT = 0.005  # seconds a batch stays open for more requests
 MAX_BATCH_TEXTS = 512  # texts per forward pass
@@ -118,8 +119,21 @@ class Batcher:
             start += len(item.texts)
 
 
-def parse_request(body: bytes, max_texts: int, num_labels: int) -> tuple[list[str], int | None]:
-    """The texts and top_k of a /predict body, or BadRequest saying what is wrong."""
+@dataclass
+class Asked:
+    """A /predict body: the texts and how to answer (top_k; min_score and fallback, to abstain)."""
+
+    texts: list[str]
+    top_k: int | None = None
+    min_score: float | None = None
+    fallback: str = ""
+
+
+FIELDS = ("texts", "top_k", "min_score", "fallback")
+
+
+def parse_request(body: bytes, max_texts: int, num_labels: int, multi_label: bool = False) -> Asked:
+    """The fields of a /predict body, or BadRequest saying what is wrong."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -132,9 +146,11 @@ def parse_request(body: bytes, max_texts: int, num_labels: int) -> tuple[list[st
         ) from None
     if not isinstance(data, dict):
         raise BadRequest(422, 'expected a JSON object: {"texts": ["...", ...]}')
-    unknown = sorted(set(data) - {"texts", "top_k"})
+    unknown = sorted(set(data) - set(FIELDS))
     if unknown:
-        raise BadRequest(422, f"unknown field(s) {', '.join(unknown)}; expected texts and, optionally, top_k")
+        raise BadRequest(
+            422, f"unknown field(s) {', '.join(unknown)}; expected texts and, optionally, top_k, min_score, fallback"
+        )
     texts = data.get("texts")
     if texts is None:
         raise BadRequest(422, 'missing "texts": expected {"texts": ["...", ...]}')
@@ -149,7 +165,17 @@ def parse_request(body: bytes, max_texts: int, num_labels: int) -> tuple[list[st
     top_k = data.get("top_k")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise BadRequest(422, '"top_k" must be a positive integer')
-    return texts, None if top_k is None else min(top_k, num_labels)
+    min_score, fallback = data.get("min_score"), data.get("fallback", "")
+    if "fallback" in data and min_score is None:
+        raise BadRequest(422, '"fallback" is the label for texts below "min_score"; give "min_score" too')
+    if min_score is not None and multi_label:
+        raise BadRequest(422, '"min_score" is for single-label models; this one keeps each label above its threshold')
+    number = isinstance(min_score, (int, float)) and not isinstance(min_score, bool)
+    if min_score is not None and not (number and 0 <= min_score <= 1):
+        raise BadRequest(422, '"min_score" must be a number from 0 to 1')
+    if not isinstance(fallback, str) or "\n" in fallback or "\t" in fallback:
+        raise BadRequest(422, '"fallback" must be a string without tabs or newlines')
+    return Asked(texts, None if top_k is None else min(top_k, num_labels), min_score, fallback)
 
 
 def create_app(config: ServeConfig | None = None) -> Any:
@@ -185,11 +211,12 @@ def create_app(config: ServeConfig | None = None) -> Any:
 
     async def predict(request: Request) -> JSONResponse:
         try:
-            texts, top_k = parse_request(await read_body(request), config.max_texts, len(model.labels))
+            asked = parse_request(await read_body(request), config.max_texts, len(model.labels), model.multi_label)
         except BadRequest as exc:
             return error(exc.status, str(exc))
-        preds = await batcher.predict(texts) if texts else []
-        return JSONResponse({"predictions": [record(p, top_k) for p in preds]})
+        preds = await batcher.predict(asked.texts) if asked.texts else []
+        abstain(preds, asked.min_score, asked.fallback)  # this request's own records: the batch shares only the pass
+        return JSONResponse({"predictions": [record(p, asked.top_k) for p in preds]})
 
     async def health(request: Request) -> JSONResponse:
         stats = {"forward_passes": batcher.batches, "texts": batcher.texts}

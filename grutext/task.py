@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from grutext.batching import TokenRows, infer
+from grutext.calibration import ece, fit_temperature, nll, temper
 from grutext.config import TrainConfig
 from grutext.data import LabelledData
 from grutext.decision import Decision
@@ -176,6 +177,25 @@ class ClassifierObjective:
 
     def keep(self) -> None:
         self.task.kept_decision = self.task.head.decision_section()
+
+    def calibrate(self) -> dict[str, Any]:
+        """Fit the head's temperature on the validation rows (grutext.calibration); what it did, for config.json."""
+        logits = infer_all(self.model, self.val_ids, self.device, self.group, self.val_grams)
+        self.task.head.temperature = 1.0
+        raw = self.task.head.probabilities(logits).numpy()
+        multi, target = self.task.head.multi_label, self.val_y.numpy()
+        temperature = fit_temperature(raw, target, multi)
+        tempered = temper(raw, temperature, multi)
+        self.task.head.temperature = temperature
+        return {
+            "temperature": round(temperature, 4),
+            "validation": {
+                "ece_before": round(ece(raw, target, multi), 4),
+                "ece_after": round(ece(tempered, target, multi), 4),
+                "nll_before": round(nll(raw, target, multi), 4),
+                "nll_after": round(nll(tempered, target, multi), 4),
+            },
+        }
 
     def final(self) -> dict[str, Any]:
         """The kept model's validation metrics, a multi-label head's thresholds tuned for it (per label if asked)."""

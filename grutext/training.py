@@ -187,6 +187,9 @@ def train_from(
         stopped = fit_or_save(training, rt, emit, stop, write, where)
         # ---- final scores of the kept model; the test split is only reported, never used to choose
         model.load_state_dict(best_state)
+        # One temperature fitted on validation calibrates the probabilities (the labels stay as they are);
+        # multi-label thresholds are then tuned on the calibrated probabilities (objective.final).
+        sections["calibration"] = objective.calibrate()
         metrics: dict[str, Any] = {
             "best_epoch": loop.best_epoch,
             "epochs_run": len(loop.history),

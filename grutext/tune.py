@@ -63,6 +63,10 @@ class _Pruned(Exception):
     pass
 
 
+class _OutOfTime(Exception):
+    """The search's time is up while a trial runs: it stops there and is not kept (it never finished)."""
+
+
 def tune(
     data: str,
     output: Path,
@@ -78,11 +82,15 @@ def tune(
     """Search SPACE (minus the `fixed` settings) for the best validation score, within `trials` trials and
     `timeout` seconds, and write the best model to `output`. `on_trial` hears of every finished trial, and
     `on_epoch` of every epoch a trial ends (its number and grutext.events' EpochDone), so a search shows
-    progress long before a trial ends."""
+    progress long before a trial ends.
+
+    Trial 0 is the defaults (with the `fixed` settings): the search keeps something else only when it beats
+    them on validation. The timeout is the search's: a trial still running when it passes stops at its next
+    step, unkept, and the best finished trial is the result."""
     import optuna
 
     from grutext.checkpoint import check_output_dir
-    from grutext.events import EpochDone
+    from grutext.events import EpochDone, StepDone
     from grutext.settings import configs_from_options
     from grutext.training import train
 
@@ -100,13 +108,18 @@ def tune(
     best: dict[str, Any] = {}
     stopped: list[Interrupted] = []  # a signal during a trial ends the search
 
+    deadline = None if timeout is None else time.perf_counter() + timeout
+
     def objective(trial: optuna.Trial) -> float:
-        params = {name: _suggest(trial, name, kind, bounds) for name, (kind, bounds) in space.items()}
+        defaults = trial.number == 0
+        params = {} if defaults else {name: _suggest(trial, name, *how) for name, how in space.items()}
         folder = work / f"trial-{trial.number}"
         start = time.perf_counter()
         record: dict[str, Any] = {"trial": trial.number, "params": params}
 
         def on_event(event: Any) -> None:
+            if isinstance(event, StepDone) and deadline is not None and time.perf_counter() > deadline:
+                raise _OutOfTime
             if isinstance(event, EpochDone):
                 trial.report(event.val_score, event.epoch)
                 record["epochs"] = event.epoch
@@ -119,9 +132,10 @@ def tune(
         try:
             spec, tok_cfg, model_cfg, cfg = configs_from_options(data, options)
             result = train(spec, tok_cfg, model_cfg, cfg, folder, on_event=on_event)
-        except (_Pruned, TrainingError, Interrupted) as exc:
+        except (_Pruned, _OutOfTime, TrainingError, Interrupted) as exc:
             shutil.rmtree(folder, ignore_errors=True)
-            state = {_Pruned: "pruned", TrainingError: "failed", Interrupted: "interrupted"}[type(exc)]
+            kinds = {_Pruned: "pruned", _OutOfTime: "out of time", TrainingError: "failed", Interrupted: "interrupted"}
+            state = kinds[type(exc)]
             record.update(state=state, seconds=round(time.perf_counter() - start, 1))
             if isinstance(exc, TrainingError):
                 record["error"] = str(exc)
@@ -129,9 +143,15 @@ def tune(
             _report(on_trial, record, study)
             if isinstance(exc, Interrupted):  # keep what the finished trials found
                 stopped.append(exc)
+            if isinstance(exc, (Interrupted, _OutOfTime)):
                 study.stop()
             raise optuna.TrialPruned() from None
-        chosen_by = json.loads((folder / "config.json").read_text(encoding="utf-8"))["train"]
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        chosen_by = config["train"]
+        if defaults:  # the settings the defaults resolved to, in the search's terms
+            settled = {**config["train"], **config["model"]}
+            params = {name: config["train"].get(f"resolved_{name}", settled.get(name)) for name in space}
+            record.update(params=params, defaults=True)
         score = _score(result.metrics["validation"], chosen_by["resolved_early_stop_metric"])
         record.update(state="complete", score=score, seconds=round(time.perf_counter() - start, 1))
         records.append(record)
@@ -150,7 +170,8 @@ def tune(
             if stopped:
                 raise stopped[0]
             raise ConfigError(
-                "no trial finished (all were pruned or failed, or the time ran out); give tune more --timeout"
+                "no trial finished (all were pruned or failed, or the time ran out before the first, at the "
+                "defaults, ended); give tune more --timeout"
             )
         _keep(Path(best["folder"]), best, records, output)
     finally:

@@ -93,8 +93,18 @@ def test_multilabel_predict_formats_and_threshold_override(ml_model: Path) -> No
     ]
     assert {x["label"] for x in records[0]["labels"]} == {"money", "sport"}
     assert set(records[0]["probs"]) == {"money", "sport", "tech"}
-    every = CliRunner().invoke(cli, ["predict", "-m", str(ml_model), "--threshold", "0.0001"], input="phone\n")
+    # A threshold below every label's probability chooses every label (calibration may make some tiny).
+    phone = json.loads(
+        CliRunner().invoke(cli, ["predict", "-m", str(ml_model), "--format", "jsonl"], input="phone\n").stdout
+    )
+    lowest = min(phone["probs"].values())
+    assert lowest > 0
+    below = f"{lowest / 2:.3e}"
+    every = CliRunner().invoke(cli, ["predict", "-m", str(ml_model), "--threshold", below], input="phone\n")
     assert sorted(every.stdout.strip().split(",")) == ["money", "sport", "tech"]
+    refused = CliRunner().invoke(cli, ["predict", "-m", str(ml_model), "--min-score", "0.9"], input="phone\n")
+    assert refused.exit_code == 2 and "--min-score is for single-label models" in refused.stderr
+    assert "use --threshold" in refused.stderr
     tsv = CliRunner().invoke(cli, ["predict", "-m", str(ml_model), "--format", "tsv"], input="phone\n").stdout
     assert tsv.split("\t")[0] == "tech" and 0.5 < float(tsv.split("\t")[1]) <= 1
 

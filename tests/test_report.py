@@ -3,6 +3,7 @@ browser (headless Chromium) where one is installed."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import struct
@@ -40,7 +41,8 @@ def images_of(page: Path) -> list[str]:
 def test_report_with_data(trained: Path, split_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
     assert f"wrote {out / 'index.html'}" in report("-m", str(trained), str(split_dir), "-o", str(out))
-    assert images_of(out / "index.html") == ["curve.png", "confusion.png", "class.png", "calibration.png"]
+    charts = ["curve.png", "confusion.png", "class.png", "calibration.png", "coverage.png"]
+    assert images_of(out / "index.html") == charts
     for name in images_of(out / "index.html"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     page = (out / "index.html").read_text(encoding="utf-8")
@@ -48,6 +50,9 @@ def test_report_with_data(trained: Path, split_dir: Path, tmp_path: Path) -> Non
     assert "<script" not in page and "http" not in page  # opens from disk, no network
     # under the curves, why the training loss sits above the validation loss (the fixture has the bigram head)
     assert "The two losses measure different things" in page and "divided by 2" in page
+    # the curve before calibration beside the one after: the fixture's temperature is not 1
+    temperature = json.loads((trained / "config.json").read_text())["calibration"]["temperature"]
+    assert temperature != 1.0 and "ECE before calibration" in page and f"({temperature:.3g})" in page
 
 
 def test_report_from_the_checkpoint_alone(trained: Path, tmp_path: Path) -> None:

@@ -97,6 +97,10 @@ def test_health_and_info(server: int, exported_model: Path) -> None:
         (b'{"texts": [1, 2]}', 422, "must be a list of strings"),
         (b'{"texts": ["a"], "top_k": 0}', 422, "top_k"),
         (b'{"texts": ["a"], "k": 1}', 422, "unknown field"),
+        (b'{"texts": ["a"], "min_score": 1.5}', 422, '"min_score" must be a number from 0 to 1'),
+        (b'{"texts": ["a"], "min_score": true}', 422, '"min_score" must be a number'),
+        (b'{"texts": ["a"], "fallback": "x"}', 422, 'give "min_score" too'),
+        (b'{"texts": ["a"], "min_score": 0.5, "fallback": 3}', 422, '"fallback" must be a string'),
         (json.dumps({"texts": ["a"] * 51}).encode(), 413, "at most 50"),
         (json.dumps({"texts": ["a" * 5000]}).encode(), 413, "at most 4096"),
     ],
@@ -108,6 +112,20 @@ def test_bad_requests_get_a_json_4xx_and_the_server_stays_up(
     assert got == status and message in str(answer["error"])
     ok, after = request(server, "POST", "/predict", b'{"texts": ["superb"]}')
     assert ok == 200 and after["predictions"][0]["label"] == "pos"  # type: ignore[index]
+
+
+def test_min_score_abstains_per_request(server: int) -> None:
+    texts = ["a wonderful superb film", "awful and dull"]
+    body = {"texts": texts, "min_score": 1.0, "fallback": "review"}
+    status, answer = request(server, "POST", "/predict", json.dumps(body).encode())
+    assert status == 200
+    for record in answer["predictions"]:  # type: ignore[union-attr]
+        assert record["label"] == "review" and record["abstained"] is True and len(record["probs"]) == 2
+        assert 0.5 <= record["score"] < 1.0  # the top probability stays, for whoever takes the text over
+    # the next request, in the same forward pass or not, answers as it asks: no abstaining
+    status, plain = request(server, "POST", "/predict", json.dumps({"texts": texts}).encode())
+    assert [r["label"] for r in plain["predictions"]] == ["pos", "neg"]  # type: ignore[index, union-attr]
+    assert all("abstained" not in r for r in plain["predictions"])  # type: ignore[union-attr]
 
 
 def test_unknown_paths_and_methods(server: int) -> None:

@@ -54,3 +54,54 @@ def test_tune_shows_progress_through_a_pipe_as_it_goes(split_dir: Path, tmp_path
     assert proc.wait(timeout=300) == 0, rest
     assert first.startswith("trial 0, epoch 1: validation accuracy ") and running
     assert "trial 2, epoch 3:" in rest or "trial 2: pruned" in rest
+
+
+def test_the_first_trial_is_the_defaults(split_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tuned"
+    args = ["tune", str(split_dir), "-o", str(out), "--trials", "2", "--set", "epochs=2", "--set", "vocab_size=200"]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    first = json.loads((out / "tuning.json").read_text())["trials"][0]
+    assert first["defaults"] is True and first["state"] == "complete"
+    from grutext.config import ModelConfig, TrainConfig
+
+    # the settings the defaults resolved to, named as the search names them
+    assert first["params"]["hidden_size"] == ModelConfig().hidden_size
+    assert first["params"]["batch_size"] == TrainConfig().batch_size
+    assert first["params"]["weight_decay"] == TrainConfig().weight_decay
+
+
+def test_the_timeout_stops_a_running_trial_and_keeps_the_best_finished_one(split_dir: Path, tmp_path: Path) -> None:
+    """The search's clock runs out during trial 1 (here: after the defaults trial's last step, by a clock
+    that jumps): trial 1 stops at its next step, unkept, and trial 0 is the result."""
+    import time
+
+    import pytest
+
+    from grutext import tune as tune_module
+    from grutext.events import EpochDone
+
+    real = time.perf_counter
+    jumped: list[float] = []
+
+    def clock() -> float:
+        return real() + (jumped[0] if jumped else 0.0)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(tune_module.time, "perf_counter", clock)
+    seen: list[int] = []
+
+    def on_epoch(number: int, event: EpochDone) -> None:
+        seen.append(number)
+        if number == 0 and event.epoch == 2 and not jumped:
+            jumped.append(3600.0)  # an hour passes: the 60-second search is out of time
+
+    try:
+        result = tune_module.tune(
+            str(split_dir), tmp_path / "t", trials=5, timeout=60, fixed={"epochs": 2, "vocab_size": 200},
+            on_epoch=on_epoch,
+        )  # fmt: skip
+    finally:
+        mp.undo()
+    states = [t["state"] for t in result.trials]
+    assert states == ["complete", "out of time"]  # optuna's own clock had not run out: trial 1 started
+    assert result.trials[0].get("defaults") is True and set(seen) == {0} and result.best_score > 0

@@ -12,7 +12,7 @@ import click
 
 from grutext.cli.common import cli, engine_option, handle_errors, quiet_exit, stopped_quietly, use_threads
 from grutext.config import DEVICES, INFER_BATCH_SIZE, INPUT_FORMATS
-from grutext.errors import interrupt_code
+from grutext.errors import ConfigError, interrupt_code
 
 
 @cli.command()
@@ -33,6 +33,18 @@ from grutext.errors import interrupt_code
     "--threshold",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
     help="Multi-label: print labels with a probability of at least this (instead of the tuned thresholds).",
+)
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0, 1),
+    help="Answer only when sure: a text whose top probability is below this gets the --fallback label "
+    "(jsonl marks it abstained and keeps the probabilities). `grutext evaluate` shows the accuracy and coverage "
+    "each value gives.",
+)
+@click.option(
+    "--fallback",
+    default="",
+    help="With --min-score: the label printed for texts below it (default: an empty label).",
 )
 @click.option("--text-column", help="Column (csv/tsv) or key (jsonl) holding the texts.")
 @click.option(
@@ -59,6 +71,8 @@ def predict(
     fmt: str,
     top_k: int | None,
     threshold: float | None,
+    min_score: float | None,
+    fallback: str,
     text_column: str | None,
     input_format: str,
     binary_ok: bool,
@@ -75,12 +89,21 @@ def predict(
       cat texts.txt | grutext predict --model models/bbc
       grutext predict -m models/bbc news.txt --format jsonl --top-k 2
       grutext predict -m models/bbc reviews.csv --text-column body --format tsv
+      grutext predict -m models/sst2 reviews.txt --min-score 0.9 --fallback review
     """
     from grutext.engine import load_engine
+    from grutext.errors import UsageError
     from grutext.inputs import iter_texts
-    from grutext.prediction import format_prediction
+    from grutext.prediction import check_abstain, format_prediction
 
+    if fallback and min_score is None:
+        raise UsageError("--fallback is the label for texts below --min-score; give --min-score too")
     predictor = load_engine(model_dir, engine, device, batch_size, threshold)
+    try:
+        check_abstain(min_score, fallback, predictor.multi_label)
+    except ConfigError as exc:
+        message = str(exc).replace("min_score", "--min-score").replace("raise the threshold", "use --threshold")
+        raise UsageError(message) from None
     use_threads(predictor)
     if top_k is not None:
         top_k = min(top_k, len(predictor.labels))
@@ -88,7 +111,7 @@ def predict(
     texts = iter_texts(files, input_format, text_column, trained_column, binary_ok)
     out = sys.stdout
     try:
-        for chunk in predictor.stream(texts):
+        for chunk in predictor.stream(texts, min_score=min_score, fallback=fallback):
             out.write("".join(format_prediction(p, fmt, top_k) + "\n" for p in chunk))
             out.flush()
     except BrokenPipeError:

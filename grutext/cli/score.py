@@ -27,6 +27,11 @@ from grutext.config import INFER_BATCH_SIZE
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
     help="Multi-label: use this decision threshold instead of the tuned ones.",
 )
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0, 1),
+    help="Also show the coverage and accuracy of `predict --min-score` at this value (beside a few standard ones).",
+)
 @engine_option
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object on stdout.")
 @handle_errors
@@ -36,6 +41,7 @@ def evaluate(
     split: str | None,
     batch_size: int,
     threshold: float | None,
+    min_score: float | None,
     engine: str,
     as_json: bool,
     **opts: Any,
@@ -62,7 +68,7 @@ def evaluate(
     if Path(dataset).is_file():  # a single file is scored whole, whatever split its name implies
         name = split_of(Path(dataset)) or "all"
         title = dataset
-    metrics = run_evaluate(model, chosen)
+    metrics = run_evaluate(model, chosen, min_score)
     if as_json:
         click.echo(json.dumps({"split": name, **metrics}, ensure_ascii=False))
     else:
@@ -77,6 +83,8 @@ def render_metrics(console: Any, metrics: dict[str, Any], title: str) -> None:
     extra = ""
     if "subset_accuracy" in metrics:
         extra = f", subset accuracy {metrics['subset_accuracy']:.4f}, Hamming loss {metrics['hamming_loss']:.4f}"
+    if "ece" in metrics:
+        extra += f", ECE {metrics['ece']:.4f}, NLL {metrics['nll']:.4f}"
     console.print(f"{title}: {metrics['n']} texts, {headline(metrics)}{extra}", markup=False, soft_wrap=True)
     per_class = Table(title="per class")
     for column in ("label", "precision", "recall", "F1", "support"):
@@ -94,6 +102,14 @@ def render_metrics(console: Any, metrics: dict[str, Any], title: str) -> None:
         for label, row in zip(labels, metrics["confusion_matrix"], strict=True):
             matrix.add_row(escape(label), *(str(v) for v in row))
         console.print(matrix)
+    if metrics.get("abstaining"):
+        sure = Table(title="answering only when sure (predict --min-score)")
+        for column in ("--min-score", "texts answered", "accuracy on them"):
+            sure.add_column(column, justify="right")
+        for row in metrics["abstaining"]:
+            accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.4f}"
+            sure.add_row(f"{row['min_score']:g}", f"{row['coverage']:.1%}", accuracy)
+        console.print(sure)
 
 
 @cli.command()
