@@ -144,7 +144,16 @@ class SingleLabel(Head):
     def _loss(
         self, logits: torch.Tensor, target: torch.Tensor, w: torch.Tensor | None, smoothing: float, reduction: str
     ) -> torch.Tensor:
-        return nn.functional.cross_entropy(logits, target, weight=w, label_smoothing=smoothing, reduction=reduction)
+        if w is None or not smoothing:
+            return nn.functional.cross_entropy(logits, target, weight=w, label_smoothing=smoothing, reduction=reduction)
+        # Each row weighted by its own class's weight. torch weights the smoothing term's classes instead (each
+        # class's share of every row's loss by that class's weight), which pulls every row towards the heavy
+        # classes: on sms_spam, balanced weights then cost spam precision (0.91 against 0.99 unweighted).
+        rows = w[target]
+        per_row = rows * nn.functional.cross_entropy(logits, target, label_smoothing=smoothing, reduction="none")
+        if reduction == "none":
+            return per_row
+        return per_row.sum() if reduction == "sum" else per_row.sum() / rows.sum()
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits.float() / self.temperature, dim=1)

@@ -179,6 +179,31 @@ def test_class_weights_change_the_loss_as_specified(tmp_path: Path) -> None:
     assert none.weight is None and float(none.loss(logits, mixed)) == pytest.approx(float(per_row.mean()))
 
 
+def test_label_smoothing_weights_each_row_by_its_own_class() -> None:
+    """With smoothing, a row's loss is scaled by its own class's weight only: a heavy class must not pull the
+    other classes' rows towards itself (torch's weighted smoothing does, and cost sms_spam's spam precision)."""
+    from grutext.head import make_head
+
+    head = make_head(["common", "rare"], False)
+    logits = torch.tensor([[2.0, 0.0], [0.5, 1.0], [1.0, 0.2]], requires_grad=True)
+    target = torch.tensor([0, 1, 0])
+    plain = torch.nn.functional.cross_entropy(logits, target, label_smoothing=0.1, reduction="none")
+    for rare_weight in (1.0, 4.0, 20.0):
+        w = torch.tensor([1.0, rare_weight])
+        rows = head.loss(logits, target, w, smoothing=0.1, reduction="none")
+        torch.testing.assert_close(rows, plain * w[target])  # the common rows' loss ignores the rare weight
+        expected = (plain * w[target]).sum() / w[target].sum()
+        torch.testing.assert_close(head.loss(logits, target, w, smoothing=0.1), expected)
+        torch.testing.assert_close(
+            head.loss(logits, target, w, smoothing=0.1, reduction="sum"), (plain * w[target]).sum()
+        )
+    # without smoothing it is torch's weighted cross-entropy, unchanged
+    w = torch.tensor([1.0, 4.0])
+    torch.testing.assert_close(
+        head.loss(logits, target, w), torch.nn.functional.cross_entropy(logits, target, weight=w)
+    )
+
+
 def test_multilabel_positive_weights(tmp_path: Path) -> None:
     data = training_splits(load_labelled(str(write_jsonl(tmp_path / "a.jsonl", multilabel_rows(100, 5)))), 0.1, 0)
     labels = data.label_names()
