@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from grutext.api import Classifier
+    from grutext.auditing import AuditResult
 
 
 def load(path: str | Path, device: str = "cpu", threshold: float | None = None) -> Classifier:
@@ -45,4 +46,13 @@ def pretrain(texts: Sequence[str | Path], output: str | Path, **options: Any) ->
     return pretrain_model(texts, output, **options)
 
 
-__all__ = ["__version__", "load", "pretrain", "train"]
+def audit(data: str | Path, folds: int = 5, split: str | None = None, **options: Any) -> AuditResult:
+    """Rows of `data` (any DATASET form) whose label is likely wrong, as `grutext audit` finds them: `folds`
+    models at the settings `options` names (as train's flags), then confident learning. `.suspects` holds
+    them, the most suspect first."""
+    from grutext.auditing import audit as run
+
+    return run(str(data), options, folds=folds, split=split)
+
+
+__all__ = ["__version__", "audit", "load", "pretrain", "train"]

@@ -16,6 +16,7 @@ imported here only, so no other command pays for it.
 from __future__ import annotations
 
 import html
+import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from grutext.errors import DataError
 
 CALIBRATION_BINS = BINS  # as evaluate counts ECE (grutext.calibration)
 MISTAKES_SHOWN = 12
+AUDIT_SHOWN = 100  # suspect rows listed in the report's audit section
 LABELS_NAMED = 6  # label_f1.png lists this many of the weakest labels by name
 DPI = 110
 # The page is 1,200 px wide: charts at most this wide (inches, at DPI) show at their natural size, so their
@@ -365,8 +367,37 @@ def _mistakes(ev: Evaluation, labels: list[str], decision: Any) -> list[dict[str
     ]
 
 
-def write_report(model: Any, info: dict[str, Any], stored: dict[str, Any], out: Path, ev: Evaluation | None) -> Path:
-    """Draw the charts and write OUT/index.html. `stored` is the checkpoint's metrics.json."""
+def read_audit(path: Path) -> list[dict[str, Any]]:
+    """The rows `grutext audit --format jsonl` wrote, for the report's section; a file of anything else is a
+    DataError naming the line."""
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}; pass the output of `grutext audit --format jsonl`") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict) or not {"row", "text", "suggested", "score"} <= set(row):
+            raise DataError(f"{path}, line {number}: not a row of `grutext audit --format jsonl`")
+        rows.append(row)
+    return rows
+
+
+def write_report(
+    model: Any,
+    info: dict[str, Any],
+    stored: dict[str, Any],
+    out: Path,
+    ev: Evaluation | None,
+    audit: list[dict[str, Any]] | None = None,
+) -> Path:
+    """Draw the charts and write OUT/index.html. `stored` is the checkpoint's metrics.json; `audit` the rows
+    `grutext audit` flagged, for a section of their own."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -413,9 +444,13 @@ def write_report(model: Any, info: dict[str, Any], stored: dict[str, Any], out: 
         if not multi:
             charts.append(Chart("Answering only when sure", coverage_chart(ev.probs, ev.truth, out)))
         mistakes = _mistakes(ev, ev.head.labels, ev.head.decision)
-    page = _page(info, ev, charts, ece, mistakes, ece_before)
+    page = _page(info, ev, charts, ece, mistakes, ece_before, audit)
     (out / "index.html").write_text(page, encoding="utf-8")
     return out / "index.html"
+
+
+def _joined(value: Any) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
@@ -430,6 +465,7 @@ def _page(
     ece: float | None,
     mistakes: list[dict[str, Any]],
     ece_before: float | None = None,
+    audit: list[dict[str, Any]] | None = None,
 ) -> str:
     m, t = info["model"], info["tokenizer"]
     scores = [
@@ -486,6 +522,21 @@ def _page(
         if mistakes
         else ""
     )
+    audit_html = ""
+    if audit is not None:
+        shown = "".join(
+            f"<tr><td>{int(r['row'])}</td><td>{html.escape(str(r['text'])[:300])}</td>"
+            f"<td>{html.escape(_joined(r.get('label', r.get('labels'))))}</td>"
+            f"<td>{html.escape(_joined(r['suggested']))}</td><td>{float(r['score']):.3f}</td></tr>"
+            for r in audit[:AUDIT_SHOWN]
+        )
+        more = f" (the first {AUDIT_SHOWN} shown)" if len(audit) > AUDIT_SHOWN else ""
+        audit_html = (
+            f"<h2>Suspect labels</h2><p>{len(audit)} training rows whose label the out-of-sample models confidently "
+            f"put elsewhere (grutext audit: k-fold confident learning), the most suspect first{more}.</p>"
+            "<table class='mistakes'><tr><th>row</th><th>text</th><th>given</th><th>suggested</th><th>score</th></tr>"
+            f"{shown}</table>"
+        )
     title = html.escape(f"grutext report: {info['path']}")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -506,5 +557,6 @@ table.mistakes td:first-child {{ max-width: 600px; }}
 <h2>Model and data</h2>{_table(settings)}
 <h2>Charts</h2>{figures}
 {mistakes_html}
+{audit_html}
 </body></html>
 """

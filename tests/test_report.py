@@ -203,3 +203,20 @@ def test_the_page_renders_with_its_charts_in_a_browser(trained: Path, split_dir:
     # load shows none of it.
     blue = np.abs(pixels - np.array([0x1F, 0x77, 0xB4]) / 255).max(axis=-1) < 0.06
     assert blue.sum() > 2000
+
+
+def test_report_lists_the_suspect_labels_of_an_audit(trained: Path, tmp_path: Path) -> None:
+    audit = tmp_path / "suspects.jsonl"
+    rows = [
+        {"row": 7, "text": "a <b>superb</b> film", "label": "neg", "suggested": "pos", "score": 0.93},
+        {"row": 2, "text": "dull", "label": "pos", "suggested": "neg", "score": 0.61},
+    ]
+    audit.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "r"
+    report("-m", str(trained), "-o", str(out), "--audit", str(audit))
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "Suspect labels" in page and "2 training rows" in page
+    assert "&lt;b&gt;superb&lt;/b&gt;" in page and "<b>superb" not in page  # the text is escaped
+    audit.write_text('{"row": 1}\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["report", "-m", str(trained), "-o", str(out), "--audit", str(audit)])
+    assert result.exit_code == 1 and "line 1: not a row of `grutext audit --format jsonl`" in result.stderr

@@ -105,3 +105,17 @@ def test_the_timeout_stops_a_running_trial_and_keeps_the_best_finished_one(split
     states = [t["state"] for t in result.trials]
     assert states == ["complete", "out of time"]  # optuna's own clock had not run out: trial 1 started
     assert result.trials[0].get("defaults") is True and set(seen) == {0} and result.best_score > 0
+
+
+def test_small_data_scores_each_trial_on_three_carves(tmp_path: Path) -> None:
+    from grutext.tune import tune
+    from tests.conftest import sentiment_rows, write_jsonl
+
+    data = write_jsonl(tmp_path / "reviews.jsonl", sentiment_rows(200, seed=5))  # no validation split of its own
+    result = tune(str(data), tmp_path / "t", trials=2, fixed={"epochs": 2, "vocab_size": 200})
+    for trial in result.trials:
+        if trial["state"] == "complete":
+            assert len(trial["scores"]) == 3 and trial["score"] == sum(trial["scores"]) / 3
+    assert not list(tmp_path.glob(".tune-*"))
+    one = tune(str(data), tmp_path / "one", trials=1, fixed={"epochs": 2, "vocab_size": 200}, carves=1)
+    assert "scores" not in one.trials[0] and one.trials[0]["score"] == result.trials[0]["scores"][0]

@@ -121,10 +121,24 @@ def render_metrics(console: Any, metrics: dict[str, Any], title: str) -> None:
     "--output", "-o", required=True, type=click.Path(path_type=Path), help="Folder for index.html and charts."
 )
 @click.option("--split", help="Split of DATASET to score (default: test, or the only split there is).")
+@click.option(
+    "--audit",
+    "audit_file",
+    type=click.Path(path_type=Path),
+    help="Add a section listing the suspect labels `grutext audit --format jsonl` wrote to this file.",
+)
 @data_options
 @engine_option
 @handle_errors
-def report(model_dir: Path, dataset: str | None, output: Path, split: str | None, engine: str, **opts: Any) -> None:
+def report(
+    model_dir: Path,
+    dataset: str | None,
+    output: Path,
+    split: str | None,
+    audit_file: Path | None,
+    engine: str,
+    **opts: Any,
+) -> None:
     """Write an HTML report with charts: learning curves, confusion matrix, per-class scores, calibration.
 
     Without DATASET it shows what the checkpoint holds (curves, the test scores stored at training); with
@@ -135,10 +149,12 @@ def report(model_dir: Path, dataset: str | None, output: Path, split: str | None
     Examples:
       grutext report --model models/bbc data/bbc --output reports/bbc
       grutext report -m models/bbc -o reports/bbc-stored
+      grutext audit data/bbc --format jsonl > suspects.jsonl && grutext report -m models/bbc --audit suspects.jsonl -o r
     """
     from grutext.engine import load_engine
-    from grutext.report import evaluate_split, write_report
+    from grutext.report import evaluate_split, read_audit, write_report
 
+    audit = read_audit(audit_file) if audit_file is not None else None
     model = load_engine(model_dir, engine)
     use_threads(model)
     evaluation = None
@@ -147,5 +163,5 @@ def report(model_dir: Path, dataset: str | None, output: Path, split: str | None
 
         name, chosen = pick_split(load_labelled(dataset, **opts), split)
         evaluation = evaluate_split(model, chosen, f"{dataset} [{name}]")
-    page = write_report(model, model.info(), model.metrics, output, evaluation)
+    page = write_report(model, model.info(), model.metrics, output, evaluation, audit)
     click.echo(f"wrote {page}", err=True)

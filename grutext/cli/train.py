@@ -7,13 +7,14 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from grutext.cli import options
-from grutext.cli.common import cli, data_options, handle_errors, headline, stderr_console
+from grutext.cli.common import F, cli, data_options, handle_errors, headline, quiet_exit, stderr_console
 from grutext.errors import interrupt_code
 
 
@@ -254,6 +255,25 @@ class TrainReporter:
 # ---------------------------------------------------------------------------------------------- tune
 
 
+def settings_options(set_help: str, seed_help: str) -> Callable[[F], F]:
+    """The data options, --vectors, --set KEY=VALUE and --seed: how tune and audit take train's settings."""
+
+    def apply(func: F) -> F:
+        for option in reversed(
+            [
+                click.option(
+                    "--vectors", type=click.Path(path_type=str), default=None, help="Pretrained vectors, as for train."
+                ),
+                click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help=set_help),
+                click.option("--seed", type=click.IntRange(min=0), default=13, show_default=True, help=seed_help),
+            ]
+        ):
+            func = option(func)
+        return data_options(func)
+
+    return apply
+
+
 @cli.command()
 @click.argument("dataset")
 @click.option("--output", "-o", required=True, type=click.Path(path_type=Path), help="Checkpoint directory to write.")
@@ -263,18 +283,19 @@ class TrainReporter:
     type=click.FloatRange(min=0, min_open=True),
     default=10.0,
     show_default=True,
-    help="Minutes to search; the trial running then finishes.",
+    help="Minutes to search; a trial still running then stops, unkept.",
 )
-@data_options
-@click.option("--vectors", type=click.Path(path_type=str), default=None, help="Pretrained vectors, as for train.")
+@settings_options(
+    "Fix a train setting instead of searching it (named like its flag: --set epochs=10 --set tokenizer=bpe).",
+    "Seed of the search and runs.",
+)
 @click.option(
-    "--set",
-    "settings",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Fix a train setting instead of searching it (named like its flag: --set epochs=10 --set tokenizer=bpe).",
+    "--carves",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Score each trial as the mean over this many carves of train into train and validation (default: 3 "
+    "under 20,000 training rows without a validation split, else 1).",
 )
-@click.option("--seed", type=click.IntRange(min=0), default=13, show_default=True, help="Seed of the search and runs.")
 @click.option("--overwrite", is_flag=True, help="Replace --output if it exists and is not empty.")
 @click.option("--json", "as_json", is_flag=True, help="Print the best trial as one JSON object on stdout.")
 @handle_errors
@@ -286,6 +307,7 @@ def tune(
     vectors: str | None,
     settings: tuple[str, ...],
     seed: int,
+    carves: int | None,
     overwrite: bool,
     as_json: bool,
     **opts: Any,
@@ -304,16 +326,7 @@ def tune(
     """
     from grutext.tune import tune as run_tune
 
-    fixed: dict[str, Any] = {k: v for k, v in opts.items() if v is not None and not (k == "on_bad_row" and v == "fail")}
-    if opts.get("encoding") == "utf-8":
-        fixed.pop("encoding")
-    if vectors is not None:
-        fixed["vectors"] = vectors
-    for item in settings:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise click.UsageError(f"--set takes KEY=VALUE, got {item!r}")
-        fixed[key.strip().replace("-", "_")] = _parse_setting(value.strip())
+    fixed = _fixed_settings(opts, vectors, settings)
     console = stderr_console()
 
     def on_trial(done: Any) -> None:
@@ -341,7 +354,7 @@ def tune(
     try:
         result = run_tune(
             dataset, output, trials=trials, timeout=timeout * 60, seed=seed, fixed=fixed, overwrite=overwrite,
-            on_trial=on_trial, on_epoch=on_epoch,
+            on_trial=on_trial, on_epoch=on_epoch, carves=carves,
         )  # fmt: skip
     except Interrupted as exc:
         click.echo(str(exc), err=True)
@@ -349,6 +362,106 @@ def tune(
     console.print(f"kept trial with validation {result.best_score:.4f} in {result.path}", markup=False)
     if as_json:
         click.echo(json.dumps({"path": str(result.path), "score": result.best_score, "params": result.best_params}))
+
+
+def _fixed_settings(opts: dict[str, Any], vectors: str | None, settings: tuple[str, ...]) -> dict[str, Any]:
+    """The data options given, --vectors and each --set KEY=VALUE, named as train's flags name them."""
+    fixed: dict[str, Any] = {k: v for k, v in opts.items() if v is not None and not (k == "on_bad_row" and v == "fail")}
+    if opts.get("encoding") == "utf-8":
+        fixed.pop("encoding")
+    if vectors is not None:
+        fixed["vectors"] = vectors
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.UsageError(f"--set takes KEY=VALUE, got {item!r}")
+        fixed[key.strip().replace("-", "_")] = _parse_setting(value.strip())
+    return fixed
+
+
+# --------------------------------------------------------------------------------------------- audit
+
+
+@cli.command()
+@click.argument("dataset")
+@click.option("--split", help="Split to audit (default: train, or the only split there is).")
+@click.option(
+    "--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Models trained, each scoring one fold."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["tsv", "jsonl"]),
+    default="tsv",
+    show_default=True,
+    help="tsv: row, given label, suggested label, score, text; jsonl: one object per row.",
+)
+@settings_options(
+    "A train setting for the fold models (named like its flag: --set epochs=10).", "Seed of the folds and runs."
+)
+@handle_errors
+def audit(
+    dataset: str,
+    split: str | None,
+    folds: int,
+    fmt: str,
+    vectors: str | None,
+    settings: tuple[str, ...],
+    seed: int,
+    **opts: Any,
+) -> None:
+    """List the rows of DATASET whose label is likely wrong, the most suspect first.
+
+    Each of --folds models trains on the other folds at train's settings and scores its own fold, so every
+    row gets probabilities from a model that never saw it; confident learning (cleanlab) then flags the rows
+    whose given label the models confidently put elsewhere. One line per flagged row on stdout; progress and
+    a summary on stderr.
+
+    \b
+    Examples:
+      grutext audit data/reviews.csv > suspects.tsv
+      grutext audit data/tickets --folds 10 --format jsonl --set epochs=5 | head
+    """
+    from grutext.auditing import audit as run_audit
+
+    fixed = _fixed_settings(opts, vectors, settings)
+    fixed["seed"] = seed
+    console = stderr_console()
+
+    def on_fold(done: Any) -> None:
+        console.print(f"fold {done.fold}/{done.folds}: {done.rows:,} rows scored ({done.seconds:.0f}s)", markup=False)
+
+    def on_event(event: Any) -> None:
+        from grutext.events import EpochDone
+
+        if isinstance(event, EpochDone):
+            console.print(
+                f"  epoch {event.epoch}: validation {event.metric.replace('_f1', '-F1')} {event.val_score:.4f} "
+                f"({event.seconds:.0f}s)",
+                markup=False,
+            )
+
+    result = run_audit(dataset, fixed, folds=folds, split=split, on_fold=on_fold, on_event=on_event)
+    out = sys.stdout
+    try:
+        for s in result.suspects:
+            if fmt == "jsonl":
+                out.write(json.dumps(s.record(result.multi_label), ensure_ascii=False) + "\n")
+            else:
+                text = " ".join(s.text.split())  # one line, whatever the text holds
+                out.write(f"{s.row}\t{','.join(s.label)}\t{','.join(s.suggested)}\t{s.score:.4f}\t{text}\n")
+        out.flush()
+    except BrokenPipeError:
+        quiet_exit(0)
+    share = len(result.suspects) / max(result.rows, 1)
+    console.print(
+        f"{dataset} [{result.split}]: {result.rows:,} rows, {len(result.suspects):,} flagged ({share:.1%}) by "
+        f"{result.folds}-fold confident learning",
+        markup=False,
+        soft_wrap=True,
+    )
+    for pair, count in list(result.pairs.items())[:10]:
+        console.print(f"  {pair}: {count:,}", markup=False, soft_wrap=True)
 
 
 def _parse_setting(text: str) -> Any:

@@ -1,0 +1,175 @@
+"""Planted label noise (docs/experiments.md, "Finding mislabelled rows"): flip a share of the training labels at
+random (seeded), run `grutext audit` on the noisy rows, and measure
+
+  * the flagged rows' precision and recall against the flips,
+  * the test accuracy of a model trained (at defaults) on the clean rows, on the noisy rows, and on the noisy
+    rows minus the flagged ones, and how much of the accuracy the noise cost the cleaning wins back.
+
+    python bench/audit_noise.py --data DATA --datasets sst2,trec-like --seeds 0 --out audit.jsonl
+    python bench/audit_noise.py --out audit.jsonl --table
+
+sst2 is a sample of --rows training rows (10,000) from DATA/sst2 and its test split. trec-like is made here: six
+kinds of question (abbreviation, description, entity, human, location, number), as in TREC's coarse classes,
+written from templates and word lists, 4,000 for training and 1,000 for test. A flipped label is drawn
+uniformly from the other classes. Rows go to --out as JSON lines; a (dataset, seed) already there is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import read_split
+
+SUBJECTS = ["the eiffel tower", "mount everest", "the amazon river", "the great wall", "the moon landing",
+            "the printing press", "the telephone", "penicillin", "the roman empire", "jazz", "the internet",
+            "the olympic games", "the nile", "chess", "the violin", "the titanic", "photosynthesis", "gravity",
+            "the beatles", "the mona lisa", "the panama canal", "baseball", "the sahara", "democracy"]  # fmt: skip
+ACRONYMS = ["nasa", "nato", "unesco", "fbi", "dna", "laser", "radar", "scuba", "opec", "ibm", "bbc", "cpu",
+            "html", "aids", "unicef", "fifa", "gdp", "mri", "atm", "pin"]  # fmt: skip
+TEMPLATES: dict[str, list[str]] = {
+    "ABBR": ["what does {a} stand for ?", "what is the full form of {a} ?", "{a} is an abbreviation for what ?",
+             "what do the letters {a} mean ?", "what is {a} short for ?"],
+    "DESC": ["why did {s} become famous ?", "how does {s} work ?", "what is the meaning of {s} ?",
+             "how would you describe {s} ?", "what causes {s} to matter ?", "why is {s} important ?"],
+    "ENTY": ["what kind of animal lives near {s} ?", "what color is {s} ?", "what instrument is linked to {s} ?",
+             "what food is named after {s} ?", "what sport is played near {s} ?", "what disease was cured by {s} ?"],
+    "HUM": ["who invented {s} ?", "who discovered {s} ?", "who built {s} ?", "which person first described {s} ?",
+            "who was the leader behind {s} ?", "what group created {s} ?"],
+    "LOC": ["where is {s} ?", "in which country is {s} ?", "what city is closest to {s} ?",
+            "where can you find {s} ?", "on which continent is {s} ?", "what state holds {s} ?"],
+    "NUM": ["how many people visit {s} each year ?", "when was {s} built ?", "how old is {s} ?",
+            "how long is {s} ?", "in what year did {s} begin ?", "how much does {s} cost ?"],
+}  # fmt: skip
+
+
+def trec_like(n: int, seed: int) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        label = rng.choice(sorted(TEMPLATES))
+        template = rng.choice(TEMPLATES[label])
+        rows.append({"text": template.format(a=rng.choice(ACRONYMS), s=rng.choice(SUBJECTS)), "label": label})
+    return rows
+
+
+def load(data: Path | None, name: str, rows: int, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    if name == "trec-like":
+        return trec_like(4000, 1000 + seed), trec_like(1000, 2000 + seed)
+    assert data is not None
+    train, test = read_split(data / name, "train"), read_split(data / name, "test")
+    assert train is not None and test is not None
+    sample = random.Random(seed).sample(train, min(rows, len(train)))
+    return [{"text": r["text"], "label": str(r["label"])} for r in sample], test
+
+
+def flip(rows: list[dict[str, Any]], share: float, seed: int) -> tuple[list[dict[str, Any]], set[int]]:
+    rng = random.Random(10_000 + seed)
+    labels = sorted({r["label"] for r in rows})
+    flipped = set(rng.sample(range(len(rows)), int(share * len(rows))))
+    noisy = [dict(r) for r in rows]
+    for i in flipped:
+        noisy[i]["label"] = rng.choice([x for x in labels if x != rows[i]["label"]])
+    return noisy, {i + 1 for i in flipped}  # audit counts rows from 1
+
+
+def write(folder: Path, train: list[dict[str, Any]], test: list[dict[str, Any]]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in (("train", train), ("test", test)):
+        with open(folder / f"{name}.jsonl", "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps({"text": r["text"], "label": r["label"]}) + "\n" for r in rows)
+    return folder
+
+
+def grutext(*args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "grutext", *args], check=True, capture_output=True, text=True).stdout
+
+
+def test_accuracy(folder: Path, seed: int) -> float:
+    model = folder.parent / f"{folder.name}-model"
+    grutext("train", str(folder), "-o", str(model), "--seed", str(seed), "--overwrite")
+    return float(json.loads((model / "metrics.json").read_text())["test"]["accuracy"])
+
+
+def measure(data: Path | None, name: str, seed: int, share: float, rows: int, work: Path) -> dict[str, Any]:
+    train, test = load(data, name, rows, seed)
+    noisy, flipped = flip(train, share, seed)
+    base = work / f"{name}-{seed}"
+    clean_dir, noisy_dir = write(base / "clean", train, test), write(base / "noisy", noisy, test)
+    out = grutext("audit", str(noisy_dir / "train.jsonl"), "--format", "jsonl", "--seed", str(seed))
+    flagged = {json.loads(line)["row"] for line in out.splitlines()}
+    kept = [r for i, r in enumerate(noisy, 1) if i not in flagged]
+    cleaned_dir = write(base / "cleaned", kept, test)
+    hits = len(flagged & flipped)
+    clean, dirty, cleaned = (test_accuracy(d, seed) for d in (clean_dir, noisy_dir, cleaned_dir))
+    return {
+        "dataset": name,
+        "seed": seed,
+        "rows": len(train),
+        "flipped": len(flipped),
+        "flagged": len(flagged),
+        "precision": hits / max(len(flagged), 1),
+        "recall": hits / max(len(flipped), 1),
+        "clean": clean,
+        "noisy": dirty,
+        "cleaned": cleaned,
+        "recovered": (cleaned - dirty) / (clean - dirty) if clean != dirty else None,
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| set | seeds | rows | flipped | flagged | precision | recall | test: clean | noisy | noisy minus flagged "
+        "| share of the loss won back |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in dict.fromkeys(r["dataset"] for r in rows):
+        got = [r for r in rows if r["dataset"] == name]
+
+        def mean(key: str, got: list[dict[str, Any]] = got) -> float:
+            return statistics.mean(r[key] for r in got if r[key] is not None)
+
+        lines.append(
+            f"| {name} | {len(got)} | {got[0]['rows']:,} | {mean('flipped'):.0f} | {mean('flagged'):.0f} "
+            f"| {mean('precision'):.3f} | {mean('recall'):.3f} | {mean('clean'):.4f} | {mean('noisy'):.4f} "
+            f"| {mean('cleaned'):.4f} | {mean('recovered'):.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, help="folder of <name>/{train,test}.jsonl (not needed for trec-like)")
+    parser.add_argument("--datasets", default="sst2,trec-like")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--share", type=float, default=0.1, help="share of training labels flipped")
+    parser.add_argument("--rows", type=int, default=10_000, help="training rows sampled from a real set")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "grutext-audit-noise")
+    parser.add_argument("--out", type=Path, default=Path("audit_noise.jsonl"))
+    parser.add_argument("--table", action="store_true")
+    args = parser.parse_args()
+    rows = [json.loads(x) for x in args.out.read_text().splitlines()] if args.out.is_file() else []
+    if not args.table:
+        done = {(r["dataset"], r["seed"]) for r in rows}
+        for name in args.datasets.split(","):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                if (name, seed) in done:
+                    continue
+                row = measure(args.data, name, seed, args.share, args.rows, args.work)
+                with open(args.out, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(row) + "\n")
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr)
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
