@@ -82,12 +82,13 @@ def tune(
     fixed: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     on_trial: Callable[[TrialDone], None] | None = None,
-    on_epoch: Callable[[int, Any], None] | None = None,
+    on_epoch: Callable[..., None] | None = None,
     carves: int | None = None,
 ) -> TuneResult:
     """Search SPACE (minus the `fixed` settings) for the best validation score, within `trials` trials and
     `timeout` seconds, and write the best model to `output`. `on_trial` hears of every finished trial, and
-    `on_epoch` of every epoch a trial ends (its number and grutext.events' EpochDone), so a search shows
+    `on_epoch` of every epoch a trial ends (its number and grutext.events' EpochDone; `carve=k` from the
+    second carve on), so a search shows
     progress long before a trial ends.
 
     Trial 0 is the defaults (with the `fixed` settings): the search keeps something else only when it beats
@@ -141,9 +142,14 @@ def tune(
                 if trial.should_prune():
                     raise _Pruned
 
-        def deadline_only(event: Any) -> None:
-            if isinstance(event, StepDone) and deadline is not None and time.perf_counter() > deadline:
-                raise _OutOfTime
+        def later_carve(k: int) -> Callable[[Any], None]:
+            def on_event(event: Any) -> None:  # no pruning: the first carve decided that
+                if isinstance(event, StepDone) and deadline is not None and time.perf_counter() > deadline:
+                    raise _OutOfTime
+                if isinstance(event, EpochDone) and on_epoch is not None:
+                    on_epoch(trial.number, event, carve=k + 1)
+
+            return on_event
 
         options = {"seed": seed, **fixed, **params}
         try:
@@ -174,7 +180,7 @@ def tune(
         try:  # the same settings on other carves of train into train and validation: less luck in the score
             for k in range(1, carves):
                 again = configs_from_options(data, {**options, "seed": seed + k})
-                extra = train(*again, folder.with_name(f"{folder.name}-carve-{k}"), on_event=deadline_only)
+                extra = train(*again, folder.with_name(f"{folder.name}-carve-{k}"), on_event=later_carve(k))
                 scores.append(_score(extra.metrics["validation"], metric))
                 shutil.rmtree(extra.path, ignore_errors=True)
         except (_OutOfTime, TrainingError, Interrupted) as exc:

@@ -112,7 +112,12 @@ def test_small_data_scores_each_trial_on_three_carves(tmp_path: Path) -> None:
     from tests.conftest import sentiment_rows, write_jsonl
 
     data = write_jsonl(tmp_path / "reviews.jsonl", sentiment_rows(200, seed=5))  # no validation split of its own
-    result = tune(str(data), tmp_path / "t", trials=2, fixed={"epochs": 2, "vocab_size": 200})
+    heard: list[tuple[int, int | None]] = []
+    result = tune(
+        str(data), tmp_path / "t", trials=2, fixed={"epochs": 2, "vocab_size": 200},
+        on_epoch=lambda number, event, carve=None: heard.append((number, carve)),
+    )  # fmt: skip
+    assert (0, None) in heard and (0, 2) in heard and (0, 3) in heard  # every carve's epochs are heard
     for trial in result.trials:
         if trial["state"] == "complete":
             assert len(trial["scores"]) == 3 and trial["score"] == sum(trial["scores"]) / 3

@@ -341,9 +341,10 @@ def tune(
             soft_wrap=True,
         )
 
-    def on_epoch(number: int, done: Any) -> None:
+    def on_epoch(number: int, done: Any, carve: int | None = None) -> None:
+        which = f"trial {number}" + (f" (carve {carve})" if carve else "")
         console.print(
-            f"trial {number}, epoch {done.epoch}: validation {done.metric.replace('_f1', '-F1')} "
+            f"{which}, epoch {done.epoch}: validation {done.metric.replace('_f1', '-F1')} "
             f"{done.val_score:.4f} ({done.seconds:.0f}s)",
             markup=False,
             soft_wrap=True,
