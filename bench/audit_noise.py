@@ -172,6 +172,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("audit_noise.jsonl"))
     parser.add_argument("--vectors", type=Path, help="pretrained vectors for the audit and the three models")
     parser.add_argument("--table", action="store_true")
+    parser.add_argument("--doc", type=Path, help="replace the table between the audit markers in this file")
     args = parser.parse_args()
     rows = [json.loads(x) for x in args.out.read_text().splitlines()] if args.out.is_file() else []
     if not args.table:
@@ -186,7 +187,13 @@ def main() -> None:
                     fh.write(json.dumps(row) + "\n")
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr)
-    print(table(rows))
+    text = table(rows)
+    print(text)
+    if args.doc:
+        doc = args.doc.read_text(encoding="utf-8")
+        start, end = "<!-- audit:start -->", "<!-- audit:end -->"
+        head, rest = doc.split(start, 1)
+        args.doc.write_text(f"{head}{start}\n{text}\n{end}{rest.split(end, 1)[1]}", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -284,7 +284,7 @@ def describe_language_model(meta: LanguageModelMeta) -> dict[str, Any]:
     }
 
 
-SCORE_KEYS = ("accuracy", "micro_f1", "macro_f1", "weighted_f1", "samples_f1", "subset_accuracy", "n")
+SCORE_KEYS = ("accuracy", "micro_f1", "macro_f1", "weighted_f1", "samples_f1", "subset_accuracy", "ece", "n")
 
 
 def parameter_count(path: Path) -> int:
@@ -319,6 +319,7 @@ def describe_meta(ckpt: Meta) -> dict[str, Any]:
         "scores": scores,
         "multi_label": ckpt.shape.multi_label,
         "decision": ckpt.config.get("decision"),
+        "calibration": ckpt.config.get("calibration", {"temperature": ckpt.temperature}),
         "best_epoch": ckpt.metrics.get("best_epoch"),
         "train_seconds": ckpt.metrics.get("train_seconds"),
     }

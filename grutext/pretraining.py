@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 from tokenizers import Tokenizer
 
@@ -77,20 +78,72 @@ def pretrain(
     seed_everything(cfg.seed)
 
     began = time.perf_counter()
-    scan: Scan | None = None
-    if cfg.streaming:
-        if rt.leader:
-            scan = scan_stream(sources, text_column, cfg.held_out, cfg.max_held_out, cfg.tokenizer_sample)
-        if rt.group is not None:
-            scan = rt.group.broadcast(scan)
-        assert scan is not None
-        corpus = Corpus(scan.sample, scan.held_out, list(sources), scan.read)
-        emit(events.CorpusRead(corpus.sources, scan.read, scan.texts, len(scan.held_out)))
-    else:
-        corpus = corpus or read_corpus(sources, text_column, cfg.held_out, cfg.max_held_out)
-        emit(events.CorpusRead(corpus.sources, corpus.read, len(corpus.train), len(corpus.held_out)))
+    corpus, scan = _read(sources, text_column, cfg, rt, emit, corpus)
     tokenizer, model_cfg, table = _tokenizer(corpus, tok_cfg, model_cfg, cfg, rt, output if resume else None, emit)
-    whole = dataclasses.replace(tok_cfg, max_length=MAX_LENGTH)  # a long text is read in windows, all of it
+    vocab = tokenizer.get_vocab_size()
+    data = _windows(corpus, scan, sources, text_column, tokenizer, tok_cfg, cfg, rt)
+    counts = data.counts
+    tokens, unknown = data.tokens, data.unknown
+    emit(events.TokenizerTrained(tok_cfg.kind, vocab, time.perf_counter() - began, data.mean_tokens, data.long_share))
+
+    model = prepare(_language_model(model_cfg, vocab, table, counts, tokens), rt.device, rt.backend)
+    runner = rt.wrap(model)
+    objective = LanguageObjective(model, counts, cfg.samples, data.held_out, rt.device)
+    total_steps = int(min(cfg.epochs * data.steps_per_epoch, cfg.max_steps or float("inf")))
+    optimizer = make_optimizer(
+        model,
+        rt.backend,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        grad_clip=cfg.grad_clip,
+        total_steps=total_steps,
+        warmup=cfg.warmup,
+    )
+    loop = LoopState(data_fingerprint="" if scan else corpus.fingerprint(), backend=rt.backend)
+    best_state = clone(model.state_dict())
+    if trainer_state is not None:
+        loop, best_state = _restored(trainer_state, loop, model, optimizer, rt, output)
+    emit(
+        events.ModelBuilt(
+            model.num_parameters(), str(rt.device), rt.backend, (loop.epoch, loop.step) if resume else None
+        )
+    )
+
+    sections = {
+        "pretrain": to_dict(cfg),
+        "corpus": {
+            "sources": corpus.sources, "texts_read": corpus.read, "texts": len(corpus.train),
+            "held_out_texts": len(corpus.held_out), "tokens": tokens, "windows": data.windows,
+            **({"streaming": True} if scan else {}), "unknown_tokens": round(unknown, 4),
+        },
+    }  # fmt: skip
+
+    write = _writer(output, model, tokenizer, tok_cfg, sections, rt, resume or overwrite)
+    max_seconds = None if cfg.max_minutes is None else cfg.max_minutes * 60
+    plan = Plan(cfg.epochs, cfg.patience, cfg.max_steps, cfg.lr, max_seconds)
+    with StopSignals() as stop, torch_threads(rt.device, rt.backend):
+        training = Training(runner, model, optimizer, data.source, objective, loop, best_state, plan)
+        stopped = fit_or_save(training, rt, emit, stop, write)
+    metrics = _metrics(loop, objective, stopped)
+    path = write(best_state, metrics, None)
+    emit(events.Finished(path, loop.best_epoch, stopped, metrics))
+    rt.close()
+    return events.TrainResult(path, metrics, [events.EpochDone(**h) for h in loop.history])
+
+
+def _windows(
+    corpus: Corpus,
+    scan: Scan | None,
+    sources: list[str],
+    text_column: str | None,
+    tokenizer: Tokenizer,
+    tok_cfg: TokenizerConfig,
+    cfg: PretrainConfig,
+    rt: Runtime,
+) -> Prepared:
+    """The corpus encoded whole (a long text is read in windows, all of it) and cut into training windows, in
+    memory or as a stream; refused when the tokenizer knows too little of it."""
+    whole = dataclasses.replace(tok_cfg, max_length=MAX_LENGTH)
 
     def encode_all(texts: list[str]) -> list[list[int]]:
         configure_truncation(tokenizer, whole)
@@ -113,58 +166,20 @@ def pretrain(
             "tokenizer trained on it; it holds too little text that repeats (every word needs two occurrences), or "
             "no words"
         )
-    counts = data.counts
-    tokens, unknown = data.tokens, data.unknown
-    emit(events.TokenizerTrained(tok_cfg.kind, vocab, time.perf_counter() - began, data.mean_tokens, data.long_share))
+    return data
 
-    model = LanguageModel(model_cfg, tokenizer.get_vocab_size())
-    with torch.no_grad():
-        if table is not None:
-            model.embedding.weight.copy_(torch.from_numpy(table))
-        # Each output word starts at its own frequency, as a unigram model would: the first steps need not
-        # spend themselves learning it.
-        model.output_bias.copy_(torch.log(torch.as_tensor(counts, dtype=torch.float32) + 1.0) - np.log(tokens))
-    model = prepare(model, rt.device, rt.backend)
-    runner = rt.wrap(model)
-    objective = LanguageObjective(model, counts, cfg.samples, data.held_out, rt.device)
-    total_steps = int(min(cfg.epochs * data.steps_per_epoch, cfg.max_steps or float("inf")))
-    optimizer = make_optimizer(
-        model,
-        rt.backend,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        grad_clip=cfg.grad_clip,
-        total_steps=total_steps,
-        warmup=cfg.warmup,
-    )
-    loop = LoopState(data_fingerprint="" if scan else corpus.fingerprint(), backend=rt.backend)
-    best_state = clone(model.state_dict())
-    if trainer_state is not None:
-        if trainer_state.loop.get("data_fingerprint") != loop.data_fingerprint:
-            raise ConfigError(
-                f"cannot resume {output}: the corpus changed since it was saved; restore it to resume, or start a "
-                "new run (another --output, or --overwrite)"
-            )
-        loop, best_state = restore(trainer_state, model, optimizer, rt.device, rt.group)
-    emit(
-        events.ModelBuilt(
-            model.num_parameters(), str(rt.device), rt.backend, (loop.epoch, loop.step) if resume else None
-        )
-    )
 
-    sections = {
-        "pretrain": to_dict(cfg),
-        "corpus": {
-            "sources": corpus.sources,
-            "texts_read": corpus.read,
-            "texts": len(corpus.train),
-            "held_out_texts": len(corpus.held_out),
-            "tokens": tokens,
-            "windows": data.windows,
-            **({"streaming": True} if scan else {}),
-            "unknown_tokens": round(unknown, 4),
-        },
-    }
+def _writer(
+    output: Path,
+    model: Any,
+    tokenizer: Tokenizer,
+    tok_cfg: TokenizerConfig,
+    sections: dict[str, Any],
+    rt: Runtime,
+    overwrite: bool,
+) -> Callable[[dict[str, torch.Tensor], dict[str, Any], TrainerState | None], Path]:
+    """How the loop saves: these weights, metrics and (when interrupted) the trainer's state, by the leader
+    alone, the other ranks waiting at a barrier."""
 
     def write(weights: dict[str, torch.Tensor], metrics: dict[str, Any], state: TrainerState | None) -> Path:
         model.load_state_dict(weights)
@@ -179,21 +194,71 @@ def pretrain(
             tokenizer_config=tok_cfg,
             sections=sections,
             metrics=metrics,
-            overwrite=resume or overwrite,
+            overwrite=overwrite,
             extra=(lambda root: write_trainer_state(root, state)) if state is not None else None,
         )
         if rt.group is not None:
             rt.group.barrier()
         return path
 
-    max_seconds = None if cfg.max_minutes is None else cfg.max_minutes * 60
-    plan = Plan(cfg.epochs, cfg.patience, cfg.max_steps, cfg.lr, max_seconds)
-    with StopSignals() as stop, torch_threads(rt.device, rt.backend):
-        training = Training(runner, model, optimizer, data.source, objective, loop, best_state, plan)
-        stopped = fit_or_save(training, rt, emit, stop, write)
+    return write
+
+
+def _read(
+    sources: list[str],
+    text_column: str | None,
+    cfg: PretrainConfig,
+    rt: Runtime,
+    emit: Callable[[events.Event], None],
+    corpus: Corpus | None,
+) -> tuple[Corpus, Scan | None]:
+    """The corpus: read into memory (or the one given), or, streaming, one scan by the leader for the
+    tokenizer's sample and the held-out texts, shared with the other ranks."""
+    if not cfg.streaming:
+        corpus = corpus or read_corpus(sources, text_column, cfg.held_out, cfg.max_held_out)
+        emit(events.CorpusRead(corpus.sources, corpus.read, len(corpus.train), len(corpus.held_out)))
+        return corpus, None
+    scan: Scan | None = None
+    if rt.leader:
+        scan = scan_stream(sources, text_column, cfg.held_out, cfg.max_held_out, cfg.tokenizer_sample)
+    if rt.group is not None:
+        scan = rt.group.broadcast(scan)
+    assert scan is not None
+    corpus = Corpus(scan.sample, scan.held_out, list(sources), scan.read)
+    emit(events.CorpusRead(corpus.sources, scan.read, scan.texts, len(scan.held_out)))
+    return corpus, scan
+
+
+def _language_model(
+    model_cfg: ModelConfig, vocab: int, table: npt.NDArray[np.float32] | None, counts: Any, tokens: int
+) -> LanguageModel:
+    """A new language model: its table from the vectors where given, and each output word starting at its own
+    frequency, as a unigram model would (the first steps need not spend themselves learning it)."""
+    model = LanguageModel(model_cfg, vocab)
+    with torch.no_grad():
+        if table is not None:
+            model.embedding.weight.copy_(torch.from_numpy(table))
+        model.output_bias.copy_(torch.log(torch.as_tensor(counts, dtype=torch.float32) + 1.0) - np.log(tokens))
+    return model
+
+
+def _restored(
+    state: TrainerState, loop: LoopState, model: Any, optimizer: Any, rt: Runtime, output: Path
+) -> tuple[LoopState, dict[str, torch.Tensor]]:
+    """An interrupted run's loop and weights, refused when the corpus changed since."""
+    if state.loop.get("data_fingerprint") != loop.data_fingerprint:
+        raise ConfigError(
+            f"cannot resume {output}: the corpus changed since it was saved; restore it to resume, or start a "
+            "new run (another --output, or --overwrite)"
+        )
+    return restore(state, model, optimizer, rt.device, rt.group)
+
+
+def _metrics(loop: LoopState, objective: LanguageObjective, stopped: str) -> dict[str, Any]:
+    """metrics.json: the kept epoch's held-out perplexity, the time and speed, the history."""
     seconds = sum(h["seconds"] for h in loop.history)
     best = loop.history[loop.best_epoch - 1] if loop.best_epoch else {"val_score": float("nan")}
-    metrics: dict[str, Any] = {
+    return {
         "perplexity": round(best["val_score"], 3),  # the held-out perplexity of the kept epoch
         "held_out_tokens": sum(len(r) for r in objective.held_out),
         "best_epoch": loop.best_epoch,
@@ -203,10 +268,6 @@ def pretrain(
         "tokens_per_s": round(sum(h["tokens_per_s"] * h["seconds"] for h in loop.history) / max(seconds, 1e-9), 1),
         "history": loop.history,
     }
-    path = write(best_state, metrics, None)
-    emit(events.Finished(path, loop.best_epoch, stopped, metrics))
-    rt.close()
-    return events.TrainResult(path, metrics, [events.EpochDone(**h) for h in loop.history])
 
 
 def _prepare_stream(

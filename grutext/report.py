@@ -449,6 +449,23 @@ def write_report(
     return out / "index.html"
 
 
+def _audit_section(audit: list[dict[str, Any]]) -> str:
+    """The rows `grutext audit` flagged, the most suspect first (texts escaped, the first AUDIT_SHOWN)."""
+    shown = "".join(
+        f"<tr><td>{int(r['row'])}</td><td>{html.escape(str(r['text'])[:300])}</td>"
+        f"<td>{html.escape(_joined(r.get('label', r.get('labels'))))}</td>"
+        f"<td>{html.escape(_joined(r['suggested']))}</td><td>{float(r['score']):.3f}</td></tr>"
+        for r in audit[:AUDIT_SHOWN]
+    )
+    more = f" (the first {AUDIT_SHOWN} shown)" if len(audit) > AUDIT_SHOWN else ""
+    return (
+        f"<h2>Suspect labels</h2><p>{len(audit)} training rows whose label the out-of-sample models confidently "
+        f"put elsewhere (grutext audit: k-fold confident learning), the most suspect first{more}.</p>"
+        "<table class='mistakes'><tr><th>row</th><th>text</th><th>given</th><th>suggested</th><th>score</th></tr>"
+        f"{shown}</table>"
+    )
+
+
 def _joined(value: Any) -> str:
     return ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
 
@@ -522,21 +539,7 @@ def _page(
         if mistakes
         else ""
     )
-    audit_html = ""
-    if audit is not None:
-        shown = "".join(
-            f"<tr><td>{int(r['row'])}</td><td>{html.escape(str(r['text'])[:300])}</td>"
-            f"<td>{html.escape(_joined(r.get('label', r.get('labels'))))}</td>"
-            f"<td>{html.escape(_joined(r['suggested']))}</td><td>{float(r['score']):.3f}</td></tr>"
-            for r in audit[:AUDIT_SHOWN]
-        )
-        more = f" (the first {AUDIT_SHOWN} shown)" if len(audit) > AUDIT_SHOWN else ""
-        audit_html = (
-            f"<h2>Suspect labels</h2><p>{len(audit)} training rows whose label the out-of-sample models confidently "
-            f"put elsewhere (grutext audit: k-fold confident learning), the most suspect first{more}.</p>"
-            "<table class='mistakes'><tr><th>row</th><th>text</th><th>given</th><th>suggested</th><th>score</th></tr>"
-            f"{shown}</table>"
-        )
+    audit_html = _audit_section(audit) if audit is not None else ""
     title = html.escape(f"grutext report: {info['path']}")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>

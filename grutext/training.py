@@ -142,29 +142,9 @@ def train_from(
 
     # ---- model, optimizer, schedule
     task = run.task
-    model = _classifier(model_cfg, tokenizer, run, vectors)
-    if begin is not None and trainer_state is None:
-        load_into(model, begin, run.labels)
-    model = prepare(model, rt.device, rt.backend)
-    runner = rt.wrap(model)
-    lr = cfg.resolved_lr(run.multi_label)
-    epochs, patience = cfg.resolved_schedule(encoded.steps_per_epoch)
-    plan = Plan(epochs, patience, cfg.max_steps, lr)
-    total_steps = int(min(epochs * encoded.steps_per_epoch, cfg.max_steps or float("inf")))
-    optimizer = make_optimizer(
-        model,
-        rt.backend,
-        lr=lr,
-        weight_decay=cfg.weight_decay,
-        grad_clip=cfg.grad_clip,
-        total_steps=total_steps,
-        warmup=cfg.warmup,
+    model, runner, optimizer, plan, loop, best_state = _model_and_optimizer(
+        model_cfg, cfg, tokenizer, run, vectors, encoded.steps_per_epoch, rt, begin, trainer_state, output
     )
-    loop = LoopState(data_fingerprint=run.fingerprint, backend=rt.backend)
-    best_state = clone(model.state_dict())
-    if trainer_state is not None:
-        _check_resumable(trainer_state, loop, output, rt)
-        loop, best_state = restore(trainer_state, model, optimizer, rt.device, rt.group)
     emit(ModelBuilt(model.num_parameters(), str(rt.device), rt.backend, (loop.epoch, loop.step) if resume else None))
 
     sections = _sections(cfg, run, plan, rt, vectors, saved)
@@ -185,21 +165,8 @@ def train_from(
     with StopSignals() as stop, torch_threads(rt.device, rt.backend):
         training = Training(runner, model, optimizer, encoded.source, objective, loop, best_state, plan)
         stopped = fit_or_save(training, rt, emit, stop, write, where)
-        # ---- final scores of the kept model; the test split is only reported, never used to choose
         model.load_state_dict(best_state)
-        # One temperature fitted on validation calibrates the probabilities (the labels stay as they are);
-        # multi-label thresholds are then tuned on the calibrated probabilities (objective.final).
-        sections["calibration"] = objective.calibrate()
-        metrics: dict[str, Any] = {
-            "best_epoch": loop.best_epoch,
-            "epochs_run": len(loop.history),
-            "stopped": stopped,
-            "train_seconds": round(sum(h["seconds"] for h in loop.history), 2),
-            "validation": objective.final(),
-        }
-        test = encoded.score_test(model)
-        if test is not None:
-            metrics["test"] = test
+        metrics = _final_scores(objective, sections, loop, stopped, lambda: encoded.score_test(model))
         if begin is not None and begin.labels:  # a classifier trained on: how it does on its old test split now
             previous = _previous_test(begin, model, tokenizer, tok_cfg, task, rt)
             if previous is not None:
@@ -209,6 +176,70 @@ def train_from(
     emit(Finished(path, loop.best_epoch, stopped, metrics))
     rt.close()
     return TrainResult(path, metrics, [EpochDone(**h) for h in loop.history])
+
+
+def _final_scores(
+    objective: ClassifierObjective,
+    sections: dict[str, Any],
+    loop: LoopState,
+    stopped: str,
+    score_test: Callable[[], dict[str, Any] | None],
+) -> dict[str, Any]:
+    """The kept model's scores; the test split is only reported, never used to choose. One temperature fitted
+    on validation first calibrates the probabilities (the labels stay as they are), and multi-label thresholds
+    are then tuned on the calibrated probabilities (objective.final)."""
+    sections["calibration"] = objective.calibrate()
+    metrics: dict[str, Any] = {
+        "best_epoch": loop.best_epoch,
+        "epochs_run": len(loop.history),
+        "stopped": stopped,
+        "train_seconds": round(sum(h["seconds"] for h in loop.history), 2),
+        "validation": objective.final(),
+    }
+    test = score_test()
+    if test is not None:
+        metrics["test"] = test
+    return metrics
+
+
+def _model_and_optimizer(
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    tokenizer: Tokenizer,
+    run: RunData,
+    vectors: Pretrained | None,
+    steps_per_epoch: int,
+    rt: Runtime,
+    begin: Start | None,
+    trainer_state: TrainerState | None,
+    output: Path,
+) -> tuple[GRUClassifier, Any, Any, Plan, LoopState, dict[str, torch.Tensor]]:
+    """The classifier (from `begin` where a run starts from a model), its runner, optimizer and schedule, and
+    the loop's state: fresh, or an interrupted run's restored."""
+    model = _classifier(model_cfg, tokenizer, run, vectors)
+    if begin is not None and trainer_state is None:
+        load_into(model, begin, run.labels)
+    model = prepare(model, rt.device, rt.backend)
+    runner = rt.wrap(model)
+    lr = cfg.resolved_lr(run.multi_label)
+    epochs, patience = cfg.resolved_schedule(steps_per_epoch)
+    plan = Plan(epochs, patience, cfg.max_steps, lr)
+    total_steps = int(min(epochs * steps_per_epoch, cfg.max_steps or float("inf")))
+    optimizer = make_optimizer(
+        model,
+        rt.backend,
+        lr=lr,
+        weight_decay=cfg.weight_decay,
+        grad_clip=cfg.grad_clip,
+        total_steps=total_steps,
+        warmup=cfg.warmup,
+    )
+    loop = LoopState(data_fingerprint=run.fingerprint, backend=rt.backend)
+    best_state = clone(model.state_dict())
+    if trainer_state is not None:
+        _check_resumable(trainer_state, loop, output, rt)
+        loop, best_state = restore(trainer_state, model, optimizer, rt.device, rt.group)
+    return model, runner, optimizer, plan, loop, best_state
 
 
 def _read_stream(

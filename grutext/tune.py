@@ -88,21 +88,16 @@ def tune(
     """Search SPACE (minus the `fixed` settings) for the best validation score, within `trials` trials and
     `timeout` seconds, and write the best model to `output`. `on_trial` hears of every finished trial, and
     `on_epoch` of every epoch a trial ends (its number and grutext.events' EpochDone; `carve=k` from the
-    second carve on), so a search shows
-    progress long before a trial ends.
+    second carve on), so a search shows progress long before a trial ends.
 
     Trial 0 is the defaults (with the `fixed` settings): the search keeps something else only when it beats
     them on validation. A trial's score is the mean validation score over `carves` carves of train into train
     and validation (other seeds); by default 3 where the data is small (under SMALL_DATA training rows and no
     validation split of its own), where one carve's best-of-N is mostly luck, else 1. The kept model is the
-    best trial's first carve. The timeout is the search's: a trial still running when it passes stops at its next
-    step, unkept, and the best finished trial is the result."""
-    import optuna
-
+    best trial's first carve. The timeout is the search's: a trial still running when it passes stops at its
+    next step, unkept, and the best finished trial is the result."""
     from grutext.checkpoint import check_output_dir
-    from grutext.events import EpochDone, StepDone
     from grutext.settings import configs_from_options
-    from grutext.training import train
 
     fixed = dict(fixed or {})
     check_output_dir(output, overwrite)
@@ -116,119 +111,144 @@ def tune(
     space = {k: v for k, v in SPACE.items() if k not in fixed}
     if not space:
         raise ConfigError("every tuned setting is fixed; leave at least one of " + ", ".join(SPACE))
-    study = _study(seed)
-    work = Path(tempfile.mkdtemp(prefix=".tune-", dir=output.absolute().parent))
-    records: list[dict[str, Any]] = []
-    best: dict[str, Any] = {}
-    stopped: list[Interrupted] = []  # a signal during a trial ends the search
-
     deadline = None if timeout is None else time.perf_counter() + timeout
-
-    def objective(trial: optuna.Trial) -> float:
-        defaults = trial.number == 0
-        params = {} if defaults else {name: _suggest(trial, name, *how) for name, how in space.items()}
-        folder = work / f"trial-{trial.number}"
-        start = time.perf_counter()
-        record: dict[str, Any] = {"trial": trial.number, "params": params}
-
-        def on_event(event: Any) -> None:
-            if isinstance(event, StepDone) and deadline is not None and time.perf_counter() > deadline:
-                raise _OutOfTime
-            if isinstance(event, EpochDone):
-                trial.report(event.val_score, event.epoch)
-                record["epochs"] = event.epoch
-                if on_epoch is not None:
-                    on_epoch(trial.number, event)
-                if trial.should_prune():
-                    raise _Pruned
-
-        def later_carve(k: int) -> Callable[[Any], None]:
-            def on_event(event: Any) -> None:  # no pruning: the first carve decided that
-                if isinstance(event, StepDone) and deadline is not None and time.perf_counter() > deadline:
-                    raise _OutOfTime
-                if isinstance(event, EpochDone) and on_epoch is not None:
-                    on_epoch(trial.number, event, carve=k + 1)
-
-            return on_event
-
-        options = {"seed": seed, **fixed, **params}
-        try:
-            spec, tok_cfg, model_cfg, cfg = configs_from_options(data, options)
-            result = train(spec, tok_cfg, model_cfg, cfg, folder, on_event=on_event)
-        except (_Pruned, _OutOfTime, TrainingError, Interrupted) as exc:
-            shutil.rmtree(folder, ignore_errors=True)
-            kinds = {_Pruned: "pruned", _OutOfTime: "out of time", TrainingError: "failed", Interrupted: "interrupted"}
-            state = kinds[type(exc)]
-            record.update(state=state, seconds=round(time.perf_counter() - start, 1))
-            if isinstance(exc, TrainingError):
-                record["error"] = str(exc)
-            records.append(record)
-            _report(on_trial, record, study)
-            if isinstance(exc, Interrupted):  # keep what the finished trials found
-                stopped.append(exc)
-            if isinstance(exc, (Interrupted, _OutOfTime)):
-                study.stop()
-            raise optuna.TrialPruned() from None
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        chosen_by = config["train"]
-        if defaults:  # the settings the defaults resolved to, in the search's terms
-            settled = {**config["train"], **config["model"]}
-            params = {name: config["train"].get(f"resolved_{name}", settled.get(name)) for name in space}
-            record.update(params=params, defaults=True)
-        metric = chosen_by["resolved_early_stop_metric"]
-        scores = [_score(result.metrics["validation"], metric)]
-        try:  # the same settings on other carves of train into train and validation: less luck in the score
-            for k in range(1, carves):
-                again = configs_from_options(data, {**options, "seed": seed + k})
-                extra = train(*again, folder.with_name(f"{folder.name}-carve-{k}"), on_event=later_carve(k))
-                scores.append(_score(extra.metrics["validation"], metric))
-                shutil.rmtree(extra.path, ignore_errors=True)
-        except (_OutOfTime, TrainingError, Interrupted) as exc:
-            shutil.rmtree(folder, ignore_errors=True)
-            for leftover in work.glob(f"{folder.name}-carve-*"):
-                shutil.rmtree(leftover, ignore_errors=True)
-            kinds = {_OutOfTime: "out of time", TrainingError: "failed", Interrupted: "interrupted"}
-            record.update(state=kinds[type(exc)], seconds=round(time.perf_counter() - start, 1))
-            records.append(record)
-            _report(on_trial, record, study)
-            if isinstance(exc, Interrupted):
-                stopped.append(exc)
-            if isinstance(exc, (Interrupted, _OutOfTime)):
-                study.stop()
-            raise optuna.TrialPruned() from None
-        score = sum(scores) / len(scores)
-        if carves > 1:
-            record["scores"] = scores
-        record.update(state="complete", score=score, seconds=round(time.perf_counter() - start, 1))
-        records.append(record)
-        if not best or score > best["score"]:
-            if best:
-                shutil.rmtree(best["folder"], ignore_errors=True)
-            best.update(score=score, folder=folder, params=params)
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
-        _report(on_trial, record, study, score)
-        return score
-
+    work = Path(tempfile.mkdtemp(prefix=".tune-", dir=output.absolute().parent))
+    search = _Search(data, fixed, space, seed, carves, deadline, work, _study(seed), on_trial, on_epoch)
     try:
-        study.optimize(objective, n_trials=trials, timeout=timeout, catch=())
-        if not best:
-            if stopped:
-                raise stopped[0]
+        search.study.optimize(search.objective, n_trials=trials, timeout=timeout, catch=())
+        if not search.best:
+            if search.stopped:
+                raise search.stopped[0]
             raise ConfigError(
                 "no trial finished (all were pruned or failed, or the time ran out before the first, at the "
                 "defaults, ended); give tune more --timeout"
             )
-        _keep(Path(best["folder"]), best, records, output)
+        _keep(Path(search.best["folder"]), search.best, search.records, output)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if stopped:
+    best, records = search.best, search.records
+    if search.stopped:
         raise Interrupted(
-            f"{signal.Signals(stopped[0].signum).name}: the search stopped after {len(records)} trial(s); kept the "
-            f"best so far (validation {best['score']:.4f}) in {output}",
-            stopped[0].signum,
+            f"{signal.Signals(search.stopped[0].signum).name}: the search stopped after {len(records)} trial(s); "
+            f"kept the best so far (validation {best['score']:.4f}) in {output}",
+            search.stopped[0].signum,
         )
     return TuneResult(output, best["score"], best["params"], records)
+
+
+@dataclass
+class _Search:
+    """One search's trials: each a training run (on `carves` carves), its record, and the best so far."""
+
+    data: str
+    fixed: dict[str, Any]
+    space: dict[str, tuple[str, Any]]
+    seed: int
+    carves: int
+    deadline: float | None
+    work: Path
+    study: Any
+    on_trial: Callable[[TrialDone], None] | None
+    on_epoch: Callable[..., None] | None
+    records: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=dict)
+    stopped: list[Interrupted] = field(default_factory=list)  # a signal during a trial ends the search
+
+    def objective(self, trial: Any) -> float:
+        from grutext.settings import configs_from_options
+        from grutext.training import train
+
+        defaults = trial.number == 0
+        params = {} if defaults else {name: _suggest(trial, name, *how) for name, how in self.space.items()}
+        folder = self.work / f"trial-{trial.number}"
+        start = time.perf_counter()
+        record: dict[str, Any] = {"trial": trial.number, "params": params}
+        options = {"seed": self.seed, **self.fixed, **params}
+        try:
+            result = train(*configs_from_options(self.data, options), folder, on_event=self._first(trial, record))
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            metric = config["train"]["resolved_early_stop_metric"]
+            scores = [_score(result.metrics["validation"], metric)]
+            for k in range(1, self.carves):  # the same settings on other carves: less luck in the score
+                again = configs_from_options(self.data, {**options, "seed": self.seed + k})
+                extra = train(*again, folder.with_name(f"{folder.name}-carve-{k}"), on_event=self._later(trial, k))
+                scores.append(_score(extra.metrics["validation"], metric))
+                shutil.rmtree(extra.path, ignore_errors=True)
+        except (_Pruned, _OutOfTime, TrainingError, Interrupted) as exc:
+            self._failed(exc, folder, record, start)
+            raise self._pruned() from None
+        if defaults:  # the settings the defaults resolved to, in the search's terms
+            settled = {**config["train"], **config["model"]}
+            params = {name: config["train"].get(f"resolved_{name}", settled.get(name)) for name in self.space}
+            record.update(params=params, defaults=True)
+        score = sum(scores) / len(scores)
+        if self.carves > 1:
+            record["scores"] = scores
+        record.update(state="complete", score=score, seconds=round(time.perf_counter() - start, 1))
+        self.records.append(record)
+        if not self.best or score > self.best["score"]:
+            if self.best:
+                shutil.rmtree(self.best["folder"], ignore_errors=True)
+            self.best.update(score=score, folder=folder, params=params)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+        _report(self.on_trial, record, self.study, score)
+        return score
+
+    def _out_of_time(self, event: Any) -> None:
+        from grutext.events import StepDone
+
+        if isinstance(event, StepDone) and self.deadline is not None and time.perf_counter() > self.deadline:
+            raise _OutOfTime
+
+    def _first(self, trial: Any, record: dict[str, Any]) -> Callable[[Any], None]:
+        """The first carve's events: the pruner hears every epoch's validation score."""
+        from grutext.events import EpochDone
+
+        def on_event(event: Any) -> None:
+            self._out_of_time(event)
+            if isinstance(event, EpochDone):
+                trial.report(event.val_score, event.epoch)
+                record["epochs"] = event.epoch
+                if self.on_epoch is not None:
+                    self.on_epoch(trial.number, event)
+                if trial.should_prune():
+                    raise _Pruned
+
+        return on_event
+
+    def _later(self, trial: Any, k: int) -> Callable[[Any], None]:
+        """A later carve's events: no pruning (the first carve decided that), progress only."""
+        from grutext.events import EpochDone
+
+        def on_event(event: Any) -> None:
+            self._out_of_time(event)
+            if isinstance(event, EpochDone) and self.on_epoch is not None:
+                self.on_epoch(trial.number, event, carve=k + 1)
+
+        return on_event
+
+    def _failed(self, exc: Exception, folder: Path, record: dict[str, Any], start: float) -> None:
+        """A trial that did not finish: its folders go, its record says why; a signal or the clock ends the
+        search, keeping what the finished trials found."""
+        for leftover in [folder, *self.work.glob(f"{folder.name}-carve-*")]:
+            shutil.rmtree(leftover, ignore_errors=True)
+        kinds = {_Pruned: "pruned", _OutOfTime: "out of time", TrainingError: "failed", Interrupted: "interrupted"}
+        record.update(state=kinds[type(exc)], seconds=round(time.perf_counter() - start, 1))
+        if isinstance(exc, TrainingError):
+            record["error"] = str(exc)
+        self.records.append(record)
+        _report(self.on_trial, record, self.study)
+        if isinstance(exc, Interrupted):
+            self.stopped.append(exc)
+        if isinstance(exc, (Interrupted, _OutOfTime)):
+            self.study.stop()
+
+    @staticmethod
+    def _pruned() -> Exception:
+        import optuna
+
+        return optuna.TrialPruned()
 
 
 def _carves_for(spec: Any, cfg: Any) -> int:

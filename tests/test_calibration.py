@@ -96,3 +96,11 @@ def test_evaluate_json_reports_ece_and_nll(trained: Path, split_dir: Path) -> No
     assert out.exit_code == 0, out.output
     metrics = json.loads(out.stdout)
     assert 0 <= metrics["ece"] <= 1 and metrics["nll"] > 0
+
+
+def test_info_shows_the_temperature(trained: Path) -> None:
+    described = json.loads(CliRunner().invoke(cli, ["info", "-m", str(trained), "--json"]).stdout)
+    config = json.loads((trained / "config.json").read_text())
+    assert described["calibration"] == config["calibration"] and "ece" in described["scores"]["test"]
+    shown = CliRunner().invoke(cli, ["info", "-m", str(trained)]).output
+    assert f"temperature {config['calibration']['temperature']:g}" in shown

@@ -110,6 +110,16 @@ def info(model_dir: Path, as_json: bool) -> None:
         rows.append(
             ("multi-label", f"sigmoid outputs, {when}" + (", at least one label" if d.get("at_least_one") else ""))
         )
+    calibration = described["calibration"]
+    if calibration.get("validation"):
+        v = calibration["validation"]
+        rows.append(
+            (
+                "calibration",
+                f"temperature {calibration['temperature']:g} (validation ECE {v['ece_before']:.4f} -> "
+                f"{v['ece_after']:.4f}, NLL {v['nll_before']:.4f} -> {v['nll_after']:.4f})",
+            )
+        )
     for split, scores in described["scores"].items():
         rows.append(
             (
