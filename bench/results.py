@@ -2,6 +2,7 @@
 fastText, same splits, same machine.
 
     python bench/results.py --data DATA --datasets bbc,sst2,mr --doc docs/results.md
+    python bench/results.py --data DATA --datasets mpqa,mr --seeds 13,14,15 --no-vectors   # mean ± spread
 
 For each dataset folder (train/validation/test jsonl) it runs `grutext train DIR --output ... --json` as a
 user would (wall time measured around the whole command), and, when the `fasttext` package is installed
@@ -19,6 +20,7 @@ import argparse
 import gzip
 import json
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -154,13 +156,41 @@ def _cells(r: dict[str, Any], main: str) -> str:
     if not r:
         return "- | - | -"
     time = f"{r['wall_seconds'] / 60:.1f} min ({r['epochs_run']}, {r['best_epoch']})"
-    return f"{r[main]:.4f} | {r['macro_f1']:.4f} | {time}"
+    spread = f" ± {r[main + '_sd']:.4f}" if f"{main}_sd" in r else ""
+    return f"{r[main]:.4f}{spread} | {r['macro_f1']:.4f} | {time}"
 
 
 VECTORS = {"en": "vectors/glove.6B.50d.100k.txt.gz", "zh": "vectors/synonyms.zh.wiki.w2v.100d.100k.txt.gz"}
 
 
+def _mean_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A dataset's rows over seeds as one: each score's mean (and its spread across seeds, "key_sd"), times and
+    epochs averaged; fastText (deterministic on one thread) from the first row."""
+    if len(rows) == 1:
+        return rows[0]
+    out: dict[str, Any] = {"dataset": rows[0]["dataset"], "seeds": [r.get("seed", 13) for r in rows]}
+    for arm in ("grutext", "vectors"):
+        got = [r[arm] for r in rows if r.get(arm)]
+        if not got:
+            continue
+        merged: dict[str, Any] = {}
+        for key in got[0]:
+            values = [g[key] for g in got]
+            if isinstance(values[0], (int, float)) and not isinstance(values[0], bool):
+                merged[key] = statistics.mean(values)
+                merged[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        merged["epochs_run"] = round(merged["epochs_run"])
+        merged["best_epoch"] = round(merged["best_epoch"])
+        out[arm] = merged
+    out["fasttext"] = next((r["fasttext"] for r in rows if r.get("fasttext")), None)
+    return out
+
+
 def table(rows: list[dict[str, Any]]) -> str:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["dataset"], []).append(row)
+    rows = [_mean_row(group) for group in grouped.values()]
     lines = [
         "| dataset | grutext | macro-F1 | time (epochs, best) | with --vectors | macro-F1 | time (epochs, best) "
         f"| fastText best of {len(FASTTEXT_CONFIGS)} | macro-F1 |",
@@ -187,6 +217,7 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=Path("models/results"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/results.jsonl"))
     parser.add_argument("--doc", type=Path, help="replace the results table in this file (docs/results.md)")
+    parser.add_argument("--seeds", default="13", help="grutext's seeds; the table gives each score's mean ± spread")
     parser.add_argument("--no-fasttext", action="store_true")
     parser.add_argument("--no-vectors", action="store_true", help="skip the runs with DATA/vectors/...")
     parser.add_argument("--render", type=Path, help="only render the table from a JSON-lines file of earlier rows")
@@ -198,18 +229,21 @@ def main() -> None:
     if args.render:
         rows = [json.loads(line) for line in args.render.read_text().splitlines() if line.strip()]
     names = [] if args.render else args.datasets.split(",")
+    seeds = [int(x) for x in args.seeds.split(",")]
     for name in names:
         folder = args.data / name
-        row: dict[str, Any] = {"dataset": name, "grutext": run_grutext(folder, args.models, args.extra)}
-        vectors = args.data / VECTORS["zh" if name in CHINESE else "en"]
-        if not args.no_vectors and vectors.exists():
-            row["vectors"] = run_grutext(folder, args.models / "vectors", [*args.extra, "--vectors", str(vectors)])
-        if not args.no_fasttext:
-            row["fasttext"] = run_fasttext(folder)
-        rows.append(row)
-        print(json.dumps(row), file=sys.stderr, flush=True)
-        with args.out.open("a") as fh:
-            fh.write(json.dumps(row) + "\n")
+        for i, seed in enumerate(seeds):
+            extra = [*args.extra, "--seed", str(seed)]
+            row: dict[str, Any] = {"dataset": name, "seed": seed, "grutext": run_grutext(folder, args.models, extra)}
+            vectors = args.data / VECTORS["zh" if name in CHINESE else "en"]
+            if not args.no_vectors and vectors.exists():
+                row["vectors"] = run_grutext(folder, args.models / "vectors", [*extra, "--vectors", str(vectors)])
+            if not args.no_fasttext and i == 0:  # one thread: the same scores whatever the seed
+                row["fasttext"] = run_fasttext(folder)
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+            with args.out.open("a") as fh:
+                fh.write(json.dumps(row) + "\n")
     text = table(rows)
     print(text)
     if args.doc:
