@@ -120,7 +120,7 @@ def test_the_report_reads_in_a_browser(browser: Chromium, trained: Path, split_d
     page = report(trained, split_dir, tmp_path / "r")
     found = problems(browser, page, tmp_path / "shot.png")
     assert not found, "\n".join(found)
-    assert len(re.findall("<img ", page.read_text(encoding="utf-8"))) == 4
+    assert len(re.findall("<img ", page.read_text(encoding="utf-8"))) == 5  # coverage.png: --min-score's chart
 
 
 @pytest.mark.parametrize("multi_label", [True, False], ids=["multi-label", "single-label"])
