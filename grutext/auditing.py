@@ -22,6 +22,7 @@ import json
 import random
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ import numpy.typing as npt
 from grutext.errors import ConfigError, UsageError
 
 DEFAULT_FOLDS = 5
-MIN_ROWS_PER_FOLD = 2
+MIN_ROWS_PER_FOLD = 10  # each fold's model carves its own validation split from the others
 
 
 @dataclass
@@ -65,11 +66,6 @@ class AuditResult:
     multi_label: bool
     probs: npt.NDArray[np.float64]  # out-of-sample probabilities [rows, labels]
     pairs: dict[str, int] = field(default_factory=dict)  # "given -> suggested": flagged rows
-
-    def summary(self) -> dict[str, Any]:
-        """What `audit` prints on stderr, and the report's section."""
-        return {"rows": self.rows, "flagged": len(self.suspects), "folds": self.folds, "split": self.split,
-                "pairs": self.pairs}  # fmt: skip
 
 
 @dataclass
@@ -126,8 +122,6 @@ def out_of_sample_probs(
 ) -> tuple[npt.NDArray[np.float64], list[str]]:
     """Probabilities [rows, labels] from models that never saw the row: `train_fold(file, k)` trains on the
     jsonl `file` (every fold but k) and returns the checkpoint's folder."""
-    import time
-
     from grutext.engine import load_engine
 
     fold = fold_of_rows(labels, folds, seed)
@@ -209,10 +203,10 @@ def audit(
     if chosen not in loaded.splits:
         raise ConfigError(f"{data} has no {chosen!r} split (splits: {', '.join(loaded.splits)})")
     rows = loaded.splits[chosen]
-    if len(rows.texts) < folds * MIN_ROWS_PER_FOLD * 5:
+    if len(rows.texts) < folds * MIN_ROWS_PER_FOLD:
         raise ConfigError(
             f"{rows.origin}: {len(rows.texts)} rows are too few to audit in {folds} folds (each fold's model trains "
-            f"on the others and needs a validation split of its own); at least {folds * MIN_ROWS_PER_FOLD * 5}"
+            f"on the others and needs a validation split of its own); at least {folds * MIN_ROWS_PER_FOLD}"
         )
     label_column = "labels" if loaded.multi_label else "label"
     work = Path(tempfile.mkdtemp(prefix="grutext-audit-"))

@@ -95,18 +95,25 @@ def predictions(labels: Sequence[str], probs: Any, decision: Decision | None) ->
     return out
 
 
-def check_abstain(min_score: float | None, fallback: str, multi_label: bool) -> None:
-    """--min-score and --fallback, checked as the command line checks them (for the API and the server)."""
+def check_abstain(
+    min_score: float | None,
+    fallback: str,
+    multi_label: bool,
+    names: tuple[str, str] = ("min_score", "fallback"),
+    instead: str = "raise the threshold instead",
+) -> None:
+    """--min-score and --fallback, as the API, the server and the command line check them; `names` and `instead`
+    word the message for each (the server's JSON fields, the command line's flags)."""
     if min_score is None:
         return
     if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not 0 <= min_score <= 1:
-        raise ConfigError(f"min_score must be a number from 0 to 1, got {min_score!r}")
+        raise ConfigError(f"{names[0]} must be a number from 0 to 1, got {min_score!r}")
     if not isinstance(fallback, str) or "\n" in fallback or "\t" in fallback:
-        raise ConfigError(f"fallback must be a string without tabs or newlines, got {fallback!r}")
+        raise ConfigError(f"{names[1]} must be a string without tabs or newlines, got {fallback!r}")
     if multi_label:
         raise ConfigError(
-            "min_score is for single-label models; a multi-label model keeps each label whose probability reaches "
-            "its threshold, and prints none when none does: raise the threshold instead"
+            f"{names[0]} is for single-label models; a multi-label model keeps each label whose probability reaches "
+            f"its threshold, and prints none when none does: {instead}"
         )
 
 

@@ -428,7 +428,7 @@ def write_report(
         else:
             confidence = ev.probs.max(axis=1)
             correct = (ev.probs.argmax(axis=1) == ev.truth).astype(np.float64)
-        temperature = float(getattr(getattr(model, "meta", None), "temperature", 1.0))
+        temperature = model.meta.temperature
         before = None
         if temperature != 1.0:  # the same predictions at temperature 1: the curve before calibration
             raw = temper(ev.probs, 1.0 / temperature, multi)

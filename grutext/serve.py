@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from grutext.errors import ConfigError, InputError
-from grutext.prediction import Prediction, abstain, check_texts, record
+from grutext.prediction import Prediction, abstain, check_abstain, check_texts, record
 
 BATCH_WAIT = 0.005  # seconds a batch stays open for more requests
 MAX_BATCH_TEXTS = 512  # texts per forward pass
@@ -168,13 +168,10 @@ def parse_request(body: bytes, max_texts: int, num_labels: int, multi_label: boo
     min_score, fallback = data.get("min_score"), data.get("fallback", "")
     if "fallback" in data and min_score is None:
         raise BadRequest(422, '"fallback" is the label for texts below "min_score"; give "min_score" too')
-    if min_score is not None and multi_label:
-        raise BadRequest(422, '"min_score" is for single-label models; this one keeps each label above its threshold')
-    number = isinstance(min_score, (int, float)) and not isinstance(min_score, bool)
-    if min_score is not None and not (number and 0 <= min_score <= 1):
-        raise BadRequest(422, '"min_score" must be a number from 0 to 1')
-    if not isinstance(fallback, str) or "\n" in fallback or "\t" in fallback:
-        raise BadRequest(422, '"fallback" must be a string without tabs or newlines')
+    try:
+        check_abstain(min_score, fallback, multi_label, ('"min_score"', '"fallback"'), "it takes no min_score")
+    except ConfigError as exc:
+        raise BadRequest(422, str(exc)) from None
     return Asked(texts, None if top_k is None else min(top_k, num_labels), min_score, fallback)
 
 

@@ -155,6 +155,8 @@ class _Search:
     stopped: list[Interrupted] = field(default_factory=list)  # a signal during a trial ends the search
 
     def objective(self, trial: Any) -> float:
+        import optuna
+
         from grutext.settings import configs_from_options
         from grutext.training import train
 
@@ -176,7 +178,7 @@ class _Search:
                 shutil.rmtree(extra.path, ignore_errors=True)
         except (_Pruned, _OutOfTime, TrainingError, Interrupted) as exc:
             self._failed(exc, folder, record, start)
-            raise self._pruned() from None
+            raise optuna.TrialPruned() from None
         if defaults:  # the settings the defaults resolved to, in the search's terms
             settled = {**config["train"], **config["model"]}
             params = {name: config["train"].get(f"resolved_{name}", settled.get(name)) for name in self.space}
@@ -243,12 +245,6 @@ class _Search:
             self.stopped.append(exc)
         if isinstance(exc, (Interrupted, _OutOfTime)):
             self.study.stop()
-
-    @staticmethod
-    def _pruned() -> Exception:
-        import optuna
-
-        return optuna.TrialPruned()
 
 
 def _carves_for(spec: Any, cfg: Any) -> int:

@@ -100,10 +100,11 @@ def predict(
         raise UsageError("--fallback is the label for texts below --min-score; give --min-score too")
     predictor = load_engine(model_dir, engine, device, batch_size, threshold)
     try:
-        check_abstain(min_score, fallback, predictor.multi_label)
+        check_abstain(
+            min_score, fallback, predictor.multi_label, ("--min-score", "--fallback"), "use --threshold instead"
+        )
     except ConfigError as exc:
-        message = str(exc).replace("min_score", "--min-score").replace("raise the threshold", "use --threshold")
-        raise UsageError(message) from None
+        raise UsageError(str(exc)) from None
     use_threads(predictor)
     if top_k is not None:
         top_k = min(top_k, len(predictor.labels))
