@@ -29,6 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import read_split
+from rows import grouped, save_row, saved_rows
 
 SUBJECTS = ["the eiffel tower", "mount everest", "the amazon river", "the great wall", "the moon landing",
             "the printing press", "the telephone", "penicillin", "the roman empire", "jazz", "the internet",
@@ -144,8 +145,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         "| share of the loss won back |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for key in dict.fromkeys((r["dataset"], r.get("vectors")) for r in rows):
-        got = [r for r in rows if (r["dataset"], r.get("vectors")) == key]
+    for key, got in grouped(rows, lambda r: (r["dataset"], r.get("vectors"))).items():
 
         def mean(field: str, got: list[dict[str, Any]] = got) -> float:
             return statistics.mean(r[field] for r in got)
@@ -174,7 +174,7 @@ def main() -> None:
     parser.add_argument("--table", action="store_true")
     parser.add_argument("--doc", type=Path, help="replace the table between the audit markers in this file")
     args = parser.parse_args()
-    rows = [json.loads(x) for x in args.out.read_text().splitlines()] if args.out.is_file() else []
+    rows = saved_rows(args.out)
     if not args.table:
         tag = args.vectors.name if args.vectors else None
         done = {(r["dataset"], r["seed"], r.get("vectors")) for r in rows}
@@ -183,10 +183,7 @@ def main() -> None:
                 if (name, seed, tag) in done:
                     continue
                 row = measure(args.data, name, seed, args.share, args.rows, args.work, args.vectors)
-                with open(args.out, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(row) + "\n")
-                rows.append(row)
-                print(json.dumps(row), file=sys.stderr)
+                save_row(args.out, row, rows)
     text = table(rows)
     print(text)
     if args.doc:

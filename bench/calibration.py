@@ -26,6 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import read_split
+from rows import grouped, save_row, saved_rows
 
 from grutext.calibration import ece, nll, reliability, temper
 from grutext.engine import load_engine
@@ -80,8 +81,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         "| ECE of a perfectly calibrated model | --min-score for 80% | accuracy on those |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in dict.fromkeys(r["dataset"] for r in rows):
-        got = [r for r in rows if r["dataset"] == name]
+    for name, got in grouped(rows, lambda r: r["dataset"]).items():
 
         def mean(key: str, got: list[dict[str, Any]] = got) -> float:
             return statistics.mean(r[key] for r in got)
@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("calibration.jsonl"))
     parser.add_argument("--table", action="store_true", help="print the table of the rows in --out and stop")
     args = parser.parse_args()
-    rows = [json.loads(x) for x in args.out.read_text().splitlines()] if args.out.is_file() else []
+    rows = saved_rows(args.out)
     if not args.table:
         if args.data is None:
             parser.error("--data is needed to run (or --table to print saved rows)")
@@ -114,10 +114,7 @@ def main() -> None:
                 if (name, seed) in done:
                     continue
                 row = measure(args.data, name, seed, args.work, args.keep)
-                with open(args.out, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(row) + "\n")
-                rows.append(row)
-                print(json.dumps(row), file=sys.stderr)
+                save_row(args.out, row, rows)
     print(table(rows))
 
 

@@ -20,6 +20,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rows import grouped, save_row, saved_rows
+
 
 def run(data: Path, name: str, arm: str, seed: int, extra: list[str], work: Path) -> dict[str, Any]:
     out = work / f"{name}-{arm}-{seed}"
@@ -49,8 +52,7 @@ def _mean(values: list[float]) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| set | run | seeds | validation macro-F1 | test macro-F1 | minority precision | minority recall |"]
     lines.append("|---|---|---:|---:|---:|---:|---:|")
-    for key in dict.fromkeys((r["dataset"], r["arm"], r["label"]) for r in rows):
-        got = [r for r in rows if (r["dataset"], r["arm"], r["label"]) == key]
+    for key, got in grouped(rows, lambda r: (r["dataset"], r["arm"], r["label"])).items():
         minority = [r["per_class"][r["minority"]] for r in got]
         name = key[1] + (f" ({key[2]})" if key[2] else "")
         lines.append(
@@ -73,7 +75,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("class_weight.jsonl"))
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
-    rows = [json.loads(x) for x in args.out.read_text().splitlines()] if args.out.is_file() else []
+    rows = saved_rows(args.out)
     if not args.table:
         if args.data is None:
             parser.error("--data is needed to run (or --table)")
@@ -91,10 +93,7 @@ def main() -> None:
                         continue
                     got = run(args.data, name, arm, seed, extra, args.work / (args.label or "plain"))
                     row = {"dataset": name, "arm": arm, "label": args.label, "seed": seed, "minority": minority, **got}
-                    with open(args.out, "a", encoding="utf-8") as fh:
-                        fh.write(json.dumps(row) + "\n")
-                    rows.append(row)
-                    print(json.dumps(row), file=sys.stderr)
+                save_row(args.out, row, rows)
     print(table(rows))
 
 

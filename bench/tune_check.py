@@ -20,6 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rows import grouped, save_row, saved_rows
+
 
 def grutext(*args: str) -> float:
     start = time.perf_counter()
@@ -58,8 +61,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         "| search time |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for key in dict.fromkeys((r["dataset"], r["timeout"]) for r in rows):
-        got = [r for r in rows if (r["dataset"], r["timeout"]) == key]
+    for key, got in grouped(rows, lambda r: (r["dataset"], r["timeout"])).items():
 
         def mean(field: str, got: list[dict[str, Any]] = got) -> float:
             return statistics.mean(float(r[field]) for r in got)
@@ -82,7 +84,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("tune_check.jsonl"))
     parser.add_argument("--table", action="store_true")
     args = parser.parse_args()
-    rows = [json.loads(x) for x in args.out.read_text().splitlines()] if args.out.is_file() else []
+    rows = saved_rows(args.out)
     if not args.table:
         if args.data is None:
             parser.error("--data is needed to run (or --table)")
@@ -92,10 +94,7 @@ def main() -> None:
                 if (name, seed, args.timeout) in done:
                     continue
                 row = measure(args.data, name, seed, args.timeout, args.work)
-                with open(args.out, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(row) + "\n")
-                rows.append(row)
-                print(json.dumps(row), file=sys.stderr)
+                save_row(args.out, row, rows)
     print(table(rows))
 
 
