@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@echo "building the native GRU kernel (once per machine, about a minute)" >&2
+	$(PY) -c 'from grutext.fast import native; native.kernel()'
 	touch $@
 
 data/bbc/train: data/bbc/prepare.py | install

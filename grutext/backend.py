@@ -65,13 +65,23 @@ def choose(device: torch.device, requested: str = "auto") -> str:
 
 
 def prepare(model: M, device: torch.device, backend: str) -> M:
-    """Move `model` to `device` and let `backend` run it."""
+    """Move `model` to `device` and let `backend` run it (the fast one builds its native kernel here, once per
+    machine, so that the build happens before the first batch, not inside it)."""
     model = model.to(device)
     if backend == "fast":
         from grutext import fast
 
         fast.install(model)
     return model
+
+
+def describe(backend: str) -> str:
+    """The backend as a log line names it: "fast (native kernel)" where the fast path's C++ scan runs."""
+    if backend != "fast":
+        return backend
+    from grutext.fast import native
+
+    return "fast (native kernel)" if native.kernel() is not None else "fast (TorchScript scan)"
 
 
 def cpu_threads(device: torch.device, backend: str) -> int | None:

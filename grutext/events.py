@@ -69,7 +69,7 @@ class VectorsLoaded:
 class ModelBuilt:
     parameters: int
     device: str
-    backend: str  # "fast" (the CPU path) or "reference"
+    backend: str  # "fast (native kernel)", "fast (TorchScript scan)" (the CPU paths) or "reference"
     resumed_at: tuple[int, int] | None = None  # (epoch, step) when continuing an interrupted run
 
 

@@ -69,14 +69,14 @@ class LanguageModel(TextModel):
         flat = flat_index(reversal_index(lengths, T)) if self.encoder.directions == 2 else None
         runner, layers = self.encoder.runner, self.encoder.forward_layers
         backs = self.encoder.backward_layers
-        directions = runner(layers[0], backs[0] if flat is not None else None, x, flat)  # 1 or 2 x [B, T, H]
+        directions = runner(layers[0], backs[0] if flat is not None else None, x, flat, lengths)  # 1 or 2 x [B, T, H]
         for depth in range(1, len(layers)):  # each direction reads its own states only (see the module doc)
             zeros = torch.zeros_like(directions[0])
             inputs = [torch.cat([directions[0], zeros], -1), torch.cat([zeros, directions[1]], -1)]
             if flat is None:
                 inputs = [directions[0]]
             directions = [
-                runner(layer, None, self.encoder.dropout(inp), None)[0]
+                runner(layer, None, self.encoder.dropout(inp), None, lengths)[0]
                 for layer, inp in zip([layers[depth], *backs[depth : depth + 1]], inputs, strict=False)
             ]
         valid = torch.arange(T - 1, device=ids.device).unsqueeze(0) < (lengths - 1).unsqueeze(1)  # [B, T-1]

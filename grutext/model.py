@@ -109,13 +109,19 @@ class Cho2014Layer(nn.Module):
 LAYERS: dict[str, type[nn.Module]] = {"gru": GRULayer, "cho2014": Cho2014Layer, "lstm": LSTMLayer}
 
 # (forward layer, backward layer or None, x [B, T, I], flat reversal index or None) -> one [B, T, H] per direction
-LayerRunner = Callable[[nn.Module, nn.Module | None, torch.Tensor, torch.Tensor | None], list[torch.Tensor]]
+LayerRunner = Callable[
+    [nn.Module, nn.Module | None, torch.Tensor, torch.Tensor | None, torch.Tensor | None], list[torch.Tensor]
+]
 
 
 def run_layer(
-    forward_layer: nn.Module, backward_layer: nn.Module | None, x: torch.Tensor, flat: torch.Tensor | None
+    forward_layer: nn.Module,
+    backward_layer: nn.Module | None,
+    x: torch.Tensor,
+    flat: torch.Tensor | None,
+    lengths: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
-    """One layer, both directions, by the layers' own forward."""
+    """One layer, both directions, by the layers' own forward (which computes the padding too: `lengths` unused)."""
     states = [forward_layer(x)]  # [B, T, H]
     if backward_layer is not None and flat is not None:
         states.append(backward_layer(reorder(x, flat)))  # time runs right to left
@@ -175,7 +181,7 @@ class Encoder(nn.Module):
                 back = [reorder(states[1], flat)] if flat is not None else []
                 x = self.dropout(torch.cat([states[0], *back], dim=-1))
             backward_layer = self.backward_layers[depth] if flat is not None else None
-            states = self.runner(forward_layer, backward_layer, x, flat)
+            states = self.runner(forward_layer, backward_layer, x, flat, lengths)
         return states
 
 

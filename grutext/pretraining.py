@@ -18,7 +18,7 @@ import torch
 from tokenizers import Tokenizer
 
 from grutext import events
-from grutext.backend import make_optimizer, prepare, torch_threads
+from grutext.backend import describe, make_optimizer, prepare, torch_threads
 from grutext.checkpoint import (
     TrainerState,
     check_output_dir,
@@ -105,7 +105,7 @@ def pretrain(
         loop, best_state = _restored(trainer_state, loop, model, optimizer, rt, output)
     emit(
         events.ModelBuilt(
-            model.num_parameters(), str(rt.device), rt.backend, (loop.epoch, loop.step) if resume else None
+            model.num_parameters(), str(rt.device), describe(rt.backend), (loop.epoch, loop.step) if resume else None
         )
     )
 

@@ -17,7 +17,7 @@ import torch
 from tokenizers import Tokenizer
 
 from grutext.artifacts import read_meta
-from grutext.backend import make_optimizer, prepare, torch_threads
+from grutext.backend import describe, make_optimizer, prepare, torch_threads
 from grutext.checkpoint import (
     TrainerState,
     check_output_dir,
@@ -145,7 +145,11 @@ def train_from(
     model, runner, optimizer, plan, loop, best_state = _model_and_optimizer(
         model_cfg, cfg, tokenizer, run, vectors, encoded.steps_per_epoch, rt, begin, trainer_state, output
     )
-    emit(ModelBuilt(model.num_parameters(), str(rt.device), rt.backend, (loop.epoch, loop.step) if resume else None))
+    emit(
+        ModelBuilt(
+            model.num_parameters(), str(rt.device), describe(rt.backend), (loop.epoch, loop.step) if resume else None
+        )
+    )
 
     sections = _sections(cfg, run, plan, rt, vectors, saved)
     if begin is not None:

@@ -79,25 +79,73 @@ def scan_weights(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Te
 
 
 def scan_layer(
-    forward_layer: nn.Module, backward_layer: nn.Module | None, x: torch.Tensor, flat: torch.Tensor | None
+    forward_layer: nn.Module,
+    backward_layer: nn.Module | None,
+    x: torch.Tensor,
+    flat: torch.Tensor | None,
+    lengths: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
-    """One GRU layer through two parallel scans: the two directions, or the two halves of the batch."""
+    """One GRU layer through two parallel scans: the two directions, or two halves of the batch. With `lengths`
+    and the native kernel, rows run longest first and each stops at its text's end (its states after the end
+    are zero: pooling and the next layer never read them)."""
     if x.device.type != "cpu":
         return run_layer(forward_layer, backward_layer, x, flat)
-    from grutext.fast.scan import pair_scan
+    from grutext.fast import native
 
     reset_after = bool(forward_layer.reset_after)
     w = scan_weights(forward_layer)
+    if lengths is not None and x.dtype in (torch.float32, torch.float64) and native.kernel() is not None:
+        return _native_layer(forward_layer, backward_layer, x, flat, lengths, reset_after)
+    from grutext.fast.scan import pair_scan
+
     if backward_layer is not None and flat is not None:
         return list(pair_scan(reset_after, (x, *w), (reorder(x, flat), *scan_weights(backward_layer))))
     half = (x.size(0) + 1) // 2
     return [torch.cat(pair_scan(reset_after, (x[:half], *w), (x[half:], *w)), dim=0)]
 
 
+def _native_layer(
+    forward_layer: nn.Module,
+    backward_layer: nn.Module | None,
+    x: torch.Tensor,
+    flat: torch.Tensor | None,
+    lengths: torch.Tensor,
+    reset_after: bool,
+) -> list[torch.Tensor]:
+    """scan_layer on the native kernel. Its rows must come longest first: the batch is put in that order (and
+    back) only where it is not already; one direction's batch is dealt to the two threads alternately, so each
+    gets as many long rows as the other."""
+    from grutext.fast.native import pair_scan
+
+    lengths = lengths.to(torch.int64)
+    w = scan_weights(forward_layer)
+    order = None if bool((lengths[:-1] >= lengths[1:]).all()) else torch.argsort(lengths, descending=True, stable=True)
+    if backward_layer is not None and flat is not None:
+        xb = reorder(x, flat)
+        if order is not None:
+            x, xb, lengths = x.index_select(0, order), xb.index_select(0, order), lengths.index_select(0, order)
+        states = list(pair_scan(reset_after, (x, lengths, *w), (xb, lengths, *scan_weights(backward_layer))))
+    else:
+        order = torch.arange(x.size(0)) if order is None else order
+        order = torch.cat([order[0::2], order[1::2]])
+        x, lengths = x.index_select(0, order), lengths.index_select(0, order)
+        half = (x.size(0) + 1) // 2
+        a, b = pair_scan(reset_after, (x[:half], lengths[:half], *w), (x[half:], lengths[half:], *w))
+        states = [torch.cat([a, b], dim=0)]
+    if order is None:
+        return states
+    back = torch.empty_like(order)
+    back[order] = torch.arange(order.numel())
+    return [s.index_select(0, back) for s in states]
+
+
 def install(model: TextModel) -> None:
     """Run `model` on the fast path: the scan for its GRU layers, FastDropout for its dropouts. Parameters and
     state_dict are untouched, so a checkpoint does not depend on the backend that trained it."""
     if model.cfg.cell in ("gru", "cho2014"):
+        from grutext.fast import native
+
+        native.kernel()  # built (once per machine) or found unavailable now, before the first batch
         model.encoder.runner = scan_layer
     for module in model.modules():
         for name, child in module.named_children():
