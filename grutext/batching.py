@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from grutext.config import INFER_BATCH_SIZE
+from grutext.ragged import Bags
 from grutext.tokenizer import PAD_ID
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: the ONNX engine pads with this module, torch-free
@@ -63,8 +64,11 @@ def pad(ids: TokenRows, index: Sequence[int]) -> tuple[npt.NDArray[np.int64], np
 def pad_grams(grams: TokenRows, index: Sequence[int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
     """The chosen texts' character n-gram rows as distinct rows and their counts, right-padded (row 0, count 0).
     The model's mean weighs each row by its count, so this is the same bag as every occurrence read one by one,
-    over a third of the rows on long texts (bbc: 1,602 distinct of 4,819 a text). One np.unique for the batch:
-    each entry keyed by (text, row), rows < 2**32 (MAX_VOCAB and the buckets are far below)."""
+    over a third of the rows on long texts (bbc: 1,602 distinct of 4,819 a text). Bags (what encode_inputs
+    makes) hold each text's bag already; other rows take one np.unique for the batch, each entry keyed by (text,
+    row), rows < 2**32 (MAX_VOCAB and the buckets are far below)."""
+    if isinstance(grams, Bags):
+        return grams.pad(index)
     lengths = np.array([len(grams[i]) for i in index], dtype=np.int64)
     flat = np.fromiter(itertools.chain.from_iterable(grams[i] for i in index), dtype=np.int64, count=int(lengths.sum()))
     keys, counts = np.unique((np.repeat(np.arange(len(index)), lengths) << 32) | flat, return_counts=True)

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from grutext.artifacts import ONNX_FILE, WEIGHTS_FILE, Meta, MetaView, parameter_count, read_meta
-from grutext.batching import inference_batches, pad, pad_grams
+from grutext.batching import TokenRows, inference_batches, pad, pad_grams
 from grutext.calibration import temper
 from grutext.config import INFER_BATCH_SIZE
 from grutext.decision import Decision
@@ -87,9 +87,7 @@ class OnnxPredictor(MetaView, Labeller):
         texts = check_texts(texts)
         return self.proba_of_ids(*encode_inputs(self.tokenizer, texts, self.tokenizer_config, self.model_config))
 
-    def proba_of_ids(
-        self, ids: Sequence[Sequence[int]], grams: Sequence[Sequence[int]] | None = None
-    ) -> npt.NDArray[np.float32]:
+    def proba_of_ids(self, ids: Sequence[Sequence[int]], grams: TokenRows | None = None) -> npt.NDArray[np.float32]:
         """Probabilities [N, C] of token-id rows, with their character n-grams for a model that reads them (as
         tokenizer.encode_inputs makes both)."""
         out = np.empty((len(ids), len(self.labels)), dtype=np.float32)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from grutext.artifacts import MetaView
-from grutext.batching import infer
+from grutext.batching import TokenRows, infer
 from grutext.checkpoint import Checkpoint, load
 from grutext.config import INFER_BATCH_SIZE
 from grutext.prediction import Labeller, Prediction, check_settings, check_texts, format_prediction
@@ -43,7 +43,7 @@ class Predictor(MetaView, Labeller):
         texts = check_texts(texts)
         return self.proba_of_ids(*encode_inputs(self.tokenizer, texts, self.tokenizer_config, self.model_config))
 
-    def proba_of_ids(self, ids: Sequence[Sequence[int]], grams: Sequence[Sequence[int]] | None = None) -> torch.Tensor:
+    def proba_of_ids(self, ids: Sequence[Sequence[int]], grams: TokenRows | None = None) -> torch.Tensor:
         """Probabilities [N, C] of token-id rows, with their character n-grams for a model that reads them (as
         tokenizer.encode_inputs makes both)."""
         if not ids:

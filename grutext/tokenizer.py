@@ -16,9 +16,12 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from grutext.config import ModelConfig, TokenizerConfig
+from grutext.ragged import Bags
 
 PAD, UNK = "[PAD]", "[UNK]"
 PAD_ID, UNK_ID = 0, 1
@@ -390,45 +393,87 @@ def char_grams(
 
 def encode_inputs(
     tokenizer: Tokenizer, texts: Sequence[str], tok_cfg: TokenizerConfig, model_cfg: ModelConfig
-) -> tuple[list[list[int]], list[list[int]] | None]:
+) -> tuple[list[list[int]], Bags | None]:
     """What a model reads of each text: its token ids, and its words' character n-grams where the model
     reads them (None where it does not). Training, both engines and the server all encode here."""
     ids = encode(tokenizer, texts, tok_cfg)
     span = model_cfg.char_span
     if span is None or not model_cfg.bigram_buckets:
         return ids, None
-    return ids, _grams_of_ids(tokenizer, texts, ids, tok_cfg, span, model_cfg.bigram_buckets)
+    return ids, gram_bags(tokenizer, texts, ids, tok_cfg, span, model_cfg.bigram_buckets)
 
 
-def _grams_of_ids(
+GRAM_CHUNK = 1024  # texts whose n-grams are expanded at once (imdb: about 40 MB of transient arrays)
+
+
+def gram_bags(
     tokenizer: Tokenizer,
     texts: Sequence[str],
-    ids: list[list[int]],
+    ids: Sequence[Sequence[int]],
     cfg: TokenizerConfig,
     span: tuple[int, int],
     buckets: int,
-) -> list[list[int]]:
-    """char_grams() of texts already encoded, faster: a word with a vocabulary row is its row's string, so a
-    text without [UNK] needs no second pass through the normalizer and pre-tokenizer (that pass is most of
-    char_grams' time); only texts with an unknown word take it, for the word's own characters."""
-    offset = tokenizer.get_vocab_size()
-    by_id: dict[int, list[int]] = {}
-    out: list[list[int]] = []
-    unknown: list[int] = []
-    for k, row in enumerate(ids):
-        if UNK_ID in row:
-            unknown.append(k)
-            out.append([])
-            continue
-        grams: list[int] = []
-        for i in row:
-            found = by_id.get(i)
+) -> Bags:
+    """char_grams() of texts already encoded, as Bags (each text's distinct rows and counts), in array code: a
+    word with a vocabulary row is its row's string, so its n-grams are computed once per run of this function
+    and gathered for every occurrence; only the unknown words of a text need its words again (the normalizer and
+    pre-tokenizer), for their own characters."""
+    maker = _GramBags(tokenizer, cfg, span, buckets)
+    parts = [maker.chunk(texts[k : k + GRAM_CHUNK], ids[k : k + GRAM_CHUNK]) for k in range(0, len(ids), GRAM_CHUNK)]
+    if not parts:
+        return Bags(np.zeros(0, np.int32), np.zeros(0, np.uint16), np.zeros(1, np.int64))
+    return Bags.join(parts)
+
+
+class _GramBags:
+    def __init__(self, tokenizer: Tokenizer, cfg: TokenizerConfig, span: tuple[int, int], buckets: int) -> None:
+        self.tokenizer, self.cfg, self.span, self.buckets = tokenizer, cfg, span, buckets
+        self.grams: dict[int | str, npt.NDArray[np.int64]] = {}  # a vocabulary id's or an unknown word's rows
+
+    def chunk(self, texts: Sequence[str], ids: Sequence[Sequence[int]]) -> Bags:
+        """gram_bags() of one chunk: each token a code (its id, or vocabulary size + j for the chunk's j-th unknown
+        word), each distinct code's rows looked up once, every token's rows gathered with array indexing."""
+        vocab = self.tokenizer.get_vocab_size()
+        sizes = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
+        codes = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(sizes.sum()))
+        words: list[str] = []  # the chunk's unknown words, code vocab + j
+        where: dict[str, int] = {}
+        unknown = [k for k, row in enumerate(ids) if UNK_ID in row]
+        if unknown:
+            starts = np.concatenate([[0], np.cumsum(sizes)])
+            for k, text in zip(unknown, capped([texts[k] for k in unknown], self.cfg), strict=True):
+                kept = _kept(
+                    self.tokenizer.pre_tokenizer.pre_tokenize_str(self.tokenizer.normalizer.normalize_str(text)),
+                    self.cfg,
+                )
+                if len(kept) != sizes[k]:
+                    raise AssertionError("character n-grams need one token a word (the word tokenizer)")
+                base = int(starts[k])
+                for position in np.flatnonzero(codes[base : base + len(kept)] == UNK_ID):
+                    word = kept[position][0]
+                    code = where.get(word)
+                    if code is None:
+                        code = where[word] = vocab + len(words)
+                        words.append(word)
+                    codes[base + position] = code
+        distinct, inverse = np.unique(codes, return_inverse=True)
+        if len(self.grams) > GRAM_CACHE:  # unknown words are as many as the data makes: forget them now and then
+            self.grams.clear()
+        table = []
+        for code in distinct.tolist():
+            key: int | str = code if code < vocab else words[code - vocab]
+            found = self.grams.get(key)
             if found is None:
-                word = tokenizer.id_to_token(i)
+                word = key if isinstance(key, str) else self.tokenizer.id_to_token(key)
                 assert word is not None  # an id encode() gave
-                found = by_id[i] = _hashed(word, offset, span, buckets)
-            grams += found
-        out.append(grams)
-    for k, grams in zip(unknown, char_grams(tokenizer, [texts[k] for k in unknown], cfg, span, buckets), strict=True):
-        out[k] = grams
-    return out
+                found = self.grams[key] = np.array(_hashed(word, vocab, self.span, self.buckets), dtype=np.int64)
+            table.append(found)
+        per_code = np.fromiter((len(g) for g in table), dtype=np.int64, count=len(table))
+        flat = np.concatenate(table) if table else np.zeros(0, dtype=np.int64)
+        first = np.concatenate([[0], np.cumsum(per_code)[:-1]]) if len(table) else np.zeros(0, dtype=np.int64)
+        per_token = per_code[inverse]
+        total = int(per_token.sum())
+        within = np.arange(total) - np.repeat(np.cumsum(per_token) - per_token, per_token)
+        rows = flat[np.repeat(first[inverse], per_token) + within]
+        text_of = np.repeat(np.repeat(np.arange(len(ids)), sizes), per_token)
+        return Bags.of(text_of, rows, len(ids))

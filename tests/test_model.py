@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ from grutext.errors import ConfigError
 from grutext.fast import FastDropout
 from grutext.fast.optim import clip_gradients
 from grutext.model import GRUClassifier, bigram_ids, reversal_index
+from grutext.ragged import Bags
 from tests.conftest import settled
 
 CPU = torch.device("cpu")
@@ -259,3 +261,18 @@ def test_clip_gradients_equals_clip_grad_norm(max_norm: float) -> None:
 def test_pad_grams_counts_each_text_s_distinct_rows() -> None:
     ids, counts = pad_grams([[7, 3, 7, 7], [], [5]], [0, 1, 2])
     assert ids.tolist() == [[3, 7], [0, 0], [5, 0]] and counts.tolist() == [[1, 3], [0, 0], [1, 0]]
+
+
+def test_bags_pad_as_pad_grams_does_and_join_in_order() -> None:
+    lists = [[7, 3, 7, 7], [], [5], [9, 9, 2**20]]
+    text_of = np.repeat(np.arange(len(lists)), [len(r) for r in lists])
+    rows = np.array([g for r in lists for g in r], dtype=np.int64)
+    bags = Bags.of(text_of, rows, len(lists))
+    for index in ([0, 1, 2, 3], [3, 0], [1]):
+        got, want = bags.pad(index), pad_grams(lists, index)
+        assert got[0].tolist() == want[0].tolist() and got[1].tolist() == want[1].tolist()
+    assert [sorted(b.tolist()) for b in bags] == [sorted(r) for r in lists]
+    halves = Bags.join([Bags.of(text_of[:5], rows[:5], 3), Bags.of(text_of[5:] - 3, rows[5:], 1)])
+    assert [b.tolist() for b in halves] == [b.tolist() for b in bags]
+    wide = Bags.of(np.array([0, 70_000]), np.array([2**30, 1]), 70_001)  # (text, row) past 32 bits
+    assert wide[70_000].tolist() == [1] and wide[0].tolist() == [2**30]

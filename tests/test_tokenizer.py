@@ -12,6 +12,7 @@ from grutext.tokenizer import (
     UNK_ID,
     char_grams,
     encode,
+    gram_bags,
     token_char_grams,
     train_tokenizer,
     truncated_fraction,
@@ -163,3 +164,29 @@ def test_char_grams_are_each_word_s_fasttext_ngrams_one_list_a_token(truncation:
     flat = char_grams(tok, texts, cfg, (2, 3), 97)
     assert flat == [[g for word in row for g in word] for row in per_token]
     assert all(size <= g < size + 97 for row in flat for g in row)
+
+
+@pytest.mark.parametrize("truncation", ["head", "head_tail"])
+def test_gram_bags_hold_char_grams_of_every_text(monkeypatch: pytest.MonkeyPatch, truncation: str) -> None:
+    """The array-code bags training and both engines read: each text's char_grams as distinct rows and counts,
+    unknown words (their own characters), truncation, CJK and empty texts, across chunk edges."""
+    import grutext.tokenizer as tokenizer_module
+
+    monkeypatch.setattr(tokenizer_module, "GRAM_CHUNK", 7)
+    cfg = TokenizerConfig(kind="word", vocab_size=300, max_length=5, truncation=truncation)
+    tok = train_tokenizer(TEXTS, cfg)
+    odd = ["", "Ｆｉｌｍ  superb!!", "房间很好，服务满意", "one two three four five six seven", "zzyzx\u3000qq qq"]
+    texts = TEXTS[:50] + odd
+    ids = encode(tok, texts, cfg)
+    assert any(UNK_ID in row for row in ids)
+    bags = gram_bags(tok, texts, ids, cfg, (2, 3), 97)
+    expected = char_grams(tok, texts, cfg, (2, 3), 97)
+    assert len(bags) == len(texts)
+    for k, row in enumerate(expected):
+        assert sorted(bags[k].tolist()) == sorted(row), texts[k]
+    rows, counts = bags.pad(range(len(texts)))
+    for k, row in enumerate(expected):
+        distinct = sorted(set(row))
+        assert rows[k, : len(distinct)].tolist() == distinct
+        assert counts[k, : len(distinct)].tolist() == [row.count(g) for g in distinct]
+        assert counts[k, len(distinct) :].sum() == 0

@@ -1,0 +1,84 @@
+"""Per-text rows kept as flat numpy arrays: what a run holds of each text, computed once. numpy only.
+
+A list of Python lists costs 36 bytes an entry (a pointer and an int object) and a Python loop to pad; imdb's
+22,500 training texts held 0.8 GB of character n-gram lists, rebuilt into a batch's distinct rows with np.unique
+at every step of every epoch. `Bags` keeps each text's distinct n-gram rows and their counts (6 bytes an entry),
+and a batch is two gathers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+COUNT = np.uint16  # a text's count of one n-gram row: at most tokens x n-grams a word, far below 65,535
+
+
+class Bags(Sequence[npt.NDArray[np.int32]]):
+    """Bags of rows, one a text: the distinct rows (ascending) and how often each occurs. Indexing gives a text's
+    rows with their repeats, as a list of them would hold (for code that reads one text); batches use `pad`."""
+
+    def __init__(self, rows: npt.NDArray[np.int32], counts: npt.NDArray[np.uint16], offsets: npt.NDArray[np.int64]):
+        self.rows, self.counts, self.offsets = rows, counts, offsets
+
+    @classmethod
+    def join(cls, parts: Sequence[Bags]) -> Bags:
+        """One Bags of several, in order."""
+        if len(parts) == 1:
+            return parts[0]
+        starts = np.cumsum([0] + [len(p.rows) for p in parts[:-1]])
+        offsets = np.concatenate(
+            [parts[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(parts, starts, strict=True)]
+        )
+        return cls(
+            np.concatenate([p.rows for p in parts]), np.concatenate([p.counts for p in parts]), offsets.astype(np.int64)
+        )
+
+    @classmethod
+    def of(cls, text_of: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], texts: int) -> Bags:
+        """The bags of (text, row) pairs, texts numbered 0..texts-1: one sort for all of them, of 32-bit keys where
+        (text, row) fits in 32 bits (2.5x faster than 64-bit ones)."""
+        top = int(rows.max()) if rows.size else 0
+        if top >= 2**31:
+            raise ValueError("n-gram rows must be below 2**31")
+        shift = max(1, top.bit_length())
+        wide = shift + max(1, (texts - 1).bit_length()) > 32
+        keys = (text_of.astype(np.int64) << shift) | rows
+        distinct, counts = np.unique(keys if wide else keys.astype(np.uint32), return_counts=True)
+        distinct = distinct.astype(np.int64)
+        per_text = np.bincount(distinct >> shift, minlength=texts)
+        offsets = np.zeros(texts + 1, dtype=np.int64)
+        np.cumsum(per_text, out=offsets[1:])
+        return cls((distinct & ((1 << shift) - 1)).astype(np.int32), counts.astype(COUNT), offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> npt.NDArray[np.int32]:  # type: ignore[override]
+        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
+        return np.repeat(self.rows[a:b], self.counts[a:b])
+
+    def __iter__(self) -> Iterator[npt.NDArray[np.int32]]:
+        return (self[i] for i in range(len(self)))
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.rows.nbytes + self.counts.nbytes + self.offsets.nbytes)
+
+    def pad(self, index: Sequence[int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The chosen texts' distinct rows and counts, right-padded with row 0 and count 0."""
+        pick = np.asarray(index, dtype=np.int64)
+        starts, ends = self.offsets[pick], self.offsets[pick + 1]
+        sizes = ends - starts
+        width = max(1, int(sizes.max(initial=0)))
+        total = int(sizes.sum())
+        text = np.repeat(np.arange(len(pick)), sizes)
+        position = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        source = np.repeat(starts, sizes) + position
+        rows = np.zeros((len(pick), width), dtype=np.int64)
+        counts = np.zeros((len(pick), width), dtype=np.float32)
+        rows[text, position] = self.rows[source]
+        counts[text, position] = self.counts[source]
+        return rows, counts
