@@ -10,7 +10,24 @@ import pytest
 import torch
 from torch import nn
 
+from grutext.fast import native, optim
 from grutext.fast.optim import FusedAdamW, LazyAdamW, Schedule, TrainingOptimizer
+
+
+@pytest.fixture(autouse=True, params=["native kernel", "tensor ops"])
+def row_work(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test on both of LazyAdamW's paths: the native kernel's three calls, and the tensor ops that run
+    where no compiler built it."""
+    if request.param == "tensor ops":
+        monkeypatch.setattr(optim, "native_rows", lambda: None)
+    elif native.kernel() is None:
+        pytest.skip("the native kernel is not built here")
+    return str(request.param)
+
+
+def test_the_native_path_is_taken_where_built(row_work: str) -> None:
+    rows = LazyAdamW(nn.Parameter(torch.zeros(3, 2)))
+    assert (rows.native is not None) == (row_work == "native kernel")
 
 
 def _run(

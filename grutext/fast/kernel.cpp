@@ -12,6 +12,7 @@
 // rows z, r, n, no recurrent bias).
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -45,9 +46,15 @@ inline float exp_approx(float x) {
 
 inline float sigmoid(float v) { return 1.0f / (1.0f + exp_approx(-v)); }
 
+// Cephes' tanhf: a polynomial below |v| = 0.625 (where 1 - 2/(e^2v + 1) would lose relative accuracy), the
+// exponential form above; both computed and one selected, so the loop stays branch-free.
 inline float tanh_approx(float v) {
-  const float e = exp_approx(-2.0f * std::fabs(v));
-  return std::copysign((1.0f - e) / (1.0f + e), v);
+  const float a = std::fabs(v), z = v * v;
+  const float small =
+      ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z -
+       3.33332819422e-1f) * z * v + v;
+  const float large = std::copysign(1.0f - 2.0f / (exp_approx(2.0f * a) + 1.0f), v);
+  return a < 0.625f ? small : large;
 }
 
 // Double precision (the gradient checks in tests) takes libm's exact functions.
@@ -402,6 +409,101 @@ std::vector<Tensor> pair_backward(const std::vector<Tensor>& a, const std::vecto
   return ga;
 }
 
+
+// ---------------------------------------------------------------------------------------- LazyAdamW's row work
+// optim.py's LazyAdamW (see its docstring for the closed form) does a table's per-step row work in some thirty
+// tensor ops: gathering rows, catching them up, AdamW, scattering them back. Here it is three calls working on
+// the table's rows in place. float32 tables; the catch-up's factors are float64, as in optim.py.
+
+// Bring `rows` (sorted, distinct) of weight, m and v from their `last` step up to step `until`, in place.
+void lazy_prepare(Tensor weight, Tensor m, Tensor v, Tensor last, const Tensor& rows, const Tensor& table,
+                  const Tensor& powers, int64_t base, int64_t until) {
+  at::NoGradGuard no_grad;
+  TORCH_CHECK(weight.scalar_type() == at::kFloat && weight.is_contiguous(), "lazy rows: a contiguous float32 table");
+  const int64_t E = weight.size(1), n = rows.size(0), u = until - base;
+  float* w = weight.data_ptr<float>();
+  float* mp = m.data_ptr<float>();
+  float* vp = v.data_ptr<float>();
+  int64_t* lp = last.data_ptr<int64_t>();
+  const int64_t* rp = rows.data_ptr<int64_t>();
+  auto tab = table.accessor<double, 2>();
+  auto pw = powers.accessor<double, 2>();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t r = rp[i], j = lp[r] - base;
+    if (j == u) continue;
+    const double decay = tab[0][j], push = tab[1][j];
+    const float keep = static_cast<float>(tab[0][u] / decay);
+    const float move = static_cast<float>(tab[0][u] * (tab[1][u] - push) / pw[0][j]);
+    const float eps_s = static_cast<float>(tab[2][j]);
+    const float b1 = static_cast<float>(pw[1][u - j]), b2 = static_cast<float>(pw[2][u - j]);
+    float* __restrict p = w + r * E;
+    float* __restrict mr = mp + r * E;
+    float* __restrict vr = vp + r * E;
+    for (int64_t e = 0; e < E; ++e) {
+      const float ratio = mr[e] / (std::sqrt(vr[e] < 1e-30f ? 1e-30f : vr[e]) + eps_s);
+      p[e] = p[e] * keep - ratio * move;
+      mr[e] *= b1;
+      vr[e] *= b2;
+    }
+    lp[r] = until;
+  }
+}
+
+// The table's sparse gradient (indices [k], values [k, E], repeats allowed) as a dense block over `rows`.
+Tensor lazy_gradient(const Tensor& rows, const Tensor& indices, const Tensor& values) {
+  at::NoGradGuard no_grad;
+  const int64_t n = rows.size(0), k = indices.size(0);
+  Tensor vals = values.contiguous();
+  const int64_t E = vals.size(1);
+  Tensor block = at::zeros({n, E}, vals.options());
+  const int64_t* rp = rows.data_ptr<int64_t>();
+  const int64_t* ip = indices.data_ptr<int64_t>();
+  const float* src = vals.data_ptr<float>();
+  float* dst = block.data_ptr<float>();
+  for (int64_t i = 0; i < k; ++i) {
+    const int64_t* at_row = std::lower_bound(rp, rp + n, ip[i]);
+    TORCH_CHECK(at_row != rp + n && *at_row == ip[i],
+                "LazyAdamW: a gradient reached rows that were not prepare()d before the forward");
+    float* __restrict d = dst + (at_row - rp) * E;
+    const float* __restrict s = src + i * E;
+    for (int64_t e = 0; e < E; ++e) d[e] += s[e];
+  }
+  return block;
+}
+
+// torch's AdamW (decoupled weight decay, bias correction; the fused kernel's order of operations) on `rows`.
+void lazy_adamw(Tensor weight, Tensor m, Tensor v, Tensor last, const Tensor& rows, const Tensor& block, double lr,
+                double beta1, double beta2, double eps, double weight_decay, int64_t step) {
+  at::NoGradGuard no_grad;
+  const int64_t E = weight.size(1), n = rows.size(0);
+  float* w = weight.data_ptr<float>();
+  float* mp = m.data_ptr<float>();
+  float* vp = v.data_ptr<float>();
+  int64_t* lp = last.data_ptr<int64_t>();
+  const int64_t* rp = rows.data_ptr<int64_t>();
+  Tensor g = block.contiguous();
+  const float* gp = g.data_ptr<float>();
+  const double bc1 = 1 - std::pow(beta1, static_cast<double>(step));
+  const double bc2 = 1 - std::pow(beta2, static_cast<double>(step));
+  const float step_size = static_cast<float>(lr / bc1), bc2_sqrt = static_cast<float>(std::sqrt(bc2));
+  const float decay = static_cast<float>(1 - lr * weight_decay), b1 = static_cast<float>(beta1);
+  const float b2 = static_cast<float>(beta2), e_ = static_cast<float>(eps);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t r = rp[i];
+    float* __restrict p = w + r * E;
+    float* __restrict mr = mp + r * E;
+    float* __restrict vr = vp + r * E;
+    const float* __restrict gr = gp + i * E;
+    for (int64_t e = 0; e < E; ++e) {
+      p[e] *= decay;
+      mr[e] += (1.0f - b1) * (gr[e] - mr[e]);
+      vr[e] = b2 * vr[e] + (1.0f - b2) * gr[e] * gr[e];
+      p[e] -= step_size * mr[e] / (std::sqrt(vr[e]) / bc2_sqrt + e_);
+    }
+    lp[r] = step;
+  }
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -409,4 +511,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::call_guard<py::gil_scoped_release>());
   m.def("pair_backward", &pair_backward, "two GRU scans backward, in parallel",
         py::call_guard<py::gil_scoped_release>());
+  m.def("lazy_prepare", &lazy_prepare, "LazyAdamW: rows caught up in place");
+  m.def("lazy_gradient", &lazy_gradient, "LazyAdamW: a sparse gradient as a block of rows");
+  m.def("lazy_adamw", &lazy_adamw, "LazyAdamW: AdamW on rows in place");
 }

@@ -36,6 +36,13 @@ UNPREPARED = "LazyAdamW: a gradient reached rows that were not prepare()d before
 WINDOW = 128  # steps between dense catch-ups; keeps ρ^WINDOW (1.6e-6 at the default betas) far from underflow
 
 
+def native_rows() -> Any:
+    """The native kernel's module where it is built (its lazy_* functions), else None: the tensor ops below."""
+    from grutext.fast import native
+
+    return native.kernel()
+
+
 class LazyAdamW:
     """AdamW (torch's semantics: decoupled weight decay, bias correction) for one weight whose gradient is a
     sparse COO tensor of touched rows, as nn.Embedding(sparse=True) produces.
@@ -69,6 +76,8 @@ class LazyAdamW:
         self._restart_window()
         self._prepared: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._gradient: torch.Tensor | None = None
+        # The native kernel's row work (three calls a step, in place), for float32 tables on the CPU
+        self.native = native_rows() if weight.dtype == torch.float32 and weight.device.type == "cpu" else None
 
     def _eps_at(self, step: int) -> float:
         """eps in the units of m / √v of a row whose last gradient came at `step` (see the module docstring)."""
@@ -109,6 +118,13 @@ class LazyAdamW:
         """Bring the rows that `ids` will read up to the current step. Call before every forward pass that
         reads the table: a lagging row would give the forward pass (and so the gradient) stale weights."""
         rows = torch.unique(ids)
+        if self.native is not None:  # in place, weight, moments and step together
+            self.native.lazy_prepare(
+                self.weight.data, self.exp_avg, self.exp_avg_sq, self.last, rows, self.table, self.powers,
+                self.base, self.steps,
+            )  # fmt: skip
+            self._prepared, self._gradient = (rows, rows, rows, rows), None
+            return
         p = self.weight.data.index_select(0, rows)
         m, v = self.exp_avg.index_select(0, rows), self.exp_avg_sq.index_select(0, rows)
         self._catch_up(p, m, v, self.last.index_select(0, rows), self.steps)
@@ -126,6 +142,12 @@ class LazyAdamW:
             if grad is not None and grad._nnz():
                 raise RuntimeError(UNPREPARED)
             return None
+        if self._gradient is None and self.native is not None:
+            rows = self._prepared[0]
+            if grad is None:
+                self._gradient = self.weight.new_zeros(len(rows), self.weight.size(1))
+            else:
+                self._gradient = self.native.lazy_gradient(rows, grad._indices()[0], grad._values())
         if self._gradient is None:
             rows, p = self._prepared[0], self._prepared[1]
             block = torch.zeros_like(p)
@@ -146,7 +168,12 @@ class LazyAdamW:
         prepared, self._prepared, self._gradient = self._prepared, None, None
         self.steps += 1
         t = self.steps
-        if prepared is not None and block is not None:
+        if prepared is not None and block is not None and self.native is not None:
+            self.native.lazy_adamw(
+                self.weight.data, self.exp_avg, self.exp_avg_sq, self.last, prepared[0], block, lr, self.beta1,
+                self.beta2, self.eps, self.weight_decay, t,
+            )  # fmt: skip
+        elif prepared is not None and block is not None:
             rows, p, m, v = prepared
             torch._fused_adamw_(
                 [p],
