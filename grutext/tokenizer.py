@@ -425,10 +425,25 @@ def gram_bags(
     return Bags.join(parts)
 
 
+# The n-gram rows of the last tokenizer's vocabulary words, kept across calls (train, validation and test; each
+# chunk predict reads): (tokenizer, span, buckets, rows by id). The tokenizer is held, so `is` cannot mistake it.
+_VOCAB_GRAMS: list[tuple[Tokenizer, tuple[int, int], int, dict[int, npt.NDArray[np.int64]]]] = []
+
+
+def _vocab_grams(tokenizer: Tokenizer, span: tuple[int, int], buckets: int) -> dict[int, npt.NDArray[np.int64]]:
+    for owner, owner_span, owner_buckets, rows in _VOCAB_GRAMS:
+        if owner is tokenizer and owner_span == span and owner_buckets == buckets:
+            return rows
+    rows = {}
+    _VOCAB_GRAMS[:] = [(tokenizer, span, buckets, rows)]
+    return rows
+
+
 class _GramBags:
     def __init__(self, tokenizer: Tokenizer, cfg: TokenizerConfig, span: tuple[int, int], buckets: int) -> None:
         self.tokenizer, self.cfg, self.span, self.buckets = tokenizer, cfg, span, buckets
-        self.grams: dict[int | str, npt.NDArray[np.int64]] = {}  # a vocabulary id's or an unknown word's rows
+        self.known = _vocab_grams(tokenizer, span, buckets)  # a vocabulary id's rows
+        self.unknown: dict[str, npt.NDArray[np.int64]] = {}  # an unknown word's rows
 
     def chunk(self, texts: Sequence[str], ids: Sequence[Sequence[int]]) -> Bags:
         """gram_bags() of one chunk: each token a code (its id, or vocabulary size + j for the chunk's j-th unknown
@@ -441,32 +456,41 @@ class _GramBags:
         unknown = [k for k, row in enumerate(ids) if UNK_ID in row]
         if unknown:
             starts = np.concatenate([[0], np.cumsum(sizes)])
-            for k, text in zip(unknown, capped([texts[k] for k in unknown], self.cfg), strict=True):
-                kept = _kept(
-                    self.tokenizer.pre_tokenizer.pre_tokenize_str(self.tokenizer.normalizer.normalize_str(text)),
-                    self.cfg,
-                )
-                if len(kept) != sizes[k]:
+            cut = list(capped([texts[k] for k in unknown], self.cfg))
+            # Where each unknown word is: the tokenizer's offsets (its Rust threads normalize and split the texts
+            # in parallel; pre_tokenize_str would make a Python tuple for every word of every text), each unknown
+            # word then normalized on its own, as the pre-tokenizer saw it.
+            encodings = self.tokenizer.encode_batch(cut, add_special_tokens=False)
+            normalize = self.tokenizer.normalizer.normalize_str
+            for k, text, encoding in zip(unknown, cut, encodings, strict=True):
+                offsets = _kept(encoding.offsets, self.cfg)
+                if len(offsets) != sizes[k]:
                     raise AssertionError("character n-grams need one token a word (the word tokenizer)")
                 base = int(starts[k])
-                for position in np.flatnonzero(codes[base : base + len(kept)] == UNK_ID):
-                    word = kept[position][0]
+                for position in np.flatnonzero(codes[base : base + len(offsets)] == UNK_ID):
+                    start, end = offsets[position]
+                    word = normalize(text[start:end]).strip()  # a CJK character normalizes to " 字 "
                     code = where.get(word)
                     if code is None:
                         code = where[word] = vocab + len(words)
                         words.append(word)
                     codes[base + position] = code
         distinct, inverse = np.unique(codes, return_inverse=True)
-        if len(self.grams) > GRAM_CACHE:  # unknown words are as many as the data makes: forget them now and then
-            self.grams.clear()
+        if len(self.unknown) > GRAM_CACHE:  # unknown words are as many as the data makes: forget them now and then
+            self.unknown.clear()
         table = []
         for code in distinct.tolist():
-            key: int | str = code if code < vocab else words[code - vocab]
-            found = self.grams.get(key)
-            if found is None:
-                word = key if isinstance(key, str) else self.tokenizer.id_to_token(key)
-                assert word is not None  # an id encode() gave
-                found = self.grams[key] = np.array(_hashed(word, vocab, self.span, self.buckets), dtype=np.int64)
+            if code < vocab:
+                found = self.known.get(code)
+                if found is None:
+                    word = self.tokenizer.id_to_token(code)
+                    assert word is not None  # an id encode() gave
+                    found = self.known[code] = np.array(_hashed(word, vocab, self.span, self.buckets), dtype=np.int64)
+            else:
+                word = words[code - vocab]
+                found = self.unknown.get(word)
+                if found is None:
+                    found = self.unknown[word] = np.array(_hashed(word, vocab, self.span, self.buckets), dtype=np.int64)
             table.append(found)
         per_code = np.fromiter((len(g) for g in table), dtype=np.int64, count=len(table))
         flat = np.concatenate(table) if table else np.zeros(0, dtype=np.int64)

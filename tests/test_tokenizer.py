@@ -176,6 +176,7 @@ def test_gram_bags_hold_char_grams_of_every_text(monkeypatch: pytest.MonkeyPatch
     cfg = TokenizerConfig(kind="word", vocab_size=300, max_length=5, truncation=truncation)
     tok = train_tokenizer(TEXTS, cfg)
     odd = ["", "Ｆｉｌｍ  superb!!", "房间很好，服务满意", "one two three four five six seven", "zzyzx\u3000qq qq"]
+    odd += ["\ufb01ne wo\x07rd 龘龘 ÉCOLE", "a\u0301b !\u0301 xx\u200byy"]  # ligature, control, rare CJK, marks
     texts = TEXTS[:50] + odd
     ids = encode(tok, texts, cfg)
     assert any(UNK_ID in row for row in ids)
