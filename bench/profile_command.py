@@ -30,7 +30,7 @@ PHASES: list[tuple[str, tuple[str, ...]]] = [
     ("ONNX export", ("onnx_export", "export (grutext/onnx")),
     ("checkpoint", ("checkpoint_writer", "write_atomically")),
     ("tokenizer training", ("train_tokenizer",)),
-    ("character n-grams", ("gram_bags", "char_grams")),
+    ("character n-grams", ("gram_bags", "char_grams", "_grams_of_ids")),
     ("encoding (token ids)", ("encode (grutext/tokenizer", "encode_inputs")),
     ("batching", ("collate", "pad_grams", "bucket_batches", "MemoryBatches.batches")),
     ("step: forward", ("ClassifierObjective.loss",)),

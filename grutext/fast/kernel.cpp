@@ -5,11 +5,12 @@
 //     pointwise arithmetic, where TorchScript dispatched six to ten tensor ops;
 //   * rows are sorted by length (longest first) by the caller, so step t runs only the rows still inside their
 //     text: padding after a short text costs neither time nor a matmul row;
-//   * `pair_forward` / `pair_backward` run two scans on two threads (the two directions of a layer, or two halves
-//     of a batch), with the GIL released.
+//   * `pair_forward` / `pair_backward` run two scans at once (the two directions of a layer, or two halves of a
+//     batch), the second on torch's inter-op thread pool, with the GIL released.
 //
 // Forms (see scan.py): reset-after (`--cell gru`, nn.GRU's rows r, z, n) and reset-before (Cho et al. 2014,
 // rows z, r, n, no recurrent bias).
+#include <ATen/Parallel.h>
 #include <torch/extension.h>
 
 #include <algorithm>
@@ -17,7 +18,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
-#include <thread>
+#include <future>
 #include <vector>
 
 namespace {
@@ -367,17 +368,18 @@ std::vector<Tensor> scan_backward(const Tensor& d_out, const Tensor& x, const Te
   return scan_backward_typed<float>(d_out, x, lengths, out, gates, hh_n, W_ih, W_hh, reset_after);
 }
 
-// Runs `a` here and `b` on a second thread; rethrows the first error.
+// Runs `a` here and `b` on torch's inter-op thread pool (persistent threads, as TorchScript's fork uses: a new
+// thread per call would also pay for a new OpenMP team at its first matmul); rethrows the first error.
 template <typename A, typename B>
 void in_parallel(A&& a, B&& b) {
-  std::exception_ptr error_b;
-  const int threads = at::get_num_threads();  // OpenMP's thread count is per thread: give the worker the caller's
-  std::thread worker([&] {
+  std::promise<void> done_b;
+  std::future<void> finished = done_b.get_future();
+  at::launch([&] {
     try {
-      at::set_num_threads(threads);
       b();
+      done_b.set_value();
     } catch (...) {
-      error_b = std::current_exception();
+      done_b.set_exception(std::current_exception());
     }
   });
   std::exception_ptr error_a;
@@ -386,9 +388,9 @@ void in_parallel(A&& a, B&& b) {
   } catch (...) {
     error_a = std::current_exception();
   }
-  worker.join();
+  finished.wait();
   if (error_a) std::rethrow_exception(error_a);
-  if (error_b) std::rethrow_exception(error_b);
+  finished.get();
 }
 
 using Weights = std::vector<Tensor>;  // x, lengths, W_ih, b_ih, W_hh, b_hh
