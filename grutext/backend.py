@@ -76,12 +76,12 @@ def prepare(model: M, device: torch.device, backend: str) -> M:
 
 
 def describe(backend: str) -> str:
-    """The backend as a log line names it: "fast (native kernel)" where the fast path's C++ scan runs."""
+    """The backend as a log line names it: "fast backend, native kernel" where the fast path's C++ scan runs."""
     if backend != "fast":
-        return backend
+        return f"{backend} backend"
     from grutext.fast import native
 
-    return "fast (native kernel)" if native.kernel() is not None else "fast (TorchScript scan)"
+    return "fast backend, " + ("native kernel" if native.kernel() is not None else "TorchScript scan")
 
 
 def cpu_threads(device: torch.device, backend: str) -> int | None:

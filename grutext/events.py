@@ -69,7 +69,7 @@ class VectorsLoaded:
 class ModelBuilt:
     parameters: int
     device: str
-    backend: str  # "fast (native kernel)", "fast (TorchScript scan)" (the CPU paths) or "reference"
+    backend: str  # "fast backend, native kernel" or "..., TorchScript scan" (the CPU paths), or "reference backend"
     resumed_at: tuple[int, int] | None = None  # (epoch, step) when continuing an interrupted run
 
 

@@ -194,7 +194,7 @@ class TrainReporter:
                 f"{v['rare_words_added']:,} rare training words added), {v['token_coverage']:.1%} of training tokens"
             )
         elif isinstance(event, t.ModelBuilt):
-            self.log(f"model: {event.parameters:,} parameters on {event.device} ({event.backend} backend)")
+            self.log(f"model: {event.parameters:,} parameters on {event.device} ({event.backend})")
             if event.resumed_at is not None:
                 self.log(f"resuming at epoch {event.resumed_at[0]}, after step {event.resumed_at[1]}")
         elif isinstance(event, t.EpochStarted):
