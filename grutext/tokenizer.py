@@ -415,14 +415,11 @@ def gram_bags(
     buckets: int,
 ) -> Bags:
     """char_grams() of texts already encoded, as Bags (each text's distinct rows and counts), in array code: a
-    word with a vocabulary row is its row's string, so its n-grams are computed once per run of this function
-    and gathered for every occurrence; only the unknown words of a text need its words again (the normalizer and
-    pre-tokenizer), for their own characters."""
+    word with a vocabulary row is its row's string, so its n-grams are hashed once per tokenizer and gathered for
+    every occurrence; only unknown words need their characters, found through the tokenizer's offsets."""
     maker = _GramBags(tokenizer, cfg, span, buckets)
     parts = [maker.chunk(texts[k : k + GRAM_CHUNK], ids[k : k + GRAM_CHUNK]) for k in range(0, len(ids), GRAM_CHUNK)]
-    if not parts:
-        return Bags(np.zeros(0, np.int32), np.zeros(0, np.uint16), np.zeros(1, np.int64))
-    return Bags.join(parts)
+    return Bags.join(parts) if parts else Bags.of(np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
 
 
 # The n-gram rows of the last tokenizer's vocabulary words, kept across calls (train, validation and test; each

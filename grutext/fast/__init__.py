@@ -93,10 +93,11 @@ def scan_layer(
     from grutext.fast import native
 
     reset_after = bool(forward_layer.reset_after)
-    w = scan_weights(forward_layer)
     if lengths is not None and x.dtype in (torch.float32, torch.float64) and native.kernel() is not None:
         return _native_layer(forward_layer, backward_layer, x, flat, lengths, reset_after)
     from grutext.fast.scan import pair_scan
+
+    w = scan_weights(forward_layer)
 
     if backward_layer is not None and flat is not None:
         return list(pair_scan(reset_after, (x, *w), (reorder(x, flat), *scan_weights(backward_layer))))

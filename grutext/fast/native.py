@@ -134,18 +134,12 @@ def _reason(exc: Exception) -> str:
     return chosen if len(chosen) <= 200 else chosen[:197] + "..."
 
 
-def built() -> bool:
-    """Whether the kernel is already built and cached (loading it then takes a moment, not a build)."""
-    folder = build_folder()
-    return any(folder.glob("*.so")) if folder.is_dir() else False
-
-
 Scan = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class NativePairScan(torch.autograd.Function):
     """Two independent GRU scans (a, b), each (x [B, T, I], lengths [B] sorted longest first, W_ih, b_ih, W_hh,
-    b_hh), on two threads. Outputs [B, T, H] each, zero past each row's length."""
+    b_hh), at once (the second on torch's inter-op pool). Outputs [B, T, H] each, zero past each row's length."""
 
     @staticmethod
     def forward(ctx: Any, reset_after: bool, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

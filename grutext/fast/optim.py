@@ -74,7 +74,8 @@ class LazyAdamW:
         self.powers = torch.stack([self.rho**gaps, self.beta1**gaps, self.beta2**gaps])  # [3, window + 1]
         self.table = torch.zeros(3, window + 1, dtype=torch.float64)
         self._restart_window()
-        self._prepared: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._prepared: torch.Tensor | None = None  # the rows prepare() brought up to date
+        self._copies: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # tensor ops: their p, m, v
         self._gradient: torch.Tensor | None = None
         # The native kernel's row work (three calls a step, in place), for float32 tables on the CPU
         self.native = native_rows() if weight.dtype == torch.float32 and weight.device.type == "cpu" else None
@@ -123,13 +124,13 @@ class LazyAdamW:
                 self.weight.data, self.exp_avg, self.exp_avg_sq, self.last, rows, self.table, self.powers,
                 self.base, self.steps,
             )  # fmt: skip
-            self._prepared, self._gradient = (rows, rows, rows, rows), None
+            self._prepared, self._copies, self._gradient = rows, None, None
             return
         p = self.weight.data.index_select(0, rows)
         m, v = self.exp_avg.index_select(0, rows), self.exp_avg_sq.index_select(0, rows)
         self._catch_up(p, m, v, self.last.index_select(0, rows), self.steps)
         self.weight.data.index_copy_(0, rows, p)
-        self._prepared, self._gradient = (rows, p, m, v), None
+        self._prepared, self._copies, self._gradient = rows, (p, m, v), None
 
     @torch.no_grad()
     def gradient(self) -> torch.Tensor | None:
@@ -142,15 +143,14 @@ class LazyAdamW:
             if grad is not None and grad._nnz():
                 raise RuntimeError(UNPREPARED)
             return None
+        rows = self._prepared
         if self._gradient is None and self.native is not None:
-            rows = self._prepared[0]
             if grad is None:
                 self._gradient = self.weight.new_zeros(len(rows), self.weight.size(1))
             else:
                 self._gradient = self.native.lazy_gradient(rows, grad._indices()[0], grad._values())
         if self._gradient is None:
-            rows, p = self._prepared[0], self._prepared[1]
-            block = torch.zeros_like(p)
+            block = self.weight.new_zeros(len(rows), self.weight.size(1))
             if grad is not None:
                 # Not coalesced: searchsorted finds each entry's row and index_add_ sums the repeats.
                 index, values = grad._indices()[0], grad._values()
@@ -165,16 +165,17 @@ class LazyAdamW:
     def step(self, lr: float) -> None:
         """One AdamW step at learning rate `lr`: the prepared rows now, every other row in closed form later."""
         block = self.gradient()
-        prepared, self._prepared, self._gradient = self._prepared, None, None
+        rows, copies = self._prepared, self._copies
+        self._prepared, self._copies, self._gradient = None, None, None
         self.steps += 1
         t = self.steps
-        if prepared is not None and block is not None and self.native is not None:
+        if rows is not None and block is not None and copies is None and self.native is not None:
             self.native.lazy_adamw(
-                self.weight.data, self.exp_avg, self.exp_avg_sq, self.last, prepared[0], block, lr, self.beta1,
+                self.weight.data, self.exp_avg, self.exp_avg_sq, self.last, rows, block, lr, self.beta1,
                 self.beta2, self.eps, self.weight_decay, t,
             )  # fmt: skip
-        elif prepared is not None and block is not None:
-            rows, p, m, v = prepared
+        elif rows is not None and block is not None and copies is not None:
+            p, m, v = copies
             torch._fused_adamw_(
                 [p],
                 [block],
