@@ -9,18 +9,22 @@ and a batch is two gathers.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-COUNT = np.uint16  # a text's count of one n-gram row: at most tokens x n-grams a word, far below 65,535
+COUNT = np.uint16  # a text's count of one n-gram row; uint32 for a chunk where one is above 65,535 (max_length
+# allows a million tokens)
 
 
 class Bags(Sequence[npt.NDArray[np.int32]]):
     """Bags of rows, one a text: the distinct rows (ascending) and how often each occurs. Indexing gives a text's
     rows with their repeats, as a list of them would hold (for code that reads one text); batches use `pad`."""
 
-    def __init__(self, rows: npt.NDArray[np.int32], counts: npt.NDArray[np.uint16], offsets: npt.NDArray[np.int64]):
+    def __init__(
+        self, rows: npt.NDArray[np.int32], counts: npt.NDArray[np.unsignedinteger[Any]], offsets: npt.NDArray[np.int64]
+    ):
         self.rows, self.counts, self.offsets = rows, counts, offsets
 
     @classmethod
@@ -51,7 +55,9 @@ class Bags(Sequence[npt.NDArray[np.int32]]):
         per_text = np.bincount(distinct >> shift, minlength=texts)
         offsets = np.zeros(texts + 1, dtype=np.int64)
         np.cumsum(per_text, out=offsets[1:])
-        return cls((distinct & ((1 << shift) - 1)).astype(np.int32), counts.astype(COUNT), offsets)
+        wide_counts = counts.size and int(counts.max()) > np.iinfo(COUNT).max
+        rows_of = (distinct & ((1 << shift) - 1)).astype(np.int32)
+        return cls(rows_of, counts.astype(np.uint32 if wide_counts else COUNT), offsets)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

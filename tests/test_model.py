@@ -276,3 +276,5 @@ def test_bags_pad_as_pad_grams_does_and_join_in_order() -> None:
     assert [b.tolist() for b in halves] == [b.tolist() for b in bags]
     wide = Bags.of(np.array([0, 70_000]), np.array([2**30, 1]), 70_001)  # (text, row) past 32 bits
     assert wide[70_000].tolist() == [1] and wide[0].tolist() == [2**30]
+    many = Bags.of(np.zeros(70_000, np.int64), np.full(70_000, 9), 1)  # one row 70,000 times in a text
+    assert many.pad([0])[1].tolist() == [[70_000.0]]
