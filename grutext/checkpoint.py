@@ -4,7 +4,8 @@
       config.json        format_version, grutext_version, model/shape/tokenizer/train/data sections
       tokenizer.json     the trained tokenizer (normalizer, pre-tokenizer, vocabulary, truncation)
       model.safetensors  weights
-      model.onnx         the same model as an ONNX graph, for the torch-free engine (grutext.onnx_export)
+      model.onnx         the same model as an ONNX graph reading its weights from model.safetensors
+                         (grutext.onnx_export), for the torch-free engine
       labels.json        label names; index == class id
       metrics.json       scores of the saved model (informational)
 

@@ -10,6 +10,11 @@ loop for one fixed length. ONNX's GRU computes both GRU forms grutext trains:
     weights the old state, z_onnx = 1 - z_cho = σ(-(W_z·[h, x] + b_z)), so the z block is negated;
   * `--cell lstm` is LSTM, gate blocks reordered from (i, f, g, o) to (i, o, f, c).
 
+Inside a checkpoint the graph holds no weights of its own: its initializers are spans of model.safetensors
+(ONNX external data), and the reordering above is done by nodes (Split, Concat, Neg, Slice) that
+onnxruntime folds into constants when it loads the graph. The weights are stored once. A copy written
+elsewhere (`grutext export --output`) holds them inside, so it stands alone.
+
 `sequence_lens` makes each direction stop at its text's length (the reverse direction starts at its last
 real token), exactly as grutext's right-padded, reversed-within-length scans do. Pooling masks padded steps
 as grutext.model.pool does. tests/test_onnx.py holds the graph's probabilities to the torch model's.
@@ -20,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +41,14 @@ Array = npt.NDArray[np.float32]
 
 
 class _Graph:
-    """A small builder: unique names, initializers, nodes."""
+    """A small builder: unique names, initializers, nodes; `weight(key)` names a checkpoint tensor (once)."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: Source) -> None:
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self.count = 0
+        self.source = source
+        self.weights: dict[str, str] = {}
 
     def name(self, hint: str) -> str:
         self.count += 1
@@ -53,6 +61,14 @@ class _Graph:
         self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name
 
+    def weight(self, key: str) -> str:
+        """The initializer holding the checkpoint's tensor `key`."""
+        if key not in self.weights:
+            name = self.name(key.replace(".", "_"))
+            self.initializers.append(self.source.initializer(key, name))
+            self.weights[key] = name
+        return self.weights[key]
+
     def op(self, kind: str, inputs: list[str], hint: str | None = None, outputs: int = 1, **attrs: Any) -> Any:
         from onnx import helper
 
@@ -61,35 +77,120 @@ class _Graph:
         return names[0] if outputs == 1 else names
 
 
-def _gru_blocks(weights: dict[str, Array], prefix: str, cell: str, hidden: int) -> tuple[Array, Array, Array]:
+class Source:
+    """Where a graph's weights come from: arrays written into the graph (`Source(arrays)`), or spans of a
+    safetensors file beside it (`Source.external(path)`), which the graph then reads in place."""
+
+    def __init__(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+        self.arrays = arrays
+        self.dtypes = {k: np.dtype(v.dtype) for k, v in arrays.items()}
+        self.shapes = {k: tuple(v.shape) for k, v in arrays.items()}
+        self.spans: dict[str, tuple[int, int]] = {}  # key -> (offset, length) of its bytes in self.file
+        self.file = ""
+
+    @classmethod
+    def external(cls, path: Path) -> Source:
+        """The tensors of the safetensors file at `path`, by reference."""
+        header, start = read_safetensors_header(path)
+        source = cls({})
+        source.file = path.name
+        for key, entry in header.items():
+            if key != "__metadata__":
+                source.dtypes[key] = np.dtype(SAFETENSORS_DTYPES[entry["dtype"]])
+                source.shapes[key] = tuple(entry["shape"])
+                first, last = entry["data_offsets"]
+                source.spans[key] = (start + first, last - first)
+        return source
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return self.shapes[key]
+
+    def initializer(self, key: str, name: str) -> Any:
+        from onnx import TensorProto, helper, numpy_helper
+
+        if key not in self.spans:
+            return numpy_helper.from_array(np.ascontiguousarray(self.arrays[key]), name)
+        tensor = TensorProto(
+            name=name, dims=self.shapes[key], data_type=helper.np_dtype_to_tensor_dtype(self.dtypes[key])
+        )
+        tensor.data_location = TensorProto.EXTERNAL
+        offset, length = self.spans[key]
+        for field, value in (("location", self.file), ("offset", str(offset)), ("length", str(length))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = field, value
+        return tensor
+
+
+SAFETENSORS_DTYPES = {
+    "F32": np.float32,
+    "F16": np.float16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "I32": np.int32,
+    "I64": np.int64,
+}
+MAX_HEADER_BYTES = 100 * 2**20  # safetensors' own bound
+
+
+def read_safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
+    """A safetensors file's JSON header, and where its data begins (the layout is 8 bytes of header length,
+    little-endian, the header, then the tensors' bytes); a malformed file is a CheckpointError."""
+    try:
+        with open(path, "rb") as fh:
+            size = int.from_bytes(fh.read(8), "little")
+            if not 0 < size <= MAX_HEADER_BYTES:
+                raise ValueError(f"header length {size}")
+            header = json.loads(fh.read(size))
+        if not isinstance(header, dict):
+            raise ValueError("header is not an object")
+        for key, entry in header.items():
+            if key != "__metadata__" and entry.get("dtype") not in SAFETENSORS_DTYPES:
+                raise ValueError(f"{key} has dtype {entry.get('dtype')}")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path} is not a valid safetensors file ({exc}); the checkpoint is damaged") from None
+    return header, 8 + size
+
+
+def _stack(g: _Graph, parts: list[str]) -> str:
+    """Per-direction blocks [k, ...] -> [D, k, ...], as ONNX's recurrent ops take W, R and B."""
+    axis = g.const([0], "axis0", np.int64)
+    return str(g.op("Concat", [g.op("Unsqueeze", [p, axis]) for p in parts], axis=0))
+
+
+def _gru_blocks(g: _Graph, prefix: str, cell: str, hidden: int) -> tuple[str, str, str]:
     """One direction's (W [3H, I], R [3H, H], B [6H]) in ONNX's gate order (z, r, h)."""
     if cell == "gru":
-        W, R = weights[f"{prefix}.rnn.weight_ih_l0"], weights[f"{prefix}.rnn.weight_hh_l0"]
-        b_ih, b_hh = weights[f"{prefix}.rnn.bias_ih_l0"], weights[f"{prefix}.rnn.bias_hh_l0"]
 
-        def zrh(m: Array) -> Array:
-            r, z, n = np.split(m, 3, axis=0)
-            return np.concatenate([z, r, n], axis=0)
+        def zrh(key: str) -> str:
+            r, z, n = g.op("Split", [g.weight(f"{prefix}.rnn.{key}")], outputs=3, axis=0)
+            return str(g.op("Concat", [z, r, n], axis=0))
 
-        return zrh(W), zrh(R), np.concatenate([zrh(b_ih), zrh(b_hh)])
+        bias = g.op("Concat", [zrh("bias_ih_l0"), zrh("bias_hh_l0")], axis=0)
+        return zrh("weight_ih_l0"), zrh("weight_hh_l0"), bias
     H = hidden
-    W_z, W_r, W_c = (weights[f"{prefix}.cell.{n}"] for n in ("W_z", "W_r", "W"))
-    b_z, b_r, b_c = (weights[f"{prefix}.cell.{n}"] for n in ("b_z", "b_r", "b"))
-    W = np.concatenate([-W_z[:, H:], W_r[:, H:], W_c[:, H:]])  # columns h first, then x
-    R = np.concatenate([-W_z[:, :H], W_r[:, :H], W_c[:, :H]])
-    return W, R, np.concatenate([-b_z, b_r, b_c, np.zeros(3 * H, dtype=np.float32)])
+    big = np.iinfo(np.int64).max
+
+    def columns(name: str, start: int, end: int, negate: bool) -> str:
+        bounds = [g.const([start], "start", np.int64), g.const([end], "end", np.int64)]
+        part = g.op("Slice", [g.weight(f"{prefix}.cell.{name}"), *bounds, g.const([1], "axis1", np.int64)])
+        return str(g.op("Neg", [part]) if negate else part)
+
+    def blocks(start: int, end: int) -> str:  # columns h first, then x
+        return str(g.op("Concat", [columns(n, start, end, n == "W_z") for n in ("W_z", "W_r", "W")], axis=0))
+
+    bias = [g.op("Neg", [g.weight(f"{prefix}.cell.b_z")]), g.weight(f"{prefix}.cell.b_r"), g.weight(f"{prefix}.cell.b")]
+    return blocks(H, big), blocks(0, H), g.op("Concat", [*bias, g.const(np.zeros(3 * H), "zeros")], axis=0)
 
 
-def _lstm_blocks(weights: dict[str, Array], prefix: str) -> tuple[Array, Array, Array]:
+def _lstm_blocks(g: _Graph, prefix: str) -> tuple[str, str, str]:
     """One direction's (W [4H, I], R [4H, H], B [8H]) in ONNX's gate order (i, o, f, c)."""
 
-    def iofc(m: Array) -> Array:
-        i, f, g, o = np.split(m, 4, axis=0)
-        return np.concatenate([i, o, f, g], axis=0)
+    def iofc(key: str) -> str:
+        i, f, c, o = g.op("Split", [g.weight(f"{prefix}.rnn.{key}")], outputs=4, axis=0)
+        return str(g.op("Concat", [i, o, f, c], axis=0))
 
-    W, R = weights[f"{prefix}.rnn.weight_ih_l0"], weights[f"{prefix}.rnn.weight_hh_l0"]
-    b = np.concatenate([iofc(weights[f"{prefix}.rnn.bias_ih_l0"]), iofc(weights[f"{prefix}.rnn.bias_hh_l0"])])
-    return iofc(W), iofc(R), b
+    bias = g.op("Concat", [iofc("bias_ih_l0"), iofc("bias_hh_l0")], axis=0)
+    return iofc("weight_ih_l0"), iofc("weight_hh_l0"), bias
 
 
 def _pool(g: _Graph, states: str, mask: str, minus_inf: str, lengths_f: str, mode: str, last: str | None) -> str:
@@ -109,15 +210,13 @@ def _pool(g: _Graph, states: str, mask: str, minus_inf: str, lengths_f: str, mod
     return str(g.op("Reshape", [by_batch, g.const([0, -1], "shape", np.int64)]))
 
 
-def _bigram_bag(
-    g: _Graph, weights: dict[str, Array], ids: str, lengths: str, time: str, buckets: int, chars: bool
-) -> str:
+def _bigram_bag(g: _Graph, ids: str, lengths: str, time: str, buckets: int, chars: bool) -> str:
     """GRUClassifier.bigram_bag as nodes: [B, D], the mean of the rows of a text's tokens and bigrams (and, with
     `chars`, of the rows the inputs grams / gram_counts give, each weighed by its count: the words' character
     n-grams)."""
     from onnx import TensorProto
 
-    vocab = weights["embedding.weight"].shape[0]
+    vocab = g.source.shape("embedding.weight")[0]
     one, end = g.const([1], "one", np.int64), g.const([np.iinfo(np.int64).max], "end", np.int64)
     axis = g.const([1], "axis1", np.int64)
     first = g.op("Slice", [ids, g.const([0], "zero1", np.int64), g.const([-1], "minus1", np.int64), axis])
@@ -135,16 +234,16 @@ def _bigram_bag(
         weight.append("gram_counts")
     grams = g.op("Concat", parts, axis=1)  # [B, 2T-1 (+G)]
     mask = g.op("Unsqueeze", [g.op("Concat", weight, axis=1), g.const([2], "axis2", np.int64)])
-    rows = g.op("Gather", [g.const(weights["bigram_table.weight"], "bigram_table"), grams], axis=0)  # [B, 2T-1, D]
+    rows = g.op("Gather", [g.weight("bigram_table.weight"), grams], axis=0)  # [B, 2T-1, D]
     total = g.op("ReduceSum", [g.op("Mul", [rows, mask]), axis], keepdims=0)
     return str(g.op("Div", [total, g.op("ReduceSum", [mask, axis], keepdims=0)]))
 
 
-def build(weights: dict[str, Array], cfg: ModelConfig, num_labels: int, multi_label: bool) -> Any:
-    """The ONNX model of a GRUClassifier with these weights."""
+def build(weights: dict[str, Array] | Source, cfg: ModelConfig, num_labels: int, multi_label: bool) -> Any:
+    """The ONNX model of a GRUClassifier with these weights (arrays are written into the graph)."""
     from onnx import TensorProto, helper
 
-    g = _Graph()
+    g = _Graph(weights if isinstance(weights, Source) else Source(weights))
     H, dirs = cfg.hidden_size, 2 if cfg.bidirectional else 1
     ids, lengths = "ids", "lengths"
     # Lengths as the recurrent ops take them, and the masks pooling needs (all [T, 1, B, 1]-broadcastable).
@@ -158,7 +257,7 @@ def build(weights: dict[str, Array], cfg: ModelConfig, num_labels: int, multi_la
     minus_inf = g.op("Where", [real, g.const(0.0, "zero_f"), g.const(-np.inf, "minus_inf")])
     lengths_f = g.op("Unsqueeze", [g.op("Cast", [lengths], to=TensorProto.FLOAT), g.const([0, 2], "axes", np.int64)])
 
-    x = g.op("Gather", [g.const(weights["embedding.weight"], "embedding"), ids_t], axis=0)  # [T, B, E]
+    x = g.op("Gather", [g.weight("embedding.weight"), ids_t], axis=0)  # [T, B, E]
     embedded = x
     last = None
     for depth in range(cfg.layers):
@@ -166,10 +265,10 @@ def build(weights: dict[str, Array], cfg: ModelConfig, num_labels: int, multi_la
         prefixes = [f"encoder.{stack}.{depth}" for stack in stacks]
         direction = "bidirectional" if dirs == 2 else "forward"
         if cfg.cell == "lstm":
-            blocks = [_lstm_blocks(weights, p) for p in prefixes]
+            blocks = [_lstm_blocks(g, p) for p in prefixes]
         else:
-            blocks = [_gru_blocks(weights, p, cfg.cell, H) for p in prefixes]
-        W, R, B = (g.const(np.stack([b[i] for b in blocks]), kind) for i, kind in enumerate(("W", "R", "B")))
+            blocks = [_gru_blocks(g, p, cfg.cell, H) for p in prefixes]
+        W, R, B = (_stack(g, [b[i] for b in blocks]) for i in range(3))
         if cfg.cell == "lstm":
             y, last = g.op("LSTM", [x, W, R, B, seq_lens], outputs=3, hidden_size=H, direction=direction)[:2]
         else:
@@ -187,13 +286,13 @@ def build(weights: dict[str, Array], cfg: ModelConfig, num_labels: int, multi_la
         pooled = g.op("Concat", [pooled, _pool(g, as_dir, mask, minus_inf, lengths_f, skip_mode, None)], axis=1)
     logits = g.op(
         "Gemm",
-        [pooled, g.const(weights["classifier.weight"], "classifier_w"), g.const(weights["classifier.bias"], "b")],
+        [pooled, g.weight("classifier.weight"), g.weight("classifier.bias")],
         transB=1,
     )
     if cfg.bigram_buckets:  # the bag of tokens and hashed bigrams, its logits averaged with the GRU's
-        bag = _bigram_bag(g, weights, ids, lengths, time, cfg.bigram_buckets, cfg.char_span is not None)
-        bag_w = g.const(weights["bigram_classifier.weight"], "bag_w")
-        bag_logits = g.op("Gemm", [bag, bag_w, g.const(weights["bigram_classifier.bias"], "b")], transB=1)
+        bag = _bigram_bag(g, ids, lengths, time, cfg.bigram_buckets, cfg.char_span is not None)
+        bag_w, bag_b = g.weight("bigram_classifier.weight"), g.weight("bigram_classifier.bias")
+        bag_logits = g.op("Gemm", [bag, bag_w, bag_b], transB=1)
         logits = g.op("Mul", [g.op("Add", [logits, bag_logits]), g.const(0.5, "half")])
     if multi_label:
         g.nodes.append(helper.make_node("Sigmoid", [logits], ["probs"]))
@@ -223,32 +322,49 @@ def build(weights: dict[str, Array], cfg: ModelConfig, num_labels: int, multi_la
 
 
 def export(meta: Meta, output: Path | None = None) -> Path:
-    """Write the checkpoint's model as ONNX, atomically, as `model.onnx` inside the checkpoint, and a copy at
-    `output` (a file, or a folder to hold model.onnx) when given; returns where the copy went."""
-    import onnx
-    from safetensors.numpy import load_file
-
-    try:
-        weights = {k: v.astype(np.float32) for k, v in load_file(str(meta.path / WEIGHTS_FILE)).items()}
-    except Exception as exc:  # safetensors raises its own error types
-        raise CheckpointError(f"{meta.path / WEIGHTS_FILE} cannot be read ({exc}); the checkpoint is damaged") from None
-    model = build(weights, meta.model_config, meta.shape.num_labels, meta.shape.multi_label)
-    for key, value in fingerprint(meta).items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.checker.check_model(model)
+    """Write the checkpoint's model as ONNX, atomically, as `model.onnx` inside the checkpoint (reading its
+    weights from model.safetensors), and a standalone copy at `output` (a file, or a folder to hold model.onnx)
+    when given; returns where the copy went."""
+    path = meta.path / WEIGHTS_FILE
+    source = Source.external(path)
+    if any(dtype != np.float32 for dtype in source.dtypes.values()):
+        source = Source(_float_weights(path))  # the graph computes in float32: such a file is copied in
     target = meta.path / ONNX_FILE
-    write_file(target, model.SerializeToString())
+    write_file(target, _serialized(meta, source), check=_check)
     if output is not None:
         if output.is_dir():
             output = output / ONNX_FILE
-        write_file(output, target.read_bytes())
+        write_file(output, _serialized(meta, Source(_float_weights(path))), check=_check)
         return output
     return target
 
 
-def write_file(target: Path, data: bytes) -> None:
-    """Write atomically (a temporary sibling, fsynced, renamed); a bad path is one CheckpointError."""
+def _float_weights(path: Path) -> dict[str, Array]:
+    from safetensors.numpy import load_file
+
+    try:
+        return {k: v.astype(np.float32) for k, v in load_file(str(path)).items()}
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"{path} cannot be read ({exc}); the checkpoint is damaged") from None
+
+
+def _serialized(meta: Meta, source: Source) -> bytes:
+    model = build(source, meta.model_config, meta.shape.num_labels, meta.shape.multi_label)
+    for key, value in fingerprint(meta).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return bytes(model.SerializeToString())
+
+
+def _check(path: Path) -> None:
+    """ONNX's checker on the written file, which finds the weights a graph reads beside it."""
+    import onnx
+
+    onnx.checker.check_model(str(path))
+
+
+def write_file(target: Path, data: bytes, check: Callable[[Path], None] | None = None) -> None:
+    """Write atomically (a temporary sibling, fsynced, `check`ed, renamed); a bad path is one CheckpointError."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -256,10 +372,15 @@ def write_file(target: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if check is not None:
+            check(tmp)
         os.replace(tmp, target)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise CheckpointError(f"cannot write {target}: {exc.strerror}; choose another path") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def fingerprint(meta: Meta) -> dict[str, str]:

@@ -173,3 +173,55 @@ def same_up_to_rounding(a: str, b: str) -> bool:
         if any(abs(float(x) - float(y)) > 1e-4 for x, y in pairs):
             return False
     return a.count("\n") == b.count("\n")
+
+
+@pytest.mark.parametrize("cell", ["gru", "cho2014", "lstm"])
+def test_the_checkpoints_graph_reads_its_weights_from_model_safetensors(cell: str, tmp_path: Path) -> None:
+    """Weights are stored once: model.onnx holds the graph, its initializers are spans of model.safetensors, and
+    it gives the probabilities of a standalone graph with the weights inside (grutext export --output)."""
+    import onnx
+
+    from grutext.artifacts import read_meta
+    from grutext.checkpoint import save
+    from grutext.config import TokenizerConfig
+    from grutext.onnx_export import export
+    from grutext.tokenizer import train_tokenizer
+
+    torch.manual_seed(0)
+    cfg = settled(ModelConfig(embed_dim=7, hidden_size=5, cell=cell, bigram_buckets=13, bigram_dim=3), False)
+    tok_cfg = TokenizerConfig(kind="word", vocab_size=100, min_frequency=1)
+    tokenizer = train_tokenizer(["a b c d e f g h"] * 3, tok_cfg)
+    shape = DataShape(tokenizer.get_vocab_size(), 3, False)
+    model = GRUClassifier(cfg, shape)
+    save(tmp_path / "m", model=model, tokenizer=tokenizer, tokenizer_config=tok_cfg, labels=["x", "y", "z"],
+         sections={}, metrics={}, overwrite=False)  # fmt: skip
+    graph = onnx.load(str(tmp_path / "m" / "model.onnx"), load_external_data=False)
+    external = {t.name for t in graph.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL}
+    assert len(external) == len(model.state_dict())
+    assert all(e.value == "model.safetensors" for t in graph.graph.initializer for e in t.external_data[:1])
+    standalone = export(read_meta(tmp_path / "m"), tmp_path / "copy.onnx")
+    (tmp_path / "elsewhere").mkdir()
+    moved = shutil.move(standalone, tmp_path / "elsewhere" / "model.onnx")
+    ids, lengths = pad([[2, 5, 7, 3], [4], [9, 8]], range(3))
+    feed = {"ids": ids, "lengths": lengths}
+    ours = ort.InferenceSession(str(tmp_path / "m" / "model.onnx")).run(None, feed)[0]
+    alone = ort.InferenceSession(Path(moved).read_bytes()).run(None, feed)[0]
+    np.testing.assert_array_equal(ours, alone)
+    with torch.no_grad():
+        theirs = torch.softmax(model.eval()(torch.from_numpy(ids), torch.from_numpy(lengths)), dim=1).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5)
+    assert (tmp_path / "m" / "model.onnx").stat().st_size < 20_000
+
+
+def test_a_checkpoint_with_the_weights_inside_its_graph_still_runs(exported: Path, tmp_path: Path) -> None:
+    """Checkpoints written before the weights were stored once hold a standalone model.onnx."""
+    copy = tmp_path / "m"
+    shutil.copytree(exported, copy)
+    result = CliRunner().invoke(cli, ["export", "-m", str(copy), "--output", str(tmp_path / "alone.onnx")])
+    assert result.exit_code == 0, result.output
+    shutil.copy(tmp_path / "alone.onnx", copy / "model.onnx")
+    assert (copy / "model.onnx").stat().st_size > (copy / "model.safetensors").stat().st_size
+    text = "a wonderful superb film\nawful and dull\n"
+    old = CliRunner().invoke(cli, ["predict", "-m", str(copy), "--engine", "onnx", "--format", "jsonl"], input=text)
+    new = CliRunner().invoke(cli, ["predict", "-m", str(exported), "--engine", "onnx", "--format", "jsonl"], input=text)
+    assert old.exit_code == 0 and old.stdout == new.stdout
