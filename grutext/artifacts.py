@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
+from grutext.compress import check_spec
 from grutext.config import (
     FORMAT_VERSION,
     LEGACY_CELLS,
@@ -53,6 +54,7 @@ class Meta:
     decision: Decision | None  # multi-label: the thresholds tuned on validation data
     metrics: dict[str, Any]
     temperature: float = 1.0  # divides the logits (grutext.calibration); 1 for checkpoints written before it
+    compression: dict[str, Any] | None = None  # how model.safetensors was compressed (grutext.compress); None: not
 
 
 class MetaView:
@@ -180,9 +182,30 @@ def read_meta(path: str | Path) -> Meta:
     tokenizer = _load_tokenizer(root / TOKENIZER_FILE, shape.vocab_size, tok_cfg)
     metrics_path = root / METRICS_FILE
     metrics = read_json(metrics_path, "metrics file") if metrics_path.is_file() else {}
+    compression = None
+    if "compression" in config:
+        compression = check_spec(config["compression"], table_shapes(model_cfg, shape), f"{root / CONFIG_FILE}")
     return Meta(
-        root, config, model_cfg, shape, tok_cfg, tokenizer, labels, decision, metrics, _temperature(config, root)
+        root,
+        config,
+        model_cfg,
+        shape,
+        tok_cfg,
+        tokenizer,
+        labels,
+        decision,
+        metrics,
+        _temperature(config, root),
+        compression,
     )
+
+
+def table_shapes(cfg: ModelConfig, shape: DataShape) -> dict[str, tuple[int, ...]]:
+    """The shapes of the tables a text reads rows of (grutext.model.GRUClassifier), from the settings alone."""
+    tables: dict[str, tuple[int, ...]] = {"embedding.weight": (shape.vocab_size, cfg.embedding_size)}
+    if cfg.bigram_buckets:
+        tables["bigram_table.weight"] = (shape.vocab_size + cfg.bigram_buckets, cfg.bigram_dim)
+    return tables
 
 
 def _temperature(config: dict[str, Any], root: Path) -> float:
@@ -287,15 +310,30 @@ def describe_language_model(meta: LanguageModelMeta) -> dict[str, Any]:
 SCORE_KEYS = ("accuracy", "micro_f1", "macro_f1", "weighted_f1", "samples_f1", "subset_accuracy", "ece", "n")
 
 
-def parameter_count(path: Path) -> int:
-    """The number of weights in a safetensors file, from its header (no tensor is read)."""
+def parameter_count(path: Path, compression: dict[str, Any] | None = None) -> int:
+    """The number of weights in a safetensors file, from its header (no tensor is read); a compressed table
+    counts as the rows x dim it stands for."""
     from safetensors import SafetensorError, safe_open
+
+    from grutext.compress import CENTRES, CODES, KEPT, PQ
 
     try:
         with safe_open(str(path), framework="numpy") as fh:
-            return sum(int(np.prod(fh.get_slice(k).get_shape())) for k in fh.keys())  # noqa: SIM118
+            shapes = {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a valid safetensors file ({exc}); the checkpoint is damaged") from None
+    count = 0
+    tables = {k: v for k, v in (compression or {}).get("tensors", {}).items() if v["kind"] == PQ}
+    for key, entry in tables.items():
+        count += entry["rows"] * entry["dim"]
+        for suffix in (CODES, CENTRES, KEPT):
+            shapes.pop(key + suffix, None)
+    return count + sum(int(np.prod(shape)) for shape in shapes.values())
+
+
+def checkpoint_bytes(root: Path) -> dict[str, int]:
+    """The size of each file of a checkpoint (trainer state left out)."""
+    return {p.name: p.stat().st_size for p in sorted(root.iterdir()) if p.is_file()}
 
 
 def describe_meta(ckpt: Meta) -> dict[str, Any]:
@@ -310,7 +348,9 @@ def describe_meta(ckpt: Meta) -> dict[str, Any]:
         "grutext_version": ckpt.config.get("grutext_version"),
         "format_version": ckpt.config.get("format_version"),
         "labels": ckpt.labels,
-        "parameters": parameter_count(ckpt.path / WEIGHTS_FILE),
+        "parameters": parameter_count(ckpt.path / WEIGHTS_FILE, ckpt.compression),
+        "bytes": checkpoint_bytes(ckpt.path),
+        "compression": ckpt.compression,
         "model": to_dict(ckpt.model_config),
         "shape": to_dict(ckpt.shape),
         "tokenizer": to_dict(ckpt.tokenizer_config),

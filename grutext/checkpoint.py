@@ -47,6 +47,7 @@ from grutext.artifacts import (
     read_meta,
 )
 from grutext.backend import choose, prepare
+from grutext.compress import Settings, compress, decompress, stored_shapes, stored_width
 from grutext.config import FORMAT_VERSION, DataShape, ModelConfig, TokenizerConfig, to_dict
 from grutext.errors import CheckpointError
 from grutext.head import Head, make_head
@@ -218,6 +219,36 @@ def save(
     return write_atomically(path, overwrite, fill)
 
 
+def save_compressed(meta: Meta, path: Path, settings: Settings, overwrite: bool) -> Path:
+    """Write a compressed copy of a classifier checkpoint (grutext.compress) atomically at `path`: the same
+    settings, tokenizer, labels and scores, model.safetensors compressed, and a model.onnx that reads it."""
+    from safetensors.numpy import save_file as save_arrays
+
+    from grutext.onnx_export import export
+
+    if meta.compression is not None:
+        raise CheckpointError(f"{meta.path} is compressed already; compress the checkpoint it was made from")
+    if path.absolute() == meta.path.absolute():
+        raise CheckpointError(f"--output is the checkpoint itself ({path}); write the compressed copy elsewhere")
+    check_output_dir(path, overwrite)  # before the minutes of k-means, not after
+    state = _read_checked(meta.path / WEIGHTS_FILE, parameter_shapes(meta.model_config, meta.shape))
+    dense = {k: v.float().numpy() for k, v in state.items()}
+    stored, spec = compress(dense, settings, softmax=not meta.shape.multi_label)
+    config = {**meta.config, "grutext_version": __version__, "compression": spec}
+    if "folded_bigram_dim" in spec:  # the bigram table now holds each row's logits
+        config["model"] = {**config["model"], "bigram_dim": int(stored_width(stored))}
+
+    def fill(tmp: Path) -> None:
+        _write_json(tmp / CONFIG_FILE, config)
+        meta.tokenizer.save(str(tmp / TOKENIZER_FILE), pretty=False)  # a third smaller than the indented file
+        save_arrays(stored, str(tmp / WEIGHTS_FILE), metadata={"format": "np"})
+        _write_json(tmp / LABELS_FILE, meta.labels)
+        _write_json(tmp / METRICS_FILE, meta.metrics)
+        export(read_meta(tmp))
+
+    return write_atomically(path, overwrite, fill)
+
+
 def save_language_model(
     path: Path,
     *,
@@ -273,7 +304,7 @@ def load(path: str | Path, device: torch.device | None = None, backend: str = "a
     meta = read_meta(path)
     device = device or torch.device("cpu")
     runs_on = choose(device, backend)
-    weights = _load_weights(meta.path / WEIGHTS_FILE, meta.model_config, meta.shape)
+    weights = _load_weights(meta.path / WEIGHTS_FILE, meta.model_config, meta.shape, meta.compression)
     model = prepare(weights, device, runs_on).eval()
     head = make_head(meta.labels, meta.shape.multi_label, meta.decision, meta.temperature)
     return Checkpoint(
@@ -291,8 +322,15 @@ def load(path: str | Path, device: torch.device | None = None, backend: str = "a
     )
 
 
-def _load_weights(path: Path, cfg: ModelConfig, shape: DataShape) -> GRUClassifier:
-    state = _read_checked(path, parameter_shapes(cfg, shape))
+def _load_weights(
+    path: Path, cfg: ModelConfig, shape: DataShape, compression: dict[str, Any] | None = None
+) -> GRUClassifier:
+    if compression is None:
+        state = _read_checked(path, parameter_shapes(cfg, shape))
+    else:  # the stored tensors, checked, then the float32 weights they stand for
+        stored = _read_checked(path, stored_shapes(parameter_shapes(cfg, shape), compression))
+        dense = decompress({k: v.numpy() for k, v in stored.items()}, compression)
+        state = {k: torch.from_numpy(v) for k, v in dense.items()}
     model = GRUClassifier(cfg, shape)
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return model

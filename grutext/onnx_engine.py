@@ -53,6 +53,7 @@ class OnnxPredictor(MetaView, Labeller):
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         path = meta.path / ONNX_FILE
+        parameter_count(meta.path / WEIGHTS_FILE, meta.compression)  # the graph reads it: a damaged one says so first
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own error types
@@ -65,7 +66,6 @@ class OnnxPredictor(MetaView, Labeller):
         stored = self.session.get_modelmeta().custom_metadata_map
         expected = fingerprint(meta)
         if any(stored.get(key) != value for key, value in expected.items()):
-            parameter_count(meta.path / WEIGHTS_FILE)  # a damaged weights file says so first
             raise CheckpointError(
                 f"{path} was not exported from this checkpoint's weights and settings (they changed since, or it "
                 f"was copied from another model); export it again with `grutext export --model {meta.path}`"

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from grutext.artifacts import ONNX_FILE, WEIGHTS_FILE, Meta
+from grutext.compress import CENTRES, CENTROIDS, CODES, FLOAT16, KEPT
 from grutext.config import BIGRAM_HASH, ModelConfig, to_dict
 from grutext.errors import CheckpointError
 
@@ -62,12 +63,25 @@ class _Graph:
         return name
 
     def weight(self, key: str) -> str:
-        """The initializer holding the checkpoint's tensor `key`."""
+        """The float32 weight `key` of the model: an initializer, or for a compressed checkpoint the nodes that
+        rebuild it from the stored tensors (constants onnxruntime folds at load)."""
+        from onnx import TensorProto
+
         if key not in self.weights:
-            name = self.name(key.replace(".", "_"))
-            self.initializers.append(self.source.initializer(key, name))
-            self.weights[key] = name
+            entry = self.source.compression.get(key)
+            if entry is None:
+                self.weights[key] = self.stored(key)
+            elif entry["kind"] == FLOAT16:
+                self.weights[key] = self.op("Cast", [self.stored(key)], to=TensorProto.FLOAT)
+            else:
+                self.weights[key] = _dequantize(self, key, entry)
         return self.weights[key]
+
+    def stored(self, key: str) -> str:
+        """The initializer holding the stored tensor `key`."""
+        name = self.name(key.replace(".", "_"))
+        self.initializers.append(self.source.initializer(key, name))
+        return name
 
     def op(self, kind: str, inputs: list[str], hint: str | None = None, outputs: int = 1, **attrs: Any) -> Any:
         from onnx import helper
@@ -81,18 +95,19 @@ class Source:
     """Where a graph's weights come from: arrays written into the graph (`Source(arrays)`), or spans of a
     safetensors file beside it (`Source.external(path)`), which the graph then reads in place."""
 
-    def __init__(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+    def __init__(self, arrays: dict[str, npt.NDArray[Any]], compression: dict[str, Any] | None = None) -> None:
         self.arrays = arrays
+        self.compression: dict[str, Any] = (compression or {}).get("tensors", {})  # grutext.compress's spec
         self.dtypes = {k: np.dtype(v.dtype) for k, v in arrays.items()}
         self.shapes = {k: tuple(v.shape) for k, v in arrays.items()}
         self.spans: dict[str, tuple[int, int]] = {}  # key -> (offset, length) of its bytes in self.file
         self.file = ""
 
     @classmethod
-    def external(cls, path: Path) -> Source:
+    def external(cls, path: Path, compression: dict[str, Any] | None = None) -> Source:
         """The tensors of the safetensors file at `path`, by reference."""
         header, start = read_safetensors_header(path)
-        source = cls({})
+        source = cls({}, compression)
         source.file = path.name
         for key, entry in header.items():
             if key != "__metadata__":
@@ -103,6 +118,10 @@ class Source:
         return source
 
     def shape(self, key: str) -> tuple[int, ...]:
+        """The shape of the model's weight `key` (a compressed table's as it was)."""
+        entry = self.compression.get(key)
+        if entry is not None and entry["kind"] != FLOAT16:
+            return (entry["rows"], entry["dim"])
         return self.shapes[key]
 
     def initializer(self, key: str, name: str) -> Any:
@@ -149,6 +168,38 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
     except (OSError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{path} is not a valid safetensors file ({exc}); the checkpoint is damaged") from None
     return header, 8 + size
+
+
+def _dequantize(g: _Graph, key: str, entry: dict[str, Any]) -> str:
+    """grutext.compress.dequantize as nodes: each row's codes pick centroids, and a pruned table's bitmap
+    places the kept rows (the others read the zero row in front)."""
+    from onnx import TensorProto
+
+    spaces, rows, dim = entry["dim"] // entry["dsub"], entry["rows"], entry["dim"]
+    centroids = g.op("Cast", [g.stored(key + CENTRES)], to=TensorProto.FLOAT)
+    flat = g.op("Reshape", [centroids, g.const([spaces * CENTROIDS, entry["dsub"]], "shape", np.int64)])
+    codes = g.op("Cast", [g.stored(key + CODES)], to=TensorProto.INT64)  # [kept, spaces]
+    index = g.op("Add", [codes, g.const(np.arange(spaces) * CENTROIDS, "offsets", np.int64)])
+    dense = g.op("Reshape", [g.op("Gather", [flat, index], axis=0), g.const([-1, dim], "shape", np.int64)])
+    if entry["kept"] == rows:
+        return str(dense)
+    packed = g.op(
+        "Unsqueeze", [g.op("Cast", [g.stored(key + KEPT)], to=TensorProto.INT64), g.const([1], "axis", np.int64)]
+    )
+    bits = g.op(
+        "Mod", [g.op("Div", [packed, g.const(2 ** np.arange(8), "bit", np.int64)]), g.const(2, "two", np.int64)]
+    )
+    bits = g.op(
+        "Slice",
+        [
+            g.op("Reshape", [bits, g.const([-1], "flat", np.int64)]),
+            g.const([0], "start", np.int64),
+            g.const([rows], "rows", np.int64),
+        ],
+    )
+    position = g.op("Mul", [g.op("CumSum", [bits, g.const(0, "axis", np.int64)]), bits])  # kept: 1.., pruned: 0
+    padded = g.op("Concat", [g.const(np.zeros((1, dim)), "zero_row"), dense], axis=0)
+    return str(g.op("Gather", [padded, position], axis=0))
 
 
 def _stack(g: _Graph, parts: list[str]) -> str:
@@ -326,24 +377,26 @@ def export(meta: Meta, output: Path | None = None) -> Path:
     weights from model.safetensors), and a standalone copy at `output` (a file, or a folder to hold model.onnx)
     when given; returns where the copy went."""
     path = meta.path / WEIGHTS_FILE
-    source = Source.external(path)
-    if any(dtype != np.float32 for dtype in source.dtypes.values()):
-        source = Source(_float_weights(path))  # the graph computes in float32: such a file is copied in
+    source = Source.external(path, meta.compression)
+    if meta.compression is None and any(dtype != np.float32 for dtype in source.dtypes.values()):
+        source = Source(_stored_weights(path, np.float32))  # the graph computes in float32: such a file is copied in
     target = meta.path / ONNX_FILE
     write_file(target, _serialized(meta, source), check=_check)
     if output is not None:
         if output.is_dir():
             output = output / ONNX_FILE
-        write_file(output, _serialized(meta, Source(_float_weights(path))), check=_check)
+        dtype = None if meta.compression else np.float32
+        write_file(output, _serialized(meta, Source(_stored_weights(path, dtype), meta.compression)), check=_check)
         return output
     return target
 
 
-def _float_weights(path: Path) -> dict[str, Array]:
+def _stored_weights(path: Path, dtype: Any = None) -> dict[str, npt.NDArray[Any]]:
+    """The tensors of a safetensors file (as `dtype`, when given)."""
     from safetensors.numpy import load_file
 
     try:
-        return {k: v.astype(np.float32) for k, v in load_file(str(path)).items()}
+        return {k: v if dtype is None else v.astype(dtype) for k, v in load_file(str(path)).items()}
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"{path} cannot be read ({exc}); the checkpoint is damaged") from None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -43,6 +44,69 @@ def export(model_dir: Path, fmt: str, output: Path | None) -> None:
     path = run_export(meta, output)
     if output is not None:
         click.echo(f"wrote {path}", err=True)
+
+
+@cli.command()
+@click.option(
+    "--model", "-m", "model_dir", required=True, type=click.Path(path_type=Path), help="Checkpoint to compress."
+)
+@click.option(
+    "--output", "-o", required=True, type=click.Path(path_type=Path), help="Directory for the compressed checkpoint."
+)
+@click.option(
+    "--dsub",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="Numbers per one-byte code in the word and n-gram tables: larger is smaller and coarser.",
+)
+@click.option(
+    "--keep-rows",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Fraction of each table's rows kept, those of largest norm; the others read as zeros.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the k-means.")
+@click.option("--overwrite", is_flag=True, help="Replace --output if it exists.")
+@handle_errors
+def compress(model_dir: Path, output: Path, dsub: int, keep_rows: float, seed: int, overwrite: bool) -> None:
+    """Write a compressed copy of a checkpoint: tables product-quantized, other matrices in float16.
+
+    Both engines, serve and the Python API run it as they run the original (the weights are rebuilt when it
+    loads). Check what it costs with `grutext evaluate` on both.
+
+    \b
+    Examples:
+      grutext compress -m models/sst2 -o models/sst2-small
+      grutext compress -m models/bbc -o models/bbc-small --dsub 4 --keep-rows 0.5
+    """
+    from grutext.artifacts import checkpoint_bytes, read_meta
+    from grutext.checkpoint import save_compressed
+    from grutext.compress import Settings
+
+    meta = read_meta(model_dir)
+    path = save_compressed(meta, output, Settings(dsub=dsub, keep=keep_rows, seed=seed), overwrite)
+    before, after = sum(checkpoint_bytes(meta.path).values()), sum(checkpoint_bytes(path).values())
+    click.echo(f"wrote {path}: {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB ({before / after:.1f}x smaller)", err=True)
+
+
+def _size(files: dict[str, int]) -> str:
+    big = sorted(files.items(), key=lambda item: -item[1])[:3]
+    return f"{sum(files.values()) / 1e6:.2f} MB (" + ", ".join(f"{n} {b / 1e6:.2f} MB" for n, b in big) + ")"
+
+
+def _compression(spec: dict[str, Any]) -> str:
+    parts = []
+    if spec.get("folded_bigram_dim"):
+        parts.append(f"bigram head folded into its table ({spec['folded_bigram_dim']} numbers a row to one a label)")
+    for key, entry in spec["tensors"].items():
+        if entry["kind"] == "pq":
+            kept = f", {entry['kept']:,} of {entry['rows']:,} rows kept" if entry["kept"] < entry["rows"] else ""
+            parts.append(f"{key.split('.')[0]} in {entry['dim'] // entry['dsub']} one-byte codes a row{kept}")
+    if any(entry["kind"] == "float16" for entry in spec["tensors"].values()):
+        parts.append("other matrices float16")
+    return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------------------------- serve
@@ -103,7 +167,10 @@ def info(model_dir: Path, as_json: bool) -> None:
             f"{'lowercased' if t['lowercase'] else 'cased'}",
         ),
         ("training data", f"{described['data'].get('source', '?')} {described['data'].get('sizes', '')}"),
+        ("size", _size(described["bytes"])),
     ]
+    if described["compression"]:
+        rows.append(("compression", _compression(described["compression"])))
     if ckpt.shape.multi_label:
         d = described["decision"] or {}
         when = f"threshold {d['threshold']}" if d.get("threshold") is not None else "per-label thresholds"
