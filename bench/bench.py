@@ -9,6 +9,9 @@ Per dataset it measures, each in a fresh process where it matters:
     achieved GFLOP/s (2*3*(E*H + H*H) FLOPs per token per direction forward, x3 for forward+backward),
     peak RSS, checkpoint size;
   * `grutext predict` over the test texts: lines/s, and the latency of one line through a pipe;
+  * `grutext compress` at its defaults: sizes, test accuracy and predict speed of the compressed checkpoint;
+  * predict's words/s on lines of GloVe's text file (DATA/vectors/, words the vocabulary lacks) against the
+    test texts;
   * the tutorial GRU's epoch (bench/reference.py) and fastText (if `fasttext` imports).
 Machine-wide: float32 matmul peak (2 threads), `grutext --help` start-up, and predict's RSS at 20k and
 200k lines of a 1M-line stdin stream.
@@ -163,6 +166,52 @@ def predict_speed(model: Path, texts: list[str], tmp: Path, engine: str = "auto"
         "lines": len(lines) * reps,
         "one_line_seconds": statistics.median(latencies),
     }
+
+
+def compression_check(model: Path, folder: Path, tmp: Path, texts: list[str]) -> dict[str, Any]:
+    """`grutext compress` at its defaults: sizes (the checkpoint, the compressed one, and the checkpoint as it
+    was when model.onnx held a second copy of the weights), test accuracy of both, and the compressed one's
+    predict speed."""
+    small = tmp / f"{model.name}-small"
+    subprocess.run([*GRUTEXT, "compress", "-m", str(model), "-o", str(small), "--overwrite"], check=True)
+
+    def size(root: Path) -> int:
+        return sum(p.stat().st_size for p in root.iterdir() if p.is_file())
+
+    def accuracy(root: Path) -> float:
+        done = subprocess.run(
+            [*GRUTEXT, "evaluate", "-m", str(root), str(folder / "test.jsonl"), "--json"],
+            check=True,
+            capture_output=True,
+        )
+        return float(json.loads(done.stdout)["accuracy"])
+
+    return {
+        "bytes": size(model),
+        "bytes_weights_twice": size(model) + (model / "model.safetensors").stat().st_size,
+        "compressed_bytes": size(small),
+        "accuracy": accuracy(model),
+        "compressed_accuracy": accuracy(small),
+        "predict": predict_speed(small, texts, tmp, "onnx"),
+    }
+
+
+def unknown_words_speed(model: Path, vectors: Path, texts: list[str], tmp: Path, lines: int = 20_000) -> dict[str, Any]:
+    """predict's whitespace-separated words/s on the first `lines` lines of a word-vector text file (a word,
+    then numbers: almost nothing in the vocabulary) against the test texts, whole command, in turn."""
+    import gzip
+
+    with gzip.open(vectors, "rt", encoding="utf-8") as fh:
+        odd = [next(fh).strip() for _ in range(lines)]
+    out: dict[str, Any] = {"source": vectors.name, "lines": lines}
+    for key, chosen in (("unknown", odd), ("test", [" ".join(t.split()) for t in texts][:lines])):
+        path = tmp / f"{key}.txt"
+        path.write_text("\n".join(chosen) + "\n", encoding="utf-8")
+        wall, _, stdout, _ = run_with_rss([*GRUTEXT, "predict", "--model", str(model), str(path)])
+        assert stdout.count(b"\n") == len(chosen)
+        out[f"{key}_words_per_s"] = sum(len(t.split()) for t in chosen) / wall
+        out[f"{key}_lines"] = len(chosen)
+    return out
 
 
 def int8_check(model: Path, test: list[dict[str, Any]], tmp: Path, rounds: int = 3) -> dict[str, float]:
@@ -405,6 +454,10 @@ def main() -> None:
             row["predict"] = predict_speed(model, [r["text"] for r in test], tmp, "onnx")
             row["predict_torch"] = predict_speed(model, [r["text"] for r in test], tmp, "torch")
             row["int8"] = int8_check(model, test, tmp)
+            row["compress"] = compression_check(model, folder, tmp, [r["text"] for r in test])
+            vectors = args.data / "vectors" / "glove.6B.50d.100k.txt.gz"
+            if vectors.is_file():
+                row["unknown_words"] = unknown_words_speed(model, vectors, [r["text"] for r in test], tmp)
             if name in serve_on:
                 row["serve"] = serve_load(model, [r["text"] for r in test])
             if name in ddp_on:
@@ -492,6 +545,25 @@ def render(r: dict[str, Any], argv: str) -> str:
                 f"{q['fp32_accuracy']:.4f}; the quantized graph still runs {q['fp32_gru_nodes']} recurrent node(s) in "
                 "fp32."
             )
+        if row.get("compress"):
+            c = row["compress"]
+            lines += [
+                "",
+                f"`grutext compress` (defaults): {c['compressed_bytes'] / 1e6:.2f} MB against "
+                f"{c['bytes'] / 1e6:.2f} MB "
+                f"(**{c['bytes'] / c['compressed_bytes']:.1f}x** smaller; {c['bytes_weights_twice'] / 1e6:.2f} MB with "
+                f"the weights stored twice, as before, **{c['bytes_weights_twice'] / c['compressed_bytes']:.1f}x**); "
+                f"test accuracy {c['compressed_accuracy']:.4f} against {c['accuracy']:.4f}; predict "
+                f"{c['predict']['lines_per_s']:,.0f} lines/s, one line {c['predict']['one_line_seconds']:.2f} s.",
+            ]
+        if row.get("unknown_words"):
+            u = row["unknown_words"]
+            lines += [
+                "",
+                f"Words the vocabulary lacks ({u['unknown_lines']:,} lines of {u['source']}, whole command): "
+                f"{u['unknown_words_per_s']:,.0f} words/s against {u['test_words_per_s']:,.0f} on {u['test_lines']:,} "
+                f"test lines (**{u['unknown_words_per_s'] / u['test_words_per_s']:.2f}x**; words split at spaces).",
+            ]
         if row.get("serve"):
             lines += ["", "`grutext serve` (one text per request; every request answered, errors counted):", ""]
             lines.append("| load | requests | requests/s | p50 latency | p99 latency | errors |")

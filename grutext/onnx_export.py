@@ -261,7 +261,7 @@ def _pool(g: _Graph, states: str, mask: str, minus_inf: str, lengths_f: str, mod
     return str(g.op("Reshape", [by_batch, g.const([0, -1], "shape", np.int64)]))
 
 
-def _bigram_bag(g: _Graph, ids: str, lengths: str, time: str, buckets: int, chars: bool) -> str:
+def _bigram_bag(g: _Graph, table: str, ids: str, lengths: str, time: str, buckets: int, chars: bool) -> str:
     """GRUClassifier.bigram_bag as nodes: [B, D], the mean of the rows of a text's tokens and bigrams (and, with
     `chars`, of the rows the inputs grams / gram_counts give, each weighed by its count: the words' character
     n-grams)."""
@@ -285,7 +285,7 @@ def _bigram_bag(g: _Graph, ids: str, lengths: str, time: str, buckets: int, char
         weight.append("gram_counts")
     grams = g.op("Concat", parts, axis=1)  # [B, 2T-1 (+G)]
     mask = g.op("Unsqueeze", [g.op("Concat", weight, axis=1), g.const([2], "axis2", np.int64)])
-    rows = g.op("Gather", [g.weight("bigram_table.weight"), grams], axis=0)  # [B, 2T-1, D]
+    rows = g.op("Gather", [table, grams], axis=0)  # [B, 2T-1, D]
     total = g.op("ReduceSum", [g.op("Mul", [rows, mask]), axis], keepdims=0)
     return str(g.op("Div", [total, g.op("ReduceSum", [mask, axis], keepdims=0)]))
 
@@ -341,9 +341,18 @@ def build(weights: dict[str, Array] | Source, cfg: ModelConfig, num_labels: int,
         transB=1,
     )
     if cfg.bigram_buckets:  # the bag of tokens and hashed bigrams, its logits averaged with the GRU's
-        bag = _bigram_bag(g, ids, lengths, time, cfg.bigram_buckets, cfg.char_span is not None)
-        bag_w, bag_b = g.weight("bigram_classifier.weight"), g.weight("bigram_classifier.bias")
-        bag_logits = g.op("Gemm", [bag, bag_w, bag_b], transB=1)
+        table, bag_w, bag_b = (
+            g.weight(f"bigram_{k}") for k in ("table.weight", "classifier.weight", "classifier.bias")
+        )
+        chars = cfg.char_span is not None
+        if num_labels < g.source.shape("bigram_classifier.weight")[1]:
+            # The head is linear: the mean of the rows' logits is the logits of their mean. A table of each
+            # row's logits (folded at load) makes the gather num_labels wide, not bigram_dim.
+            folded = g.op("Gemm", [table, bag_w], transB=1)  # [rows, C]
+            bag_logits = g.op("Add", [_bigram_bag(g, folded, ids, lengths, time, cfg.bigram_buckets, chars), bag_b])
+        else:
+            bag = _bigram_bag(g, table, ids, lengths, time, cfg.bigram_buckets, chars)
+            bag_logits = g.op("Gemm", [bag, bag_w, bag_b], transB=1)
         logits = g.op("Mul", [g.op("Add", [logits, bag_logits]), g.const(0.5, "half")])
     if multi_label:
         g.nodes.append(helper.make_node("Sigmoid", [logits], ["probs"]))

@@ -56,10 +56,11 @@ def test_graph_gives_the_torch_models_probabilities(
     np.testing.assert_allclose(ours, theirs.numpy(), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("bigram_dim", [3, 8])  # 8 > 4 labels: the graph gathers from a table of rows' logits
 @pytest.mark.parametrize("multi_label", [False, True])
-def test_graph_gives_the_bigram_heads_probabilities(multi_label: bool) -> None:
+def test_graph_gives_the_bigram_heads_probabilities(multi_label: bool, bigram_dim: int) -> None:
     torch.manual_seed(0)
-    cfg = settled(ModelConfig(embed_dim=7, hidden_size=5, bigram_buckets=13, bigram_dim=3), multi_label)
+    cfg = settled(ModelConfig(embed_dim=7, hidden_size=5, bigram_buckets=13, bigram_dim=bigram_dim), multi_label)
     model = prepare(GRUClassifier(cfg, DataShape(30, 4, multi_label)), torch.device("cpu"), "reference").eval()
     weights = {k: v.numpy() for k, v in model.state_dict().items()}
     session = ort.InferenceSession(build(weights, cfg, 4, multi_label).SerializeToString())

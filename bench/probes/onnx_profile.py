@@ -76,10 +76,10 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from grutext.batching import inference_batches, pad
+    from grutext.batching import inference_batches, pad, pad_grams
     from grutext.onnx_engine import OnnxPredictor
     from grutext.prediction import format_prediction, predictions
-    from grutext.tokenizer import encode
+    from grutext.tokenizer import encode_inputs
 
     rows = [json.loads(line) for line in (args.data / "test.jsonl").read_text(encoding="utf-8").splitlines()]
     texts = [" ".join(r["text"].split()) for r in rows]
@@ -88,8 +88,8 @@ def main() -> None:
     stages: dict[str, float] = {}
 
     start = time.perf_counter()
-    ids = encode(engine.meta.tokenizer, texts, engine.meta.tokenizer_config)
-    stages["tokenize"] = time.perf_counter() - start
+    ids, grams = encode_inputs(engine.meta.tokenizer, texts, engine.meta.tokenizer_config, engine.meta.model_config)
+    stages["tokenize (and n-grams)"] = time.perf_counter() - start
 
     with tempfile.TemporaryDirectory() as tmp:
         options = ort.SessionOptions()
@@ -102,7 +102,10 @@ def main() -> None:
         start = time.perf_counter()
         for index in inference_batches(ids, engine.batch_size):
             batch, lengths = pad(ids, index)
-            probs[index] = session.run(None, {"ids": batch, "lengths": lengths})[0]
+            feed = {"ids": batch, "lengths": lengths}
+            if grams is not None:  # the words' character n-grams
+                feed["grams"], feed["gram_counts"] = pad_grams(grams, index)
+            probs[index] = session.run(None, feed)[0]
         stages["graph (padding included)"] = time.perf_counter() - start
         events = json.loads(Path(session.end_profiling()).read_text())
 
@@ -122,7 +125,7 @@ def main() -> None:
     for name, seconds in stages.items():
         print(f"  {name:<26} {seconds:7.2f} s  {100 * seconds / total:5.1f}%")
     print("graph kernel time by operator:")
-    for op, micros in per_op.most_common(6):
+    for op, micros in per_op.most_common(10):
         print(f"  {op:<26} {micros / 1e6:7.2f} s  {100 * micros / kernel:5.1f}%")
     recurrent = sum(per_op[op] for op in ("GRU", "LSTM")) / 1e6
     print(
