@@ -5,11 +5,12 @@ data sets, seeds and settings, validation to choose the settings and test to rep
         --sets sst2 mr bbc chnsenticorp --seeds 0 1 2 --settings 2:1 4:1 2:0.5 4:0.5 \\
         --out bench/results/compression.jsonl
 
-A checkpoint missing under --models (<set>-<seed>) is trained first at defaults (`grutext train DATA --seed
-S`). Each setting DSUB:KEEP is `grutext compress --dsub DSUB --keep-rows KEEP`. Scores come from the ONNX
-engine; validation is the split the run itself used (its file, or the same carve of train). Sizes are every
-file of the checkpoint; `before_store_once` adds model.safetensors a second time, as model.onnx held the
-weights a second time before they were stored once. Prints a markdown table of means over seeds.
+A checkpoint missing under --models (<set>-<seed>) is trained first at defaults (`grutext train DATA
+--seed S`). Each setting DSUB:KEEP[:DENSE] is `grutext compress --dsub DSUB --keep-rows KEEP [--dense
+DENSE]`. Scores come from the ONNX engine; validation is the split the run itself used (its file, or the
+same carve of train). Sizes are every file of the checkpoint; `before_store_once` adds model.safetensors a
+second time, as model.onnx held the weights a second time before they were stored once. Prints a markdown
+table of means over seeds.
 """
 
 from __future__ import annotations
@@ -72,11 +73,11 @@ def main() -> None:
                 base["before_store_once"] = base["bytes"] + files["model.safetensors"]
                 found = [{**base, "setting": "none", **scores(model, splits)}]
                 for setting in args.settings:
-                    dsub, keep = setting.split(":")
+                    dsub, keep, *dense = setting.split(":")
                     with tempfile.TemporaryDirectory() as tmp:
                         small = Path(tmp) / "small"
                         command = [sys.executable, "-m", "grutext", "compress", "-m", str(model), "-o", str(small)]
-                        command += ["--dsub", dsub, "--keep-rows", keep]
+                        command += ["--dsub", dsub, "--keep-rows", keep, *(["--dense", dense[0]] if dense else [])]
                         subprocess.run(command, check=True, stderr=subprocess.DEVNULL)
                         size = sum(checkpoint_bytes(small).values())
                         found.append({**base, "setting": setting, **scores(small, splits), "bytes": size})

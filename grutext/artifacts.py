@@ -315,7 +315,7 @@ def parameter_count(path: Path, compression: dict[str, Any] | None = None) -> in
     counts as the rows x dim it stands for."""
     from safetensors import SafetensorError, safe_open
 
-    from grutext.compress import CENTRES, CODES, KEPT, PQ
+    from grutext.compress import CENTRES, CODES, INT8, KEPT, PQ, SCALE
 
     try:
         with safe_open(str(path), framework="numpy") as fh:
@@ -328,6 +328,9 @@ def parameter_count(path: Path, compression: dict[str, Any] | None = None) -> in
         count += entry["rows"] * entry["dim"]
         for suffix in (CODES, CENTRES, KEPT):
             shapes.pop(key + suffix, None)
+    for key, entry in (compression or {}).get("tensors", {}).items():
+        if entry["kind"] == INT8:
+            shapes.pop(key + SCALE, None)
     return count + sum(int(np.prod(shape)) for shape in shapes.values())
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from grutext.artifacts import ONNX_FILE, WEIGHTS_FILE, Meta
-from grutext.compress import CENTRES, CENTROIDS, CODES, FLOAT16, KEPT
+from grutext.compress import CENTRES, CENTROIDS, CODES, FLOAT16, INT8, KEPT, QUANTIZED, SCALE
 from grutext.config import BIGRAM_HASH, ModelConfig, to_dict
 from grutext.errors import CheckpointError
 
@@ -73,6 +73,10 @@ class _Graph:
                 self.weights[key] = self.stored(key)
             elif entry["kind"] == FLOAT16:
                 self.weights[key] = self.op("Cast", [self.stored(key)], to=TensorProto.FLOAT)
+            elif entry["kind"] == INT8:  # a scale a row
+                values = self.op("Cast", [self.stored(key + QUANTIZED)], to=TensorProto.FLOAT)
+                scale = self.op("Unsqueeze", [self.stored(key + SCALE), self.const([1], "axis1", np.int64)])
+                self.weights[key] = self.op("Mul", [values, scale])
             else:
                 self.weights[key] = _dequantize(self, key, entry)
         return self.weights[key]
@@ -120,8 +124,10 @@ class Source:
     def shape(self, key: str) -> tuple[int, ...]:
         """The shape of the model's weight `key` (a compressed table's as it was)."""
         entry = self.compression.get(key)
-        if entry is not None and entry["kind"] != FLOAT16:
+        if entry is not None and entry["kind"] == "pq":
             return (entry["rows"], entry["dim"])
+        if entry is not None and entry["kind"] == INT8:
+            return self.shapes[key + QUANTIZED]
         return self.shapes[key]
 
     def initializer(self, key: str, name: str) -> Any:

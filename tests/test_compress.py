@@ -63,6 +63,17 @@ def test_pruning_keeps_the_rows_of_largest_norm_and_zeroes_the_rest() -> None:
     assert not rebuilt[~kept].any()
 
 
+def test_int8_rows_come_back_within_half_a_step() -> None:
+    from grutext.compress import to_int8
+
+    matrix = np.random.default_rng(3).normal(size=(6, 40)).astype(np.float32)
+    matrix[2] = 0.0  # a zero row keeps a usable scale
+    values, scale = to_int8(matrix)
+    assert values.dtype == np.int8 and np.abs(values).max() == 127 and scale[2] == 1.0
+    rebuilt = decompress({"w.int8": values, "w.scale": scale}, {"tensors": {"w": {"kind": "int8"}}})["w"]
+    assert (np.abs(rebuilt - matrix) <= scale[:, None] / 2 + 1e-7).all()
+
+
 def test_sub_vectors_fit_the_width() -> None:
     assert [sub_size(128, 2), sub_size(7, 2), sub_size(50, 4), sub_size(3, 8)] == [2, 1, 2, 3]
 
@@ -75,13 +86,18 @@ def test_the_graph_rebuilds_the_weights_the_torch_engine_rebuilds(cell: str, kee
     shape = DataShape(40, 3, False)
     model = GRUClassifier(cfg, shape).eval()
     softmax = cell == "gru"  # a single-label model's table drops a column
+    dense_kind = "int8" if cell == "gru" else "float16"
     state = {k: v.numpy() for k, v in model.state_dict().items()}
-    stored, spec = compress(state, Settings(dsub=2, keep=keep), softmax=softmax)
+    stored, spec = compress(state, Settings(dsub=2, keep=keep, dense=dense_kind), softmax=softmax)
     assert spec["folded_bigram_dim"] == 6
     width = 2 if softmax else 3
     folded = parameter_shapes(dataclasses.replace(cfg, bigram_dim=width), shape)
     assert {k: v.shape for k, v in stored.items()} == stored_shapes(folded, spec)
-    assert stored["classifier.weight"].dtype == np.float16 and stored["classifier.bias"].dtype == np.float32
+    if dense_kind == "int8":
+        assert stored["classifier.weight.int8"].dtype == np.int8 and stored["classifier.weight.scale"].shape == (3,)
+    else:
+        assert stored["classifier.weight"].dtype == np.float16
+    assert stored["classifier.bias"].dtype == np.float32
     cfg = dataclasses.replace(cfg, bigram_dim=width)  # the bigram head folded into its table
     dense = GRUClassifier(cfg, shape).eval()
     dense.load_state_dict({k: torch.from_numpy(v) for k, v in decompress(stored, spec).items()})
@@ -141,7 +157,7 @@ def test_info_and_the_python_api_read_a_compressed_checkpoint(trained_chars: Pat
     assert described["compression"]["tensors"]["embedding.weight"]["kind"] == "pq"
     assert sum(described["bytes"].values()) < sum(original["bytes"].values())
     table = CliRunner().invoke(cli, ["info", "-m", str(compressed)])
-    assert "one-byte codes a row" in table.stderr and "float16" in table.stderr and "folded" in table.stderr
+    assert "one-byte codes a row" in table.stderr and "int8" in table.stderr and "folded" in table.stderr
     from grutext.engine import load_engine
 
     for model in (grutext.load(compressed), load_engine(compressed, "onnx")):

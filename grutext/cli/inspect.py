@@ -67,11 +67,20 @@ def export(model_dir: Path, fmt: str, output: Path | None) -> None:
     show_default=True,
     help="Fraction of each table's rows kept, those of largest norm; the others read as zeros.",
 )
+@click.option(
+    "--dense",
+    type=click.Choice(["int8", "float16"]),
+    default="int8",
+    show_default=True,
+    help="How the GRU's and classifiers' matrices are stored (int8: a scale a row).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the k-means.")
 @click.option("--overwrite", is_flag=True, help="Replace --output if it exists.")
 @handle_errors
-def compress(model_dir: Path, output: Path, dsub: int, keep_rows: float, seed: int, overwrite: bool) -> None:
-    """Write a compressed copy of a checkpoint: tables product-quantized, other matrices in float16.
+def compress(
+    model_dir: Path, output: Path, dsub: int, keep_rows: float, dense: str, seed: int, overwrite: bool
+) -> None:
+    """Write a compressed copy of a checkpoint: tables product-quantized, other matrices in int8.
 
     Both engines, serve and the Python API run it as they run the original (the weights are rebuilt when it
     loads). Check what it costs with `grutext evaluate` on both.
@@ -86,7 +95,7 @@ def compress(model_dir: Path, output: Path, dsub: int, keep_rows: float, seed: i
     from grutext.compress import Settings
 
     meta = read_meta(model_dir)
-    path = save_compressed(meta, output, Settings(dsub=dsub, keep=keep_rows, seed=seed), overwrite)
+    path = save_compressed(meta, output, Settings(dsub=dsub, keep=keep_rows, dense=dense, seed=seed), overwrite)
     before, after = sum(checkpoint_bytes(meta.path).values()), sum(checkpoint_bytes(path).values())
     click.echo(f"wrote {path}: {before / 1e6:.2f} MB -> {after / 1e6:.2f} MB ({before / after:.1f}x smaller)", err=True)
 
@@ -96,14 +105,16 @@ def _size(files: dict[str, int]) -> str:
     return f"{sum(files.values()) / 1e6:.2f} MB (" + ", ".join(f"{n} {b / 1e6:.2f} MB" for n, b in big) + ")"
 
 
-def _compression(spec: dict[str, Any]) -> str:
+def _compression(spec: dict[str, Any], width: int) -> str:
     parts = []
     if spec.get("folded_bigram_dim"):
-        parts.append(f"bigram head folded into its table ({spec['folded_bigram_dim']} numbers a row to one a label)")
+        parts.append(f"bigram head folded into its table ({spec['folded_bigram_dim']} numbers a row to {width})")
     for key, entry in spec["tensors"].items():
         if entry["kind"] == "pq":
             kept = f", {entry['kept']:,} of {entry['rows']:,} rows kept" if entry["kept"] < entry["rows"] else ""
             parts.append(f"{key.split('.')[0]} in {entry['dim'] // entry['dsub']} one-byte codes a row{kept}")
+    if any(entry["kind"] == "int8" for entry in spec["tensors"].values()):
+        parts.append("other matrices int8, a scale a row")
     if any(entry["kind"] == "float16" for entry in spec["tensors"].values()):
         parts.append("other matrices float16")
     return "; ".join(parts)
@@ -170,7 +181,7 @@ def info(model_dir: Path, as_json: bool) -> None:
         ("size", _size(described["bytes"])),
     ]
     if described["compression"]:
-        rows.append(("compression", _compression(described["compression"])))
+        rows.append(("compression", _compression(described["compression"], m["bigram_dim"])))
     if ckpt.shape.multi_label:
         d = described["decision"] or {}
         when = f"threshold {d['threshold']}" if d.get("threshold") is not None else "per-label thresholds"
