@@ -222,3 +222,21 @@ def test_folding_the_bigram_head_changes_no_logit() -> None:
             torch.testing.assert_close(again, logits, rtol=0, atol=1e-5)
     wide = {k: v.numpy() for k, v in GRUClassifier(cfg, DataShape(40, 7, False)).state_dict().items()}
     assert fold_bigram_head(wide)[1] == 0  # 7 labels, 6 wide: folding would not shrink it
+
+
+def test_serve_runs_a_compressed_checkpoint(compressed: Path) -> None:
+    import signal
+
+    from tests.test_serve import request, start
+
+    proc, port = start(compressed)
+    try:
+        texts = ["a wonderful superb film", "awful and dull"]
+        status, body = request(port, "POST", "/predict", json.dumps({"texts": texts}).encode())
+        cli_out = CliRunner().invoke(
+            cli, ["predict", "-m", str(compressed), "--format", "jsonl"], input="\n".join(texts)
+        )
+        assert status == 200 and body["predictions"] == [json.loads(line) for line in cli_out.stdout.splitlines()]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
