@@ -203,13 +203,19 @@ def unknown_words_speed(model: Path, vectors: Path, texts: list[str], tmp: Path,
 
     with gzip.open(vectors, "rt", encoding="utf-8") as fh:
         odd = [next(fh).strip() for _ in range(lines)]
+    from grutext.artifacts import read_meta
+    from grutext.tokenizer import encode
+
+    meta = read_meta(model)
     out: dict[str, Any] = {"source": vectors.name, "lines": lines}
     for key, chosen in (("unknown", odd), ("test", [" ".join(t.split()) for t in texts][:lines])):
+        tokens = sum(len(row) for row in encode(meta.tokenizer, chosen, meta.tokenizer_config))
         path = tmp / f"{key}.txt"
         path.write_text("\n".join(chosen) + "\n", encoding="utf-8")
         wall, _, stdout, _ = run_with_rss([*GRUTEXT, "predict", "--model", str(model), str(path)])
         assert stdout.count(b"\n") == len(chosen)
         out[f"{key}_words_per_s"] = sum(len(t.split()) for t in chosen) / wall
+        out[f"{key}_tokens_per_s"] = tokens / wall  # the model's tokens (the tokenizer splits at punctuation)
         out[f"{key}_lines"] = len(chosen)
     return out
 
@@ -562,7 +568,10 @@ def render(r: dict[str, Any], argv: str) -> str:
                 "",
                 f"Words the vocabulary lacks ({u['unknown_lines']:,} lines of {u['source']}, whole command): "
                 f"{u['unknown_words_per_s']:,.0f} words/s against {u['test_words_per_s']:,.0f} on {u['test_lines']:,} "
-                f"test lines (**{u['unknown_words_per_s'] / u['test_words_per_s']:.2f}x**; words split at spaces).",
+                f"test lines (**{u['unknown_words_per_s'] / u['test_words_per_s']:.2f}x**; words split at spaces); "
+                f"in the model's tokens {u['unknown_tokens_per_s']:,.0f} against "
+                f"{u['test_tokens_per_s']:,.0f} tokens/s "
+                f"(**{u['unknown_tokens_per_s'] / u['test_tokens_per_s']:.2f}x**).",
             ]
         if row.get("serve"):
             lines += ["", "`grutext serve` (one text per request; every request answered, errors counted):", ""]
