@@ -208,7 +208,9 @@ def unknown_words_speed(model: Path, vectors: Path, texts: list[str], tmp: Path,
 
     meta = read_meta(model)
     out: dict[str, Any] = {"source": vectors.name, "lines": lines}
-    for key, chosen in (("unknown", odd), ("test", [" ".join(t.split()) for t in texts][:lines])):
+    test = [" ".join(t.split()) for t in texts]
+    test = (test * (lines // len(test) + 1))[:lines]  # as many lines: start-up weighs the same on both
+    for key, chosen in (("unknown", odd), ("test", test)):
         tokens = sum(len(row) for row in encode(meta.tokenizer, chosen, meta.tokenizer_config))
         path = tmp / f"{key}.txt"
         path.write_text("\n".join(chosen) + "\n", encoding="utf-8")

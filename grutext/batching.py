@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from grutext.config import INFER_BATCH_SIZE
-from grutext.ragged import Bags
+from grutext.ragged import Bags, Rows
 from grutext.tokenizer import PAD_ID
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: the ONNX engine pads with this module, torch-free
@@ -53,6 +53,8 @@ class Batch:
 def pad(ids: TokenRows, index: Sequence[int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """The chosen rows right-padded to the longest of them, and their lengths. An empty row becomes one PAD
     token, so every length >= 1."""
+    if isinstance(ids, Rows):
+        return ids.pad(index, PAD_ID)
     rows = [ids[i] for i in index]
     lengths = np.array([max(1, len(r)) for r in rows], dtype=np.int64)
     out = np.full((len(rows), int(lengths.max())), PAD_ID, dtype=np.int64)
@@ -120,7 +122,7 @@ def tokens_per_batch_size(batch_size: int, max_len: int) -> int:
 
 def inference_batches(ids: TokenRows, batch_size: int = INFER_BATCH_SIZE) -> list[list[int]]:
     """Batches of positions for inference: sorted by length, longest first, sized by tokens."""
-    lengths = [max(1, len(r)) for r in ids]
+    lengths = np.maximum(ids.lengths(), 1).tolist() if isinstance(ids, Rows) else [max(1, len(r)) for r in ids]
     out: list[list[int]] = []
     for index in sorted_batches(lengths, batch_size):
         size = tokens_per_batch_size(batch_size, lengths[index[0]])

@@ -87,7 +87,7 @@ class OnnxPredictor(MetaView, Labeller):
         texts = check_texts(texts)
         return self.proba_of_ids(*encode_inputs(self.tokenizer, texts, self.tokenizer_config, self.model_config))
 
-    def proba_of_ids(self, ids: Sequence[Sequence[int]], grams: TokenRows | None = None) -> npt.NDArray[np.float32]:
+    def proba_of_ids(self, ids: TokenRows, grams: TokenRows | None = None) -> npt.NDArray[np.float32]:
         """Probabilities [N, C] of token-id rows, with their character n-grams for a model that reads them (as
         tokenizer.encode_inputs makes both)."""
         out = np.empty((len(ids), len(self.labels)), dtype=np.float32)

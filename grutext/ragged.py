@@ -3,11 +3,12 @@
 A list of Python lists costs 36 bytes an entry (a pointer and an int object) and a Python loop to pad; imdb's
 22,500 training texts held 0.8 GB of character n-gram lists, rebuilt into a batch's distinct rows with np.unique
 at every step of every epoch. `Bags` keeps each text's distinct n-gram rows and their counts (6 bytes an entry),
-and a batch is two gathers.
+and a batch is two gathers. `Rows` keeps the token ids the same way (4 bytes a token), padded by one gather.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -88,3 +89,60 @@ class Bags(Sequence[npt.NDArray[np.int32]]):
         rows[text, position] = self.rows[source]
         counts[text, position] = self.counts[source]
         return rows, counts
+
+
+class Rows(Sequence[npt.NDArray[np.int32]]):
+    """Token-id rows, one a text, in one flat int32 array and offsets: 4 bytes a token, where a list of Python
+    ints takes 8 for the pointer and 32 for each id above 256. Indexing gives a text's ids (a view); batches use
+    `pad`."""
+
+    def __init__(self, values: npt.NDArray[np.int32], offsets: npt.NDArray[np.int64]):
+        self.values, self.offsets = values, offsets
+
+    @classmethod
+    def of(cls, rows: Sequence[Sequence[int]]) -> Rows:
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        values = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int32, count=int(offsets[-1]))
+        return cls(values, offsets)
+
+    @classmethod
+    def join(cls, parts: Sequence[Rows]) -> Rows:
+        """One Rows of several, in order."""
+        if len(parts) == 1:
+            return parts[0]
+        starts = np.cumsum([0] + [len(p.values) for p in parts[:-1]])
+        offsets = np.concatenate(
+            [np.zeros(1, np.int64)] + [p.offsets[1:] + s for p, s in zip(parts, starts, strict=True)]
+        )
+        values = np.concatenate([p.values for p in parts]) if parts else np.zeros(0, np.int32)
+        return cls(values, offsets.astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> npt.NDArray[np.int32]:  # type: ignore[override]
+        return self.values[int(self.offsets[i]) : int(self.offsets[i + 1])]
+
+    def __iter__(self) -> Iterator[npt.NDArray[np.int32]]:
+        return (self[i] for i in range(len(self)))
+
+    def lengths(self) -> npt.NDArray[np.int64]:
+        return np.diff(self.offsets)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.nbytes + self.offsets.nbytes)
+
+    def pad(self, index: Sequence[int], fill: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The chosen rows right-padded with `fill` to the longest of them, and their lengths (an empty row is
+        one `fill` token, so every length >= 1)."""
+        pick = np.asarray(index, dtype=np.int64)
+        starts = self.offsets[pick]
+        sizes = self.offsets[pick + 1] - starts
+        out = np.full((len(pick), max(1, int(sizes.max(initial=0)))), fill, dtype=np.int64)
+        text = np.repeat(np.arange(len(pick)), sizes)
+        position = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+        out[text, position] = self.values[np.repeat(starts, sizes) + position]
+        return out, np.maximum(sizes, 1)

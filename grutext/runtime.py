@@ -74,3 +74,20 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def release_memory() -> None:
+    """Hand the memory freed since the last call back to the system, where the C library can (glibc's
+    malloc_trim). Encoding imdb's 25,000 test reviews freed about 330 MB of transient objects (the
+    tokenizer's, on its threads' arenas) that glibc kept; the run's peak RSS held them to the end."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return
+    trim(0)

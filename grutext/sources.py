@@ -25,7 +25,8 @@ from grutext.config import ModelConfig, TokenizerConfig, TrainConfig
 from grutext.data import LabelledData, Split, load_labelled, training_splits
 from grutext.events import DataLoaded, Event, UnknownLabels
 from grutext.loop import BatchSource, LoopState, TrainBatch
-from grutext.runtime import Runtime
+from grutext.ragged import Rows
+from grutext.runtime import Runtime, release_memory
 from grutext.settings import DataSpec
 from grutext.task import Task, infer_all, make_task
 from grutext.tokenizer import encode_inputs, truncated_fraction
@@ -97,12 +98,13 @@ def read_memory(
     }
 
     def encode(tokenizer: Tokenizer, tok_cfg: TokenizerConfig, model_cfg: ModelConfig) -> Encoded:
-        ids: dict[str, list[list[int]]] = {}
+        ids: dict[str, Rows] = {}
         grams: dict[str, TokenRows] = {}  # each split's character n-grams, for a model that reads them
-        for name, split in data.splits.items():
-            ids[name], split_grams = encode_inputs(tokenizer, split.texts, tok_cfg, model_cfg)
+        for name in ("train", "validation"):  # test is encoded when it is scored, a chunk at a time
+            ids[name], split_grams = encode_inputs(tokenizer, data.splits[name].texts, tok_cfg, model_cfg)
             if split_grams is not None:
                 grams[name] = split_grams
+            release_memory()
         y = {name: task.head.targets(data.splits[name]) for name in ("train", "validation")}
         source = MemoryBatches(
             ids["train"], y["train"], cfg.batch_size, cfg.seed, rt.rank, rt.world, grams.get("train"),
@@ -110,10 +112,16 @@ def read_memory(
         )  # fmt: skip
 
         def score_test(model: torch.nn.Module) -> dict[str, Any] | None:
-            if "test" not in ids:  # thresholds come from validation, never from test
+            if "test" not in data.splits:  # thresholds come from validation, never from test
                 return None
             test = data.splits["test"]
-            logits = infer_all(model, ids["test"], rt.device, rt.group, grams.get("test"))
+            parts = []
+            for k in range(0, len(test.texts), TEST_CHUNK):  # never the whole split's ids and n-grams at once
+                chunk_ids, chunk_grams = encode_inputs(tokenizer, test.texts[k : k + TEST_CHUNK], tok_cfg, model_cfg)
+                parts.append(infer_all(model, chunk_ids, rt.device, rt.group, chunk_grams))
+                del chunk_ids, chunk_grams
+                release_memory()
+            logits = torch.cat(parts) if parts else torch.empty(0, len(labels))
             metrics = task.head.score_rows(task.head.probabilities(logits), test.labels, test.origin)
             if "unknown_labels" in metrics:
                 emit(UnknownLabels("test", test.origin, metrics["unknown_labels"]))
@@ -124,12 +132,15 @@ def read_memory(
             math.ceil(len(ids["train"]) / (cfg.batch_size * rt.world)),
             (ids["validation"], grams.get("validation"), y["validation"]),
             score_test,
-            float(np.mean([len(r) for r in ids["train"]])),
+            float(np.mean(ids["train"].lengths())),
             truncated_fraction(tokenizer, data.splits["train"].texts[:2000], tok_cfg),
             ids["train"],
         )
 
     return RunData(labels, data.multi_label, task, data.splits["train"].texts, section, fingerprint(data), encode)
+
+
+TEST_CHUNK = 4096  # test texts encoded and scored at a time
 
 
 def fingerprint(data: LabelledData) -> str:
@@ -152,7 +163,8 @@ class Bucketed:
         self, ids: TokenRows, batch_size: int, seed: int, world: int = 1, max_steps: int | None = None
     ) -> None:
         """`max_steps` only shortens the epoch's announced length (the loop stops at it)."""
-        self.ids, self.lengths = ids, [len(r) for r in ids]
+        self.ids = ids
+        self.lengths = ids.lengths().tolist() if isinstance(ids, Rows) else [len(r) for r in ids]
         self.batch_size, self.seed, self.world, self.max_steps = batch_size, seed, world, max_steps
         self._plan: tuple[int, list[list[int]]] | None = None
 

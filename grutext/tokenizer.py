@@ -21,7 +21,7 @@ import numpy.typing as npt
 from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from grutext.config import ModelConfig, TokenizerConfig
-from grutext.ragged import Bags
+from grutext.ragged import Bags, Rows
 
 PAD, UNK = "[PAD]", "[UNK]"
 PAD_ID, UNK_ID = 0, 1
@@ -393,14 +393,25 @@ def char_grams(
 
 def encode_inputs(
     tokenizer: Tokenizer, texts: Sequence[str], tok_cfg: TokenizerConfig, model_cfg: ModelConfig
-) -> tuple[list[list[int]], Bags | None]:
+) -> tuple[Rows, Bags | None]:
     """What a model reads of each text: its token ids, and its words' character n-grams where the model
-    reads them (None where it does not). Training, both engines and the server all encode here."""
-    ids = encode(tokenizer, texts, tok_cfg)
-    span = model_cfg.char_span
-    if span is None or not model_cfg.bigram_buckets:
-        return ids, None
-    return ids, gram_bags(tokenizer, texts, ids, tok_cfg, span, model_cfg.bigram_buckets)
+    reads them (None where it does not). Training, both engines and the server all encode here. The ids come
+    as Rows (flat int32), encoded ENCODE_GROUP texts at a time: imdb's 50,000 reviews never sit in memory as
+    lists of Python ints."""
+    span, buckets = model_cfg.char_span, model_cfg.bigram_buckets
+    id_parts: list[Rows] = []
+    gram_parts: list[Bags] = []
+    for k in range(0, len(texts), ENCODE_GROUP):
+        part = texts[k : k + ENCODE_GROUP]
+        ids = encode(tokenizer, part, tok_cfg)
+        if span is not None and buckets:
+            gram_parts.append(gram_bags(tokenizer, part, ids, tok_cfg, span, buckets))
+        id_parts.append(Rows.of(ids))
+    rows = Rows.join(id_parts) if id_parts else Rows.of([])
+    if span is None or not buckets:
+        return rows, None
+    empty = Bags.of(np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
+    return rows, Bags.join(gram_parts) if gram_parts else empty
 
 
 GRAM_CHUNK = 1024  # texts whose n-grams are expanded at once (imdb: about 40 MB of transient arrays)

@@ -254,3 +254,50 @@ def test_open_tables_reports_directory_without_data(tmp_path: Path) -> None:
     (tmp_path / "notes.md").write_text("x")
     with pytest.raises(DataError, match="found no split files"):
         open_tables(str(tmp_path))
+
+
+def test_rows_hold_token_ids_flat_and_pad_as_lists_do() -> None:
+    import numpy as np
+
+    from grutext.batching import inference_batches, pad
+    from grutext.ragged import Rows
+
+    lists = [[5, 6, 7], [], [300_000, 2], [9] * 9, [1]]
+    rows = Rows.join([Rows.of(lists[:2]), Rows.of([]), Rows.of(lists[2:])])
+    assert len(rows) == 5 and [r.tolist() for r in rows] == lists and rows.values.dtype == np.int32
+    for index in ([0, 1, 2, 3, 4], [3, 1], [2]):
+        for got, want in zip(pad(rows, index), pad(lists, index), strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert inference_batches(rows, 2) == inference_batches(lists, 2)
+    assert rows.nbytes == 4 * 15 + 8 * 6
+
+
+def test_test_scores_are_the_same_scored_a_chunk_at_a_time(
+    split_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The test split is encoded and scored TEST_CHUNK texts at a time (a run never holds all its ids)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from grutext import sources
+    from grutext.cli import cli
+    from tests.conftest import TINY
+
+    monkeypatch.setattr(sources, "TEST_CHUNK", 7)  # 60 test texts: 9 chunks, the last of 4
+    sizes: list[int] = []
+    real = sources.encode_inputs
+
+    def spy(tokenizer, texts, *args):  # type: ignore[no-untyped-def]
+        sizes.append(len(texts))
+        return real(tokenizer, texts, *args)
+
+    monkeypatch.setattr(sources, "encode_inputs", spy)
+    result = CliRunner().invoke(cli, ["train", str(split_dir), "-o", str(tmp_path / "m"), *TINY])
+    assert result.exit_code == 0, result.output
+    assert sizes == [240, 40, *[7] * 8, 4]  # train, validation, then test a chunk at a time
+    stored = json.loads((tmp_path / "m" / "metrics.json").read_text())["test"]
+    again = json.loads(
+        CliRunner().invoke(cli, ["evaluate", "-m", str(tmp_path / "m"), str(split_dir), "--json"]).stdout
+    )
+    assert stored["n"] == 60 and stored["accuracy"] == again["accuracy"] and stored["macro_f1"] == again["macro_f1"]
