@@ -180,7 +180,7 @@ def compression_check(model: Path, folder: Path, tmp: Path, texts: list[str]) ->
 
     def accuracy(root: Path) -> float:
         done = subprocess.run(
-            [*GRUTEXT, "evaluate", "-m", str(root), str(folder / "test.jsonl"), "--json"],
+            [*GRUTEXT, "evaluate", "-m", str(root), str(folder), "--split", "test", "--json"],
             check=True,
             capture_output=True,
         )

@@ -65,7 +65,8 @@ def export(model_dir: Path, fmt: str, output: Path | None) -> None:
     type=click.FloatRange(0, 1, min_open=True),
     default=1.0,
     show_default=True,
-    help="Fraction of each table's rows kept, those of largest norm; the others read as zeros.",
+    help="Fraction of the n-gram table's rows kept, those adding the largest logits; the others read as zeros "
+    "(the word table is never pruned).",
 )
 @click.option(
     "--dense",
