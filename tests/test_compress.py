@@ -240,3 +240,17 @@ def test_serve_runs_a_compressed_checkpoint(compressed: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_training_goes_on_from_a_compressed_checkpoint(compressed: Path, split_dir: Path, tmp_path: Path) -> None:
+    """--init-from reads a compressed classifier through the same rebuild; the new run writes a plain checkpoint
+    with the folded architecture."""
+    out = tmp_path / "again"
+    options = ["--batch-size", "16", "--lr", "0.01", "--epochs", "1"]  # the architecture comes from the start
+    args = ["train", str(split_dir), "-o", str(out), "--init-from", str(compressed), *options]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "config.json").read_text())
+    assert "compression" not in config and config["model"]["bigram_dim"] == 1
+    predicted = CliRunner().invoke(cli, ["predict", "-m", str(out)], input="a wonderful superb film\n")
+    assert predicted.exit_code == 0 and predicted.stdout in ("pos\n", "neg\n")
