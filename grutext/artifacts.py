@@ -323,13 +323,12 @@ def parameter_count(path: Path, compression: dict[str, Any] | None = None) -> in
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path} is not a valid safetensors file ({exc}); the checkpoint is damaged") from None
     count = 0
-    tables = {k: v for k, v in (compression or {}).get("tensors", {}).items() if v["kind"] == PQ}
-    for key, entry in tables.items():
-        count += entry["rows"] * entry["dim"]
-        for suffix in (CODES, CENTRES, KEPT):
-            shapes.pop(key + suffix, None)
     for key, entry in (compression or {}).get("tensors", {}).items():
-        if entry["kind"] == INT8:
+        if entry["kind"] == PQ:  # codes, centroids and bitmap stand for rows x dim
+            count += entry["rows"] * entry["dim"]
+            for suffix in (CODES, CENTRES, KEPT):
+                shapes.pop(key + suffix, None)
+        elif entry["kind"] == INT8:  # the values count, their scales do not
             shapes.pop(key + SCALE, None)
     return count + sum(int(np.prod(shape)) for shape in shapes.values())
 

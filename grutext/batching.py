@@ -50,6 +50,11 @@ class Batch:
         return self.ids, self.lengths, self.grams, self.gram_counts
 
 
+def row_lengths(ids: TokenRows) -> list[int]:
+    """Each row's length (Rows know theirs without a view a row)."""
+    return ids.lengths().tolist() if isinstance(ids, Rows) else [len(r) for r in ids]
+
+
 def pad(ids: TokenRows, index: Sequence[int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """The chosen rows right-padded to the longest of them, and their lengths. An empty row becomes one PAD
     token, so every length >= 1."""
@@ -122,7 +127,7 @@ def tokens_per_batch_size(batch_size: int, max_len: int) -> int:
 
 def inference_batches(ids: TokenRows, batch_size: int = INFER_BATCH_SIZE) -> list[list[int]]:
     """Batches of positions for inference: sorted by length, longest first, sized by tokens."""
-    lengths = np.maximum(ids.lengths(), 1).tolist() if isinstance(ids, Rows) else [max(1, len(r)) for r in ids]
+    lengths = [max(1, n) for n in row_lengths(ids)]
     out: list[list[int]] = []
     for index in sorted_batches(lengths, batch_size):
         size = tokens_per_batch_size(batch_size, lengths[index[0]])

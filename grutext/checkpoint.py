@@ -47,7 +47,7 @@ from grutext.artifacts import (
     read_meta,
 )
 from grutext.backend import choose, prepare
-from grutext.compress import Settings, compress, decompress, stored_shapes, stored_width
+from grutext.compress import NGRAMS, Settings, compress, decompress, stored_shapes
 from grutext.config import FORMAT_VERSION, DataShape, ModelConfig, TokenizerConfig, to_dict
 from grutext.errors import CheckpointError
 from grutext.head import Head, make_head
@@ -235,8 +235,8 @@ def save_compressed(meta: Meta, path: Path, settings: Settings, overwrite: bool)
     dense = {k: v.float().numpy() for k, v in state.items()}
     stored, spec = compress(dense, settings, softmax=not meta.shape.multi_label)
     config = {**meta.config, "grutext_version": __version__, "compression": spec}
-    if "folded_bigram_dim" in spec:  # the bigram table now holds each row's logits
-        config["model"] = {**config["model"], "bigram_dim": int(stored_width(stored))}
+    if "folded_bigram_dim" in spec:  # the bigram table now holds each row's logits, as wide as its entry says
+        config["model"] = {**config["model"], "bigram_dim": spec["tensors"][NGRAMS]["dim"]}
 
     def fill(tmp: Path) -> None:
         _write_json(tmp / CONFIG_FILE, config)

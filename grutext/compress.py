@@ -273,10 +273,3 @@ def _problem(spec: Any, shapes: Mapping[str, tuple[int, ...]]) -> str:
         if (rows, dim) != shapes[key] or dim % dsub or kept > rows:
             return f"{key}: {rows} x {dim} in sub-vectors of {dsub}, {kept} rows kept, does not fit {shapes[key]}"
     return ""
-
-
-def stored_width(stored: Mapping[str, Array]) -> int:
-    """The width of the (folded) n-gram table the stored tensors hold: its classifier's input size."""
-    head = stored.get("bigram_classifier.weight", stored.get("bigram_classifier.weight" + QUANTIZED))
-    assert head is not None, "no bigram head among the stored tensors"
-    return int(head.shape[1])

@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from grutext.artifacts import ONNX_FILE, WEIGHTS_FILE, Meta
-from grutext.compress import CENTRES, CENTROIDS, CODES, FLOAT16, INT8, KEPT, QUANTIZED, SCALE
+from grutext.compress import CENTRES, CENTROIDS, CODES, FLOAT16, INT8, KEPT, PQ, QUANTIZED, SCALE
 from grutext.config import BIGRAM_HASH, ModelConfig, to_dict
 from grutext.errors import CheckpointError
 
@@ -124,7 +124,7 @@ class Source:
     def shape(self, key: str) -> tuple[int, ...]:
         """The shape of the model's weight `key` (a compressed table's as it was)."""
         entry = self.compression.get(key)
-        if entry is not None and entry["kind"] == "pq":
+        if entry is not None and entry["kind"] == PQ:
             return (entry["rows"], entry["dim"])
         if entry is not None and entry["kind"] == INT8:
             return self.shapes[key + QUANTIZED]
@@ -396,12 +396,13 @@ def export(meta: Meta, output: Path | None = None) -> Path:
     if meta.compression is None and any(dtype != np.float32 for dtype in source.dtypes.values()):
         source = Source(_stored_weights(path, np.float32))  # the graph computes in float32: such a file is copied in
     target = meta.path / ONNX_FILE
-    write_file(target, _serialized(meta, source), check=_check)
+    tags = fingerprint(meta)  # hashes the weights file: once, for both graphs
+    write_file(target, _serialized(meta, source, tags), check=_check)
     if output is not None:
         if output.is_dir():
             output = output / ONNX_FILE
-        dtype = None if meta.compression else np.float32
-        write_file(output, _serialized(meta, Source(_stored_weights(path, dtype), meta.compression)), check=_check)
+        standalone = Source(_stored_weights(path, None if meta.compression else np.float32), meta.compression)
+        write_file(output, _serialized(meta, standalone, tags), check=_check)
         return output
     return target
 
@@ -416,9 +417,9 @@ def _stored_weights(path: Path, dtype: Any = None) -> dict[str, npt.NDArray[Any]
         raise CheckpointError(f"{path} cannot be read ({exc}); the checkpoint is damaged") from None
 
 
-def _serialized(meta: Meta, source: Source) -> bytes:
+def _serialized(meta: Meta, source: Source, tags: dict[str, str]) -> bytes:
     model = build(source, meta.model_config, meta.shape.num_labels, meta.shape.multi_label)
-    for key, value in fingerprint(meta).items():
+    for key, value in tags.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     return bytes(model.SerializeToString())

@@ -30,16 +30,13 @@ class Bags(Sequence[npt.NDArray[np.int32]]):
 
     @classmethod
     def join(cls, parts: Sequence[Bags]) -> Bags:
-        """One Bags of several, in order."""
+        """One Bags of several, in order (none: no texts)."""
         if len(parts) == 1:
             return parts[0]
-        starts = np.cumsum([0] + [len(p.rows) for p in parts[:-1]])
-        offsets = np.concatenate(
-            [parts[0].offsets[:1]] + [p.offsets[1:] + s for p, s in zip(parts, starts, strict=True)]
-        )
-        return cls(
-            np.concatenate([p.rows for p in parts]), np.concatenate([p.counts for p in parts]), offsets.astype(np.int64)
-        )
+        offsets = _joined_offsets([p.offsets for p in parts])
+        rows = np.concatenate([p.rows for p in parts]) if parts else np.zeros(0, np.int32)
+        counts = np.concatenate([p.counts for p in parts]) if parts else np.zeros(0, COUNT)
+        return cls(rows, counts, offsets)
 
     @classmethod
     def of(cls, text_of: npt.NDArray[np.int64], rows: npt.NDArray[np.int64], texts: int) -> Bags:
@@ -76,16 +73,10 @@ class Bags(Sequence[npt.NDArray[np.int32]]):
 
     def pad(self, index: Sequence[int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """The chosen texts' distinct rows and counts, right-padded with row 0 and count 0."""
-        pick = np.asarray(index, dtype=np.int64)
-        starts, ends = self.offsets[pick], self.offsets[pick + 1]
-        sizes = ends - starts
+        sizes, text, position, source = _spans(self.offsets, index)
         width = max(1, int(sizes.max(initial=0)))
-        total = int(sizes.sum())
-        text = np.repeat(np.arange(len(pick)), sizes)
-        position = np.arange(total) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        source = np.repeat(starts, sizes) + position
-        rows = np.zeros((len(pick), width), dtype=np.int64)
-        counts = np.zeros((len(pick), width), dtype=np.float32)
+        rows = np.zeros((len(sizes), width), dtype=np.int64)
+        counts = np.zeros((len(sizes), width), dtype=np.float32)
         rows[text, position] = self.rows[source]
         counts[text, position] = self.counts[source]
         return rows, counts
@@ -109,15 +100,11 @@ class Rows(Sequence[npt.NDArray[np.int32]]):
 
     @classmethod
     def join(cls, parts: Sequence[Rows]) -> Rows:
-        """One Rows of several, in order."""
+        """One Rows of several, in order (none: no texts)."""
         if len(parts) == 1:
             return parts[0]
-        starts = np.cumsum([0] + [len(p.values) for p in parts[:-1]])
-        offsets = np.concatenate(
-            [np.zeros(1, np.int64)] + [p.offsets[1:] + s for p, s in zip(parts, starts, strict=True)]
-        )
         values = np.concatenate([p.values for p in parts]) if parts else np.zeros(0, np.int32)
-        return cls(values, offsets.astype(np.int64))
+        return cls(values, _joined_offsets([p.offsets for p in parts]))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -138,11 +125,29 @@ class Rows(Sequence[npt.NDArray[np.int32]]):
     def pad(self, index: Sequence[int], fill: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """The chosen rows right-padded with `fill` to the longest of them, and their lengths (an empty row is
         one `fill` token, so every length >= 1)."""
-        pick = np.asarray(index, dtype=np.int64)
-        starts = self.offsets[pick]
-        sizes = self.offsets[pick + 1] - starts
-        out = np.full((len(pick), max(1, int(sizes.max(initial=0)))), fill, dtype=np.int64)
-        text = np.repeat(np.arange(len(pick)), sizes)
-        position = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-        out[text, position] = self.values[np.repeat(starts, sizes) + position]
+        sizes, text, position, source = _spans(self.offsets, index)
+        out = np.full((len(sizes), max(1, int(sizes.max(initial=0)))), fill, dtype=np.int64)
+        out[text, position] = self.values[source]
         return out, np.maximum(sizes, 1)
+
+
+def _joined_offsets(parts: Sequence[npt.NDArray[np.int64]]) -> npt.NDArray[np.int64]:
+    """The offsets of ragged arrays laid end to end: each part's shifted by the entries before it."""
+    shifted, total = [np.zeros(1, np.int64)], 0
+    for offsets in parts:
+        shifted.append(offsets[1:] + (total - offsets[0]))
+        total += int(offsets[-1] - offsets[0])
+    return np.concatenate(shifted).astype(np.int64)
+
+
+def _spans(
+    offsets: npt.NDArray[np.int64], index: Sequence[int]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """For the chosen texts of a ragged array: each one's size, and for each of their entries its text (row of
+    the batch), its position in that text and its place in the flat array; padding a batch is one gather."""
+    pick = np.asarray(index, dtype=np.int64)
+    starts = offsets[pick]
+    sizes = offsets[pick + 1] - starts
+    text = np.repeat(np.arange(len(pick)), sizes)
+    position = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return sizes, text, position, np.repeat(starts, sizes) + position

@@ -4,6 +4,7 @@ under torchrun gets its rank's GPU exactly as an in-memory one does."""
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,14 +81,16 @@ def release_memory() -> None:
     """Hand the memory freed since the last call back to the system, where the C library can (glibc's
     malloc_trim). After encoding imdb's 25,000 test reviews glibc kept about 220 MB of freed transient
     objects (bench/probes/encode_memory.py), which the run's peak RSS held to the end."""
-    import ctypes
-    import ctypes.util
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    import ctypes
+
+    try:  # the C library the process already has loaded
+        return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):  # not glibc (musl, macOS)
-        return
-    trim(0)
+        return None

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from grutext.batching import TokenRows, bucket_batches, collate
+from grutext.batching import TokenRows, bucket_batches, collate, row_lengths
 from grutext.config import ModelConfig, TokenizerConfig, TrainConfig
 from grutext.data import LabelledData, Split, load_labelled, training_splits
 from grutext.events import DataLoaded, Event, UnknownLabels
@@ -163,8 +163,7 @@ class Bucketed:
         self, ids: TokenRows, batch_size: int, seed: int, world: int = 1, max_steps: int | None = None
     ) -> None:
         """`max_steps` only shortens the epoch's announced length (the loop stops at it)."""
-        self.ids = ids
-        self.lengths = ids.lengths().tolist() if isinstance(ids, Rows) else [len(r) for r in ids]
+        self.ids, self.lengths = ids, row_lengths(ids)
         self.batch_size, self.seed, self.world, self.max_steps = batch_size, seed, world, max_steps
         self._plan: tuple[int, list[list[int]]] | None = None
 

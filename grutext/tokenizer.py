@@ -407,11 +407,7 @@ def encode_inputs(
         if span is not None and buckets:
             gram_parts.append(gram_bags(tokenizer, part, ids, tok_cfg, span, buckets))
         id_parts.append(Rows.of(ids))
-    rows = Rows.join(id_parts) if id_parts else Rows.of([])
-    if span is None or not buckets:
-        return rows, None
-    empty = Bags.of(np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
-    return rows, Bags.join(gram_parts) if gram_parts else empty
+    return Rows.join(id_parts), Bags.join(gram_parts) if span is not None and buckets else None
 
 
 GRAM_CHUNK = 1024  # texts whose n-grams are expanded at once (imdb: about 40 MB of transient arrays)
@@ -430,7 +426,7 @@ def gram_bags(
     every occurrence; only unknown words need their characters, found through the tokenizer's offsets."""
     maker = _GramBags(tokenizer, cfg, span, buckets)
     parts = [maker.chunk(texts[k : k + GRAM_CHUNK], ids[k : k + GRAM_CHUNK]) for k in range(0, len(ids), GRAM_CHUNK)]
-    return Bags.join(parts) if parts else Bags.of(np.zeros(0, np.int64), np.zeros(0, np.int64), 0)
+    return Bags.join(parts)
 
 
 # The n-gram rows of the last tokenizer's vocabulary words, kept across calls (train, validation and test; each
