@@ -113,6 +113,25 @@ class Finished:
     metrics: dict[str, Any]
 
 
+@dataclass
+class StageStarted:
+    """A stage of `train --unlabeled` begins: the language model, or a classifier round (round 0 starts from the
+    language model alone; a later round adds the texts the last one is surest of)."""
+
+    stage: str  # "language model", or "round N of M"
+    reused: bool  # finished by an earlier, interrupted run: read, not trained again
+    pseudo_labelled: int = 0
+
+
+@dataclass
+class RoundKept:
+    """`train --unlabeled` copied the round with the best validation score to its output."""
+
+    path: Path
+    kept: int
+    rounds: list[dict[str, Any]]  # each round's number, pseudo_labelled, validation (and test) score
+
+
 Event = (
     DiscardingResumable
     | DataLoaded
@@ -125,6 +144,8 @@ Event = (
     | StepDone
     | EpochDone
     | Finished
+    | StageStarted
+    | RoundKept
 )
 
 

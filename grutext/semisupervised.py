@@ -30,7 +30,7 @@ from grutext.config import ModelConfig, PretrainConfig, TokenizerConfig, TrainCo
 from grutext.corpus import read_corpus, read_texts
 from grutext.data import load_labelled, training_splits
 from grutext.errors import ConfigError, DataError, UsageError
-from grutext.events import Event, TrainResult
+from grutext.events import Event, RoundKept, StageStarted, TrainResult, silent
 from grutext.settings import DataSpec
 from grutext.warmstart import Start, open_start
 
@@ -90,8 +90,10 @@ def train_with_unlabeled(
     pool: list[str] | None = None
     rounds: list[dict[str, Any]] = []
     extra: list[tuple[str, list[str]]] = []
+    emit = on_event or silent
     for number in range(cfg.self_training + 1):
         folder = stage / f"round-{number}"
+        emit(StageStarted(f"round {number} of {cfg.self_training}", _finished(folder), len(extra)))
         if not _finished(folder):
             train_from(
                 spec, tok_cfg, model_cfg, cfg, folder, begin, overwrite=True, resume=_interrupted(folder),
@@ -121,6 +123,7 @@ def train_with_unlabeled(
     record = {"rounds": rounds, "kept": kept["round"], "pseudo_share": cfg.pseudo_share}
     path = _keep(stage / f"round-{kept['round']}", output, record, overwrite or resume)
     shutil.rmtree(stage, ignore_errors=True)
+    emit(RoundKept(path, kept["round"], rounds))
     metrics = read_json(path / METRICS_FILE, "metrics file")
     return TrainResult(path, metrics)
 
@@ -147,6 +150,7 @@ def _language_model(
     its summary for config.json."""
     from grutext.pretraining import pretrain
 
+    (on_event or silent)(StageStarted("language model", _finished(folder)))
     if not _finished(folder):
         settings = pretrain_settings(cfg)
         texts = _training_texts(spec, cfg)

@@ -19,7 +19,7 @@ import grutext
 from grutext.cli import cli
 from grutext.config import ModelConfig, PretrainConfig, TokenizerConfig
 from grutext.errors import ConfigError, DataError, Interrupted
-from grutext.events import StepDone
+from grutext.events import RoundKept, StageStarted, StepDone
 from grutext.pretraining import pretrain
 from tests.conftest import FILLER, NEGATIVE, POSITIVE, TINY, sentiment_rows, write_jsonl
 
@@ -210,6 +210,45 @@ def test_self_training_adds_what_the_last_round_is_surest_of(corpus: Path, split
     assert rounds[kept]["validation"] == max(r["validation"] for r in rounds)
     assert config["data"].get("pseudo_labelled", 0) == rounds[kept]["pseudo_labelled"]
     assert not list(tmp_path.glob(".m.unlabeled*"))
+    # the log names each stage, then the kept round and the output (not the stage's folder) last
+    log = result.stderr.splitlines()
+    added = f"--unlabeled stage: round 1 of 1, {rounds[1]['pseudo_labelled']:,} pseudo-labelled texts added"
+    assert "--unlabeled stage: language model" in log and "--unlabeled stage: round 0 of 1" in log and added in log
+    assert log[-2].endswith(f"kept round {kept}") and log[-1] == f"saved {out}: round {kept}'s classifier"
+
+
+def test_unlabeled_interrupted_in_a_round_resumes_to_the_same_model(
+    corpus: Path, split_dir: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C in round 1 of an --unlabeled run, then --resume: the language model and round 0 are read, not
+    trained again, round 1 goes on from its step, and the kept model is the uninterrupted run's, bit for bit."""
+    options = {
+        "embed_dim": 16, "hidden_size": 16, "vocab_size": 200, "epochs": 2, "batch_size": 16, "lr": 0.01,
+        "unlabeled": [str(corpus)], "self_training": 1, "pseudo_share": 0.5,
+    }  # fmt: skip
+    grutext.train(split_dir, tmp_path / "straight", **options)
+    seen: list[object] = []
+
+    def stop(event: object) -> None:
+        seen.append(event)
+        in_round_1 = any(isinstance(e, StageStarted) and e.stage == "round 1 of 1" for e in seen)
+        if in_round_1 and isinstance(event, StepDone) and event.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted, match="--resume"):
+        grutext.train(split_dir, tmp_path / "cut", on_event=stop, **options)
+    assert not (tmp_path / "cut").exists() and (tmp_path / ".cut.unlabeled" / "round-0" / "config.json").is_file()
+    seen.clear()
+    grutext.train(split_dir, tmp_path / "cut", resume=True, on_event=seen.append, **options)
+    stages = [(e.stage, e.reused) for e in seen if isinstance(e, StageStarted)]
+    assert stages == [("language model", True), ("round 0 of 1", True), ("round 1 of 1", False)]
+    assert [e.kept for e in seen if isinstance(e, RoundKept)] == [
+        json.loads((tmp_path / "cut" / "config.json").read_text())["self_training"]["kept"]
+    ]
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not (tmp_path / ".cut.unlabeled").exists()
 
 
 def test_pseudo_labels_take_the_surest_texts_of_each_class(trained: Path) -> None:

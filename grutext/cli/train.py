@@ -245,6 +245,17 @@ class TrainReporter:
                 scores += f"; the previous data's test {headline(m['previous_test'])}"
             self.log(f"{event.stopped}; kept epoch {event.best_epoch}")
             self.log(f"saved {event.path}: {scores}")
+        elif isinstance(event, t.StageStarted):
+            added = f", {event.pseudo_labelled:,} pseudo-labelled texts added" if event.pseudo_labelled else ""
+            reused = ": finished by the interrupted run, reused" if event.reused else ""
+            self.log(f"--unlabeled stage: {event.stage}{added}{reused}")
+        elif isinstance(event, t.RoundKept):
+            by_round = [
+                f"round {r['round']} {r['validation']:.4f}" + (f" (test {r['test']:.4f})" if "test" in r else "")
+                for r in event.rounds
+            ]
+            self.log(f"self-training, validation by round: {', '.join(by_round)}; kept round {event.kept}")
+            self.log(f"saved {event.path}: round {event.kept}'s classifier")
         elif isinstance(event, t.CorpusRead):
             self.log(
                 f"corpus: {', '.join(event.sources)}: {event.read:,} texts read, {event.texts:,} distinct to train on, "
