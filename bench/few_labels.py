@@ -50,10 +50,12 @@ FASTTEXT_CONFIGS = [  # chosen on the carve: plain, bigrams, subwords, long runs
 ]
 
 
-def draw(data: Path, name: str, size: int, seed: int, work: Path) -> Path:
+def draw(data: Path, name: str, size: int, seed: int, work: Path, dev: int = 0) -> Path:
     """The draw's folder: train.jsonl (size labelled texts), test.jsonl (the test split) and unlabelled.txt. A
-    size of FULL takes the whole train split, and its texts are then the unlabelled text too."""
-    folder = work / f"{name}-{size}-{seed}"
+    size of FULL takes the whole train split, and its texts are then the unlabelled text too. With `dev`, test.jsonl
+    holds instead that many other texts of the train split (still in the unlabelled text, whose labels no run
+    reads): a development split that choices can be made on, where the test split must only be reported."""
+    folder = work / f"{name}-{size}-{seed}" if not dev else work / f"{name}-{size}-{seed}-dev{dev}"
     if (folder / "unlabelled.txt").is_file():
         return folder
     rows = read_split(data / name, "train")
@@ -73,6 +75,9 @@ def draw(data: Path, name: str, size: int, seed: int, work: Path) -> Path:
     with open(folder / "train.jsonl", "w", encoding="utf-8") as fh:
         # on one line, as the unlabelled texts: the two together are then exactly the train split's texts
         fh.writelines(json.dumps({"text": one_line(rows[i]["text"]), "label": rows[i]["label"]}) + "\n" for i in chosen)
+    if dev:
+        others = [i for i in range(len(rows)) if i not in taken]
+        test = [rows[i] for i in sorted(random.Random(seed + 1000).sample(others, min(dev, len(others))))]
     with open(folder / "test.jsonl", "w", encoding="utf-8") as fh:
         fh.writelines(json.dumps({"text": r["text"], "label": r["label"]}) + "\n" for r in test)
     with open(folder / "unlabelled.txt", "w", encoding="utf-8") as fh:
@@ -224,6 +229,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="a train flag for every grutext arm: KEY=VALUE")
     parser.add_argument("--pretrain-set", action="append", default=[], help="a pretrain flag: KEY=VALUE")
     parser.add_argument("--label", default="", help="names this run's settings in the rows (for comparisons)")
+    parser.add_argument("--dev", type=int, default=0, help="score on N other train texts instead of the test split")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "grutext-few-labels")
     parser.add_argument("--out", type=Path, default=Path("few_labels.jsonl"))
     parser.add_argument("--table", action="store_true", help="print the table of the rows in --out and stop")
@@ -249,7 +255,7 @@ def main() -> None:
         for size in (FULL if s == "full" else int(s) for s in args.sizes.split(",")):
             draws = [int(d) for d in args.draws.split(",")]
             for seed in draws[:1] if size == FULL else draws:
-                folder = draw(args.data, name, size, seed, args.work)
+                folder = draw(args.data, name, size, seed, args.work, args.dev)
                 for arm in arms:
                     if (name, size, seed, arm, args.label) in have:
                         continue
@@ -258,6 +264,7 @@ def main() -> None:
                     else:
                         result = grutext_arm(folder, arm, args.data, name, args.work, settings, pretrain)
                     row = {"dataset": name, "size": size, "draw": seed, "arm": arm, "label": args.label, **result}
+                    row["scored_on"] = f"{args.dev} train texts (dev)" if args.dev else "test"
                     row["settings"], row["pretrain_settings"] = settings, pretrain
                     with open(args.out, "a", encoding="utf-8") as fh:
                         fh.write(json.dumps(row) + "\n")

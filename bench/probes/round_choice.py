@@ -1,0 +1,89 @@
+"""Which self-training round to keep: rules scored on the rounds that bench/few_labels.py rows record.
+
+Every `--unlabeled` row of few_labels.py holds each round's validation score (the one the command chooses by) and
+its test score (only reported). Rules that choose a round from the validation scores alone are compared here by
+the mean test accuracy of the round each one keeps, per set and over all rows:
+
+    python bench/probes/round_choice.py few_labels.jsonl [more.jsonl ...] [--label rounds3]
+
+A rule may only read the validation scores (and the round numbers); the test column is what it is judged by.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rows import Row, saved_rows
+
+Rounds = list[dict[str, float]]
+
+
+def best_latest(rounds: Rounds) -> int:
+    """The command's rule: the best validation score, the later round on a tie."""
+    return max(range(len(rounds)), key=lambda i: (rounds[i]["validation"], i))
+
+
+def best_earliest(rounds: Rounds) -> int:
+    return max(range(len(rounds)), key=lambda i: (rounds[i]["validation"], -i))
+
+
+def last(rounds: Rounds) -> int:
+    return len(rounds) - 1
+
+
+def fixed(k: int) -> Callable[[Rounds], int]:
+    return lambda rounds: min(k, len(rounds) - 1)
+
+
+def best_after_first(rounds: Rounds) -> int:
+    """The best validation score among the self-trained rounds (round 0 only when there is no other)."""
+    if len(rounds) == 1:
+        return 0
+    return max(range(1, len(rounds)), key=lambda i: (rounds[i]["validation"], i))
+
+
+RULES: dict[str, Callable[[Rounds], int]] = {
+    "best validation, later on ties (the command)": best_latest,
+    "best validation, earlier on ties": best_earliest,
+    "best validation of rounds 1+": best_after_first,
+    "the last round": last,
+    **{f"round {k}": fixed(k) for k in range(4)},
+    "oracle (best test; not a rule)": lambda rounds: max(range(len(rounds)), key=lambda i: rounds[i]["test"]),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--label", help="only rows with this --label")
+    args = parser.parse_args()
+    rows: list[Row] = [
+        r
+        for f in args.files
+        for r in saved_rows(f)
+        if r.get("rounds") and (args.label is None or r.get("label", "") == args.label)
+    ]
+    sets = sorted({f"{r['dataset']} {r['size']}" for r in rows})
+    print("| rule | " + " | ".join(sets) + " | mean of sets |\n|---|" + "---:|" * (len(sets) + 1))
+    for name, rule in RULES.items():
+        means = []
+        for s in sets:
+            chosen = [
+                r["rounds"]["rounds"][rule(r["rounds"]["rounds"])]["test"]
+                for r in rows
+                if f"{r['dataset']} {r['size']}" == s
+            ]
+            means.append(statistics.mean(chosen))
+        cells = " | ".join(f"{m:.4f}" for m in means)
+        print(f"| {name} | {cells} | {statistics.mean(means):.4f} |")
+    counts = {s: sum(f"{r['dataset']} {r['size']}" == s for r in rows) for s in sets}
+    print("\nrows (draws) per set: " + ", ".join(f"{s}: {n}" for s, n in counts.items()))
+
+
+if __name__ == "__main__":
+    main()
