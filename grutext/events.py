@@ -125,7 +125,7 @@ class StageStarted:
 
 @dataclass
 class RoundKept:
-    """`train --unlabeled` copied the round with the best validation score to its output."""
+    """`train --unlabeled` copied the kept round (semisupervised.kept_round) to its output."""
 
     path: Path
     kept: int

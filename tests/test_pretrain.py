@@ -21,6 +21,7 @@ from grutext.config import ModelConfig, PretrainConfig, TokenizerConfig
 from grutext.errors import ConfigError, DataError, Interrupted
 from grutext.events import RoundKept, StageStarted, StepDone
 from grutext.pretraining import pretrain
+from grutext.semisupervised import kept_round
 from tests.conftest import FILLER, NEGATIVE, POSITIVE, TINY, sentiment_rows, write_jsonl
 
 SMALL = ["--embed-dim", "16", "--hidden-size", "16", "--vocab-size", "300"]
@@ -207,7 +208,7 @@ def test_self_training_adds_what_the_last_round_is_surest_of(corpus: Path, split
     assert [r["round"] for r in rounds] == [0, 1] and rounds[0]["pseudo_labelled"] == 0
     assert 200 <= rounds[1]["pseudo_labelled"] <= 300 and rounds[1]["pseudo_labelled"] % 2 == 0  # as many per class
     kept = config["self_training"]["kept"]
-    assert rounds[kept]["validation"] == max(r["validation"] for r in rounds)
+    assert kept_round(rounds)["round"] == kept and rounds[kept]["validation_n"] == 40
     assert config["data"].get("pseudo_labelled", 0) == rounds[kept]["pseudo_labelled"]
     assert not list(tmp_path.glob(".m.unlabeled*"))
     # the log names each stage, then the kept round and the output (not the stage's folder) last
@@ -249,6 +250,21 @@ def test_unlabeled_interrupted_in_a_round_resumes_to_the_same_model(
     b = load_file(str(tmp_path / "cut" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert not (tmp_path / ".cut.unlabeled").exists()
+
+
+@pytest.mark.parametrize(
+    ("scores", "n", "kept"),
+    [
+        ([0.80, 0.86, 0.84], 50, 2),  # a lead of one text in 50 is noise: the last round
+        ([0.80, 0.94, 0.80], 50, 1),  # 14 points on 50 texts is more than two standard errors (about 13)
+        ([0.80, 0.87, 0.84], 2000, 1),  # 3 points on 2,000 texts is too (two standard errors: 2.3)
+        ([0.90, 0.80], 0, 1),  # no count of validation texts (an older record): the last round
+        ([0.70], 50, 0),
+    ],
+)
+def test_the_last_round_is_kept_unless_an_earlier_one_is_clearly_better(scores: list[float], n: int, kept: int) -> None:
+    rounds = [{"round": i, "validation": s, "validation_n": n} for i, s in enumerate(scores)]
+    assert kept_round(rounds)["round"] == kept
 
 
 def test_pseudo_labels_take_the_surest_texts_of_each_class(trained: Path) -> None:

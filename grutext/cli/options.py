@@ -392,7 +392,7 @@ START: list[Callable[[Any], Any]] = [
         default=_T.self_training,
         show_default=True,
         help="With --unlabeled: rounds of training again on the unlabelled texts the last round is surest of; the "
-        "round with the best validation score is kept.",
+        "last round is kept unless an earlier one is better on validation by more than two standard errors.",
     ),
     _option(
         "--pseudo-share",
