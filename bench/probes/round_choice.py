@@ -4,7 +4,7 @@ Every `--unlabeled` row of few_labels.py holds each round's validation score (th
 its test score (only reported). Rules that choose a round from the validation scores alone are compared here by
 the mean test accuracy of the round each one keeps, per set and over all rows:
 
-    python bench/probes/round_choice.py few_labels.jsonl [more.jsonl ...] [--label rounds3]
+    python bench/probes/round_choice.py few_labels.jsonl [more.jsonl ...] [--label rounds3] [--rounds 2]
 
 A rule may only read the validation scores (and the round numbers); the test column is what it is judged by.
 """
@@ -19,6 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rows import Row, saved_rows
+
+from grutext.semisupervised import kept_round
 
 Rounds = list[dict[str, float]]
 
@@ -47,8 +49,14 @@ def best_after_first(rounds: Rounds) -> int:
     return max(range(1, len(rounds)), key=lambda i: (rounds[i]["validation"], i))
 
 
+def the_command(rounds: Rounds) -> int:
+    """grutext's rule (semisupervised.kept_round): the last round unless an earlier one is clearly better."""
+    return int(kept_round(rounds)["round"])
+
+
 RULES: dict[str, Callable[[Rounds], int]] = {
-    "best validation, later on ties (the command)": best_latest,
+    "the command: the last round unless an earlier one leads by 2 standard errors": the_command,
+    "best validation, later on ties (the earlier rule)": best_latest,
     "best validation, earlier on ties": best_earliest,
     "best validation of rounds 1+": best_after_first,
     "the last round": last,
@@ -61,6 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path)
     parser.add_argument("--label", help="only rows with this --label")
+    parser.add_argument("--rounds", type=int, help="as if the runs had stopped after this round (--self-training)")
     args = parser.parse_args()
     rows: list[Row] = [
         r
@@ -68,6 +77,11 @@ def main() -> None:
         for r in saved_rows(f)
         if r.get("rounds") and (args.label is None or r.get("label", "") == args.label)
     ]
+    for r in rows:
+        if args.rounds is not None:
+            r["rounds"]["rounds"] = r["rounds"]["rounds"][: args.rounds + 1]
+        for one in r["rounds"]["rounds"]:  # rows from before rounds recorded it: the 10% carve of the labels
+            one.setdefault("validation_n", round(r["size"] / 10))
     sets = sorted({f"{r['dataset']} {r['size']}" for r in rows})
     print("| rule | " + " | ".join(sets) + " | mean of sets |\n|---|" + "---:|" * (len(sets) + 1))
     for name, rule in RULES.items():
