@@ -104,8 +104,8 @@ def train_with_unlabeled(
         metrics = read_json(folder / METRICS_FILE, "metrics file")
         metric = config["train"]["resolved_early_stop_metric"]
         score = metrics["validation"].get(metric, metrics["validation"].get("accuracy"))
-        rounds.append({"round": number, "pseudo_labelled": len(extra), "validation": score})
-        rounds[-1]["validation_n"] = metrics["validation"].get("n", 0)
+        n = metrics["validation"].get("n", 0)
+        rounds.append({"round": number, "pseudo_labelled": len(extra), "validation": score, "validation_n": n})
         if "test" in metrics:  # reported beside each round, never used to choose one
             rounds[-1]["test"] = metrics["test"].get(metric, metrics["test"].get("accuracy"))
         multi_label = bool(config.get("shape", {}).get("multi_label"))
@@ -133,7 +133,7 @@ def train_with_unlabeled(
 def kept_round(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     """The last round, unless an earlier one beats it on validation by more than two standard errors of the
     difference. Rounds improve on average (docs/experiments.md: on development texts, keeping the last beat
-    keeping the best of 50 validation texts by a point), while on a few dozen texts a lead of a few points is
+    keeping the best of 50 validation texts by 0.75 points), while on a few dozen texts a lead of a few points is
     noise: two standard errors there are about 13 points, on 2,000 texts about 2."""
     last = rounds[-1]
     best = max(rounds, key=lambda r: (r["validation"], r["round"]))
