@@ -5,6 +5,8 @@ unlabelled text.
 
     python bench/few_labels.py --data DATA --datasets sst2,imdb --sizes 500,2000 --draws 0,1,2 --out few.jsonl
     python bench/few_labels.py --data DATA --datasets sst2 --sizes 500 --arms defaults --set epochs=40
+    python bench/few_labels.py --data DATA --datasets imdb --sizes full --arms unlabeled,defaults  # all labels
+    python bench/few_labels.py --data DATA --datasets sst2 --sizes 500 --arms unlabeled --dev 2000 --label dev
     python bench/few_labels.py --out few.jsonl --table --doc docs/results.md     # the table from saved rows
 
 A draw takes size / classes texts of each class from train (random.Random(draw)), writes them as train.jsonl
@@ -250,10 +252,10 @@ def main() -> None:
     settings = [f"--{kv.split('=', 1)[0].replace('_', '-')}={kv.split('=', 1)[1]}" for kv in args.set]
     pretrain = [f"--{kv.split('=', 1)[0].replace('_', '-')}={kv.split('=', 1)[1]}" for kv in args.pretrain_set]
     have = {(r["dataset"], r["size"], r["draw"], r["arm"], r.get("label", "")) for r in done}
+    draws = [int(d) for d in args.draws.split(",")]
     args.work.mkdir(parents=True, exist_ok=True)
     for name in args.datasets.split(","):
         for size in (FULL if s == "full" else int(s) for s in args.sizes.split(",")):
-            draws = [int(d) for d in args.draws.split(",")]
             for seed in draws[:1] if size == FULL else draws:
                 folder = draw(args.data, name, size, seed, args.work, args.dev)
                 for arm in arms:

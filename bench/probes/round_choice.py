@@ -1,12 +1,13 @@
 """Which self-training round to keep: rules scored on the rounds that bench/few_labels.py rows record.
 
 Every `--unlabeled` row of few_labels.py holds each round's validation score (the one the command chooses by) and
-its test score (only reported). Rules that choose a round from the validation scores alone are compared here by
-the mean test accuracy of the round each one keeps, per set and over all rows:
+its score on the draw's test.jsonl: the test split, or with few_labels.py --dev a development split of other train
+texts, which is the one to choose a rule on. Rules that choose a round from the validation scores alone are compared
+here by the mean of that score for the round each one keeps, per set and over all rows:
 
     python bench/probes/round_choice.py few_labels.jsonl [more.jsonl ...] [--label rounds3] [--rounds 2]
 
-A rule may only read the validation scores (and the round numbers); the test column is what it is judged by.
+A rule may only read the validation scores (and the round numbers); the other score is what it is judged by.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ Rounds = list[dict[str, float]]
 
 
 def best_latest(rounds: Rounds) -> int:
-    """The command's rule: the best validation score, the later round on a tie."""
+    """The command's earlier rule: the best validation score, the later round on a tie."""
     return max(range(len(rounds)), key=lambda i: (rounds[i]["validation"], i))
 
 
@@ -42,13 +43,6 @@ def fixed(k: int) -> Callable[[Rounds], int]:
     return lambda rounds: min(k, len(rounds) - 1)
 
 
-def best_after_first(rounds: Rounds) -> int:
-    """The best validation score among the self-trained rounds (round 0 only when there is no other)."""
-    if len(rounds) == 1:
-        return 0
-    return max(range(1, len(rounds)), key=lambda i: (rounds[i]["validation"], i))
-
-
 def the_command(rounds: Rounds) -> int:
     """grutext's rule (semisupervised.kept_round): the last round unless an earlier one is clearly better."""
     return int(kept_round(rounds)["round"])
@@ -58,10 +52,11 @@ RULES: dict[str, Callable[[Rounds], int]] = {
     "the command: the last round unless an earlier one leads by 2 standard errors": the_command,
     "best validation, later on ties (the earlier rule)": best_latest,
     "best validation, earlier on ties": best_earliest,
-    "best validation of rounds 1+": best_after_first,
     "the last round": last,
     **{f"round {k}": fixed(k) for k in range(4)},
-    "oracle (best test; not a rule)": lambda rounds: max(range(len(rounds)), key=lambda i: rounds[i]["test"]),
+    "oracle (best by the other score; not a rule)": lambda rounds: max(
+        range(len(rounds)), key=lambda i: rounds[i]["test"]
+    ),
 }
 
 
