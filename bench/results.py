@@ -3,6 +3,10 @@ fastText, same splits, same machine.
 
     python bench/results.py --data DATA --datasets bbc,sst2,mr --doc docs/results.md
     python bench/results.py --data DATA --datasets mpqa,mr --seeds 13,14,15 --no-vectors   # mean ± spread
+    python bench/results.py --render docs/rows/results_seeds.jsonl --doc docs/results.md --block seeds
+
+The two grutext arms can run as two processes (`--arms grutext` and `--arms vectors --no-fasttext`, each under
+`taskset -c N`) appending to one --out file; a dataset's rows are merged arm by arm when the table is drawn.
 
 For each dataset folder (train/validation/test jsonl) it runs `grutext train DIR --output ... --json` as a
 user would (wall time measured around the whole command), and, when the `fasttext` package is installed
@@ -166,7 +170,7 @@ VECTORS = {"en": "vectors/glove.6B.50d.100k.txt.gz", "zh": "vectors/synonyms.zh.
 def _mean_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """A dataset's rows over seeds as one: each score's mean (and its spread across seeds, "key_sd"), times and
     epochs averaged; fastText (deterministic on one thread) from the first row."""
-    if len(rows) == 1:
+    if len(rows) == 1 and "grutext" in rows[0]:
         return rows[0]
     out: dict[str, Any] = {"dataset": rows[0]["dataset"], "seeds": [r.get("seed", 13) for r in rows]}
     for arm in ("grutext", "vectors"):
@@ -178,7 +182,8 @@ def _mean_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
             values = [g[key] for g in got]
             if isinstance(values[0], (int, float)) and not isinstance(values[0], bool):
                 merged[key] = statistics.mean(values)
-                merged[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else 0.0
+                if len(values) > 1:  # one run has no spread to show
+                    merged[f"{key}_sd"] = statistics.stdev(values)
         merged["epochs_run"] = round(merged["epochs_run"])
         merged["best_epoch"] = round(merged["best_epoch"])
         out[arm] = merged
@@ -197,8 +202,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
-        g, v, f = row["grutext"], row.get("vectors") or {}, row.get("fasttext") or {}
-        multi = "micro_f1" in g
+        g, v, f = row.get("grutext") or {}, row.get("vectors") or {}, row.get("fasttext") or {}
+        multi = "micro_f1" in (g or v)
         main = "micro_f1" if multi else "accuracy"
         name = f"{row['dataset']} (micro-F1)" if multi else row["dataset"]
 
@@ -220,6 +225,10 @@ def main() -> None:
     parser.add_argument("--seeds", default="13", help="grutext's seeds; the table gives each score's mean ± spread")
     parser.add_argument("--no-fasttext", action="store_true")
     parser.add_argument("--no-vectors", action="store_true", help="skip the runs with DATA/vectors/...")
+    parser.add_argument(
+        "--arms", default="grutext,vectors", help="grutext arms to run: grutext (defaults), vectors (--vectors)"
+    )
+    parser.add_argument("--block", default="results", help="--doc's table between <!-- BLOCK:start/end -->")
     parser.add_argument("--render", type=Path, help="only render the table from a JSON-lines file of earlier rows")
     parser.add_argument("extra", nargs="*", help="extra grutext train options, after --")
     args = parser.parse_args()
@@ -230,13 +239,18 @@ def main() -> None:
         rows = [json.loads(line) for line in args.render.read_text().splitlines() if line.strip()]
     names = [] if args.render else args.datasets.split(",")
     seeds = [int(x) for x in args.seeds.split(",")]
+    arms = set(args.arms.split(","))
+    if arms - {"grutext", "vectors"}:
+        raise SystemExit(f"--arms takes grutext and/or vectors, not {args.arms}")
     for name in names:
         folder = args.data / name
         for i, seed in enumerate(seeds):
             extra = [*args.extra, "--seed", str(seed)]
-            row: dict[str, Any] = {"dataset": name, "seed": seed, "grutext": run_grutext(folder, args.models, extra)}
+            row: dict[str, Any] = {"dataset": name, "seed": seed}
+            if "grutext" in arms:
+                row["grutext"] = run_grutext(folder, args.models, extra)
             vectors = args.data / VECTORS["zh" if name in CHINESE else "en"]
-            if not args.no_vectors and vectors.exists():
+            if "vectors" in arms and not args.no_vectors and vectors.exists():
                 row["vectors"] = run_grutext(folder, args.models / "vectors", [*extra, "--vectors", str(vectors)])
             if not args.no_fasttext and i == 0:  # one thread: the same scores whatever the seed
                 row["fasttext"] = run_fasttext(folder)
@@ -248,7 +262,7 @@ def main() -> None:
     print(text)
     if args.doc:
         doc = args.doc.read_text(encoding="utf-8")
-        start, end = "<!-- results:start -->", "<!-- results:end -->"
+        start, end = f"<!-- {args.block}:start -->", f"<!-- {args.block}:end -->"
         if start not in doc or end not in doc:
             raise SystemExit(f"{args.doc} has no {start} ... {end} block")
         head, rest = doc.split(start, 1)
