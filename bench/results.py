@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rows import grouped, save_row, saved_rows
+
 FASTTEXT_CONFIGS = [
     {"epoch": 5, "lr": 0.1, "wordNgrams": 1},
     {"epoch": 10, "lr": 0.5, "wordNgrams": 2},
@@ -192,10 +194,7 @@ def _mean_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        grouped.setdefault(row["dataset"], []).append(row)
-    rows = [_mean_row(group) for group in grouped.values()]
+    rows = [_mean_row(group) for group in grouped(rows, lambda r: r["dataset"]).values()]
     lines = [
         "| dataset | grutext | macro-F1 | time (epochs, best) | with --vectors | macro-F1 | time (epochs, best) "
         f"| fastText best of {len(FASTTEXT_CONFIGS)} | macro-F1 |",
@@ -236,7 +235,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     if args.render:
-        rows = [json.loads(line) for line in args.render.read_text().splitlines() if line.strip()]
+        rows = saved_rows(args.render)
     names = [] if args.render else args.datasets.split(",")
     seeds = [int(x) for x in args.seeds.split(",")]
     arms = set(args.arms.split(","))
@@ -254,10 +253,7 @@ def main() -> None:
                 row["vectors"] = run_grutext(folder, args.models / "vectors", [*extra, "--vectors", str(vectors)])
             if not args.no_fasttext and i == 0:  # one thread: the same scores whatever the seed
                 row["fasttext"] = run_fasttext(folder)
-            rows.append(row)
-            print(json.dumps(row), file=sys.stderr, flush=True)
-            with args.out.open("a") as fh:
-                fh.write(json.dumps(row) + "\n")
+            save_row(args.out, row, rows)
     text = table(rows)
     print(text)
     if args.doc:
