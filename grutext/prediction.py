@@ -32,6 +32,7 @@ class Prediction:
     probs: dict[str, float]
     labels: list[str] | None = None
     abstained: bool = False  # the score was below the --min-score asked for: `label` is the fallback
+    blank: bool = False  # the text was empty or only whitespace: no label (the fallback), see abstain
 
     def top_k(self, k: int) -> list[tuple[str, float]]:
         return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]
@@ -117,13 +118,23 @@ def check_abstain(
         )
 
 
-def abstain(preds: list[Prediction], min_score: float | None, fallback: str = "") -> list[Prediction]:
+def abstain(
+    preds: list[Prediction], min_score: float | None, fallback: str = "", texts: Sequence[str] | None = None
+) -> list[Prediction]:
     """Answer only when sure: a prediction whose top probability is below `min_score` gets the `fallback`
-    label ("" by default) and `abstained` set; its score and probabilities stay, for whoever takes it over."""
-    if min_score is None:
-        return preds
-    for pred in preds:
-        if pred.score < min_score:
+    label ("" by default) and `abstained` set; its score and probabilities stay, for whoever takes it over.
+
+    A blank text (of `texts`, when given) is never answered, whatever `min_score`: training drops rows with
+    an empty text, so the model's output for one is only its bias (a 2,000-phrase sst2 model said "positive"
+    at 0.58). It gets the fallback (a multi-label prediction no label) and `blank` set."""
+    for i, pred in enumerate(preds):
+        if texts is not None and not texts[i].strip():
+            pred.blank = True
+            if pred.labels is not None:
+                pred.labels, pred.label = [], ""
+            else:
+                pred.label, pred.abstained = fallback, True
+        elif min_score is not None and pred.score < min_score:
             pred.label, pred.abstained = fallback, True
     return preds
 
@@ -145,7 +156,7 @@ class Labeller:
     def predict(self, texts: Sequence[str], min_score: float | None = None, fallback: str = "") -> list[Prediction]:
         """One Prediction per text, in input order; below `min_score` the `fallback` label (see abstain)."""
         check_abstain(min_score, fallback, self.multi_label)
-        return abstain(self.records(self.predict_proba(texts)), min_score, fallback)
+        return abstain(self.records(self.predict_proba(texts)), min_score, fallback, texts)
 
     def stream(
         self,
@@ -252,6 +263,8 @@ def record(pred: Prediction, top_k: int | None = None) -> dict[str, object]:
         out = {"label": pred.label, "score": round(pred.score, 6)}
         if pred.abstained:
             out["abstained"] = True
+    if pred.blank:
+        out["blank"] = True
     out["probs"] = {label: round(p, 6) for label, p in pred.probs.items()}
     if top_k:
         out["top_k"] = [{"label": label, "score": round(p, 6)} for label, p in pred.top_k(top_k)]

@@ -50,6 +50,20 @@ def test_min_score_gives_the_fallback_below_it_and_keeps_the_rest(predict_args: 
     assert out.splitlines() == [r["label"] for r in records]
 
 
+def test_blank_lines_get_no_label_whatever_the_min_score(predict_args: list[str]) -> None:
+    # training drops empty texts, so a model's answer for one would be its bias alone
+    text = "a wonderful superb film\n\n   \nawful and dull\n"
+    _, plain, _ = run(["predict", *predict_args], text)
+    lines = plain.split("\n")
+    assert len(lines) == 5 and lines[1:3] == ["", ""] and lines[0] and lines[3]
+    _, out, _ = run(["predict", *predict_args, "--format", "jsonl"], text)
+    records = [json.loads(x) for x in out.splitlines()]
+    assert [r.get("blank", False) for r in records] == [False, True, True, False]
+    assert all(r["label"] == "" and r["abstained"] is True and len(r["probs"]) == 2 for r in records[1:3])
+    _, out, _ = run(["predict", *predict_args, "--min-score", "0", "--fallback", "review"], text)
+    assert out.splitlines()[1:3] == ["review", "review"] and out.splitlines()[0] == lines[0]
+
+
 def test_bad_settings_are_usage_errors(trained: Path) -> None:
     code, _, err = run(["predict", "-m", str(trained), "--fallback", "review"])
     assert code == 2 and "give --min-score too" in err
@@ -68,6 +82,8 @@ def test_the_api_abstains_as_the_command_line_does(trained: Path) -> None:
     assert [p.label for p in model.predict(["a wonderful superb film"], min_score=0.0)] == ["pos"]
     with pytest.raises(ConfigError):
         model.predict(["x"], min_score=2)
+    blank, text = model.predict([" \t", "a wonderful superb film"])
+    assert blank.blank and blank.label == "" and blank.abstained and not text.blank and text.label == "pos"
 
 
 def test_evaluate_shows_coverage_and_accuracy_at_each_min_score(trained: Path, split_dir: Path) -> None:

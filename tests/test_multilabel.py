@@ -107,6 +107,11 @@ def test_multilabel_predict_formats_and_threshold_override(ml_model: Path) -> No
     assert "use --threshold" in refused.stderr
     tsv = CliRunner().invoke(cli, ["predict", "-m", str(ml_model), "--format", "tsv"], input="phone\n").stdout
     assert tsv.split("\t")[0] == "tech" and 0.5 < float(tsv.split("\t")[1]) <= 1
+    # a blank line keeps no label, even at a threshold every label passes
+    blank = CliRunner().invoke(
+        cli, ["predict", "-m", str(ml_model), "--threshold", below, "--format", "jsonl"], input=" \n"
+    )
+    assert json.loads(blank.stdout)["labels"] == [] and json.loads(blank.stdout)["blank"] is True
 
 
 def test_multilabel_evaluate_json(ml_model: Path, ml_data: Path) -> None:

@@ -128,6 +128,14 @@ def test_min_score_abstains_per_request(server: int) -> None:
     assert all("abstained" not in r for r in plain["predictions"])  # type: ignore[union-attr]
 
 
+def test_a_blank_text_gets_no_label(server: int) -> None:
+    body = {"texts": ["a wonderful superb film", ""], "min_score": 0.0, "fallback": "review"}
+    status, answer = request(server, "POST", "/predict", json.dumps(body).encode())
+    first, blank = answer["predictions"]  # type: ignore[index]
+    assert status == 200 and first["label"] == "pos" and "blank" not in first
+    assert blank["label"] == "review" and blank["blank"] is True and blank["abstained"] is True
+
+
 def test_unknown_paths_and_methods(server: int) -> None:
     status, answer = request(server, "GET", "/nope")
     assert status == 404 and "GET /nope" in str(answer["error"])

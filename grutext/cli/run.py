@@ -44,7 +44,8 @@ from grutext.errors import ConfigError, interrupt_code
 @click.option(
     "--fallback",
     default="",
-    help="With --min-score: the label printed for texts below it (default: an empty label).",
+    help="With --min-score: the label printed for texts below it, and for blank lines, which are never "
+    "answered (default: an empty label).",
 )
 @click.option("--text-column", help="Column (csv/tsv) or key (jsonl) holding the texts.")
 @click.option(
@@ -82,7 +83,8 @@ def predict(
 ) -> None:
     """Label texts from FILES (one text per line; - is stdin), or from stdin when no FILES are given.
 
-    Writes exactly one line per input line, in input order, as the input streams.
+    Writes exactly one line per input line, in input order, as the input streams. A blank line gets no
+    label (an empty line; jsonl marks it "blank").
 
     \b
     Examples:
