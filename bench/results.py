@@ -3,10 +3,12 @@ fastText, same splits, same machine.
 
     python bench/results.py --data DATA --datasets bbc,sst2,mr --doc docs/results.md
     python bench/results.py --data DATA --datasets mpqa,mr --seeds 13,14,15 --no-vectors   # mean ± spread
-    python bench/results.py --render docs/rows/results_seeds.jsonl --doc docs/results.md --block seeds
+    python bench/results.py --data DATA --seeds 13,14,15 --out docs/rows/results.jsonl --doc docs/results.md
 
 The two grutext arms can run as two processes (`--arms grutext` and `--arms vectors --no-fasttext`, each under
 `taskset -c N`) appending to one --out file; a dataset's rows are merged arm by arm when the table is drawn.
+A run goes on where the rows already in --out stop: an arm with a row for its dataset and seed is not run
+again (fastText: once per dataset), and the table is drawn from all of --out's rows for --datasets.
 
 For each dataset folder (train/validation/test jsonl) it runs `grutext train DIR --output ... --json` as a
 user would (wall time measured around the whole command), and, when the `fasttext` package is installed
@@ -233,9 +235,7 @@ def main() -> None:
     args = parser.parse_args()
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
-    if args.render:
-        rows = saved_rows(args.render)
+    rows = saved_rows(args.render or args.out)  # a run goes on where the rows in --out stop
     names = [] if args.render else args.datasets.split(",")
     seeds = [int(x) for x in args.seeds.split(",")]
     arms = set(args.arms.split(","))
@@ -243,18 +243,22 @@ def main() -> None:
         raise SystemExit(f"--arms takes grutext and/or vectors, not {args.arms}")
     for name in names:
         folder = args.data / name
-        for i, seed in enumerate(seeds):
+        for seed in seeds:
+            have = {
+                arm for r in rows if r["dataset"] == name for arm in r if r.get("seed") == seed or arm == "fasttext"
+            }
             extra = [*args.extra, "--seed", str(seed)]
             row: dict[str, Any] = {"dataset": name, "seed": seed}
-            if "grutext" in arms:
+            if "grutext" in arms and "grutext" not in have:
                 row["grutext"] = run_grutext(folder, args.models, extra)
             vectors = args.data / VECTORS["zh" if name in CHINESE else "en"]
-            if "vectors" in arms and not args.no_vectors and vectors.exists():
+            if "vectors" in arms and "vectors" not in have and not args.no_vectors and vectors.exists():
                 row["vectors"] = run_grutext(folder, args.models / "vectors", [*extra, "--vectors", str(vectors)])
-            if not args.no_fasttext and i == 0:  # one thread: the same scores whatever the seed
+            if not args.no_fasttext and "fasttext" not in have:  # one thread: the same scores whatever the seed
                 row["fasttext"] = run_fasttext(folder)
-            save_row(args.out, row, rows)
-    text = table(rows)
+            if len(row) > 2:
+                save_row(args.out, row, rows)
+    text = table([r for r in rows if args.render or r["dataset"] in names])
     print(text)
     if args.doc:
         doc = args.doc.read_text(encoding="utf-8")
