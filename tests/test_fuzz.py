@@ -48,7 +48,7 @@ def predictor(trained: Path) -> Predictor:
 def test_any_text_gives_one_line_and_valid_json(predictor: Predictor, texts: list[str]) -> None:
     preds = predictor.predict(texts)
     assert len(preds) == len(texts)
-    for text, pred in zip(texts, preds):
+    for text, pred in zip(texts, preds, strict=True):
         for fmt in ("label", "tsv", "jsonl"):
             line = format_prediction(pred, fmt, top_k=2)
             assert "\n" not in line and "\r" not in line
