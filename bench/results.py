@@ -241,7 +241,6 @@ def main() -> None:
     parser.add_argument(
         "--arms", default="grutext,vectors", help="grutext arms to run: grutext (defaults), vectors (--vectors)"
     )
-    parser.add_argument("--block", default="results", help="--doc's table between <!-- BLOCK:start/end -->")
     parser.add_argument("--render", type=Path, help="only render the table from a JSON-lines file of earlier rows")
     parser.add_argument("extra", nargs="*", help="extra grutext train options, after --")
     args = parser.parse_args()
@@ -256,9 +255,10 @@ def main() -> None:
     for name in [] if args.render else names:
         folder = args.data / name
         for seed in seeds:
-            have = {
-                arm for r in rows if r["dataset"] == name for arm in r if r.get("seed") == seed or arm == "fasttext"
-            }
+            mine = [r for r in rows if r["dataset"] == name]
+            have = {arm for r in mine if r.get("seed") == seed for arm in ("grutext", "vectors") if arm in r}
+            if any("fasttext" in r for r in mine):
+                have.add("fasttext")
             extra = [*args.extra, "--seed", str(seed)]
             row: dict[str, Any] = {"dataset": name, "seed": seed}
             if "grutext" in arms and "grutext" not in have:
@@ -277,7 +277,7 @@ def main() -> None:
     print(text)
     if args.doc:
         doc = args.doc.read_text(encoding="utf-8")
-        start, end = f"<!-- {args.block}:start -->", f"<!-- {args.block}:end -->"
+        start, end = "<!-- results:start -->", "<!-- results:end -->"
         if start not in doc or end not in doc:
             raise SystemExit(f"{args.doc} has no {start} ... {end} block")
         head, rest = doc.split(start, 1)

@@ -212,9 +212,8 @@ def create_app(config: ServeConfig | None = None) -> Any:
         except BadRequest as exc:
             return error(exc.status, str(exc))
         preds = await batcher.predict(asked.texts) if asked.texts else []
-        abstain(
-            preds, asked.min_score, asked.fallback, asked.texts
-        )  # this request's own records: the batch shares only the pass
+        # this request's own records (the batch shares only the forward pass): its min_score and fallback
+        abstain(preds, asked.min_score, asked.fallback, asked.texts)
         return JSONResponse({"predictions": [record(p, asked.top_k) for p in preds]})
 
     async def health(request: Request) -> JSONResponse:
