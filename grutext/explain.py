@@ -39,11 +39,14 @@ class TokenAttribution:
 @dataclass
 class Explanation:
     text: str
-    label: str
-    score: float  # the label's probability for the whole text
+    label: str  # "" for a blank text
+    score: float  # the label's probability for the whole text (0 for a blank text)
     tokens: list[TokenAttribution]
+    blank: bool = False  # empty or only whitespace: not explained, as predict does not label it
 
     def record(self) -> dict[str, Any]:
+        if self.blank:
+            return {"text": self.text, "label": "", "score": None, "tokens": [], "blank": True}
         return {
             "text": self.text,
             "label": self.label,
@@ -99,21 +102,25 @@ def _inputs(rows: list[tuple[list[int], list[int] | None]]) -> tuple[list[list[i
 
 
 def explain(model: Any, texts: Sequence[str], label: str | None = None) -> list[Explanation]:
-    """Occlusion attributions for `label` (default: each text's predicted label) of every token of `texts`."""
+    """Occlusion attributions for `label` (default: each text's predicted label) of every token of `texts`.
+    A blank text gets a blank explanation, with no label: the model's output for it is only its bias (see
+    prediction.abstain), and it has no token to attribute."""
     labels = list(model.labels)
     if label is not None and label not in labels:
         raise UsageError(f"--label {label!r} is not one of the model's labels ({', '.join(labels)})")
-    encoded = tokens_with_offsets(model, texts)
-    out: list[Explanation] = []
-    group: list[int] = []  # texts whose occluded rows go through the model together
+    kept = [i for i, text in enumerate(texts) if text.strip()]
+    encoded = tokens_with_offsets(model, [texts[i] for i in kept])
+    explained: dict[int, Explanation] = {}
+    group: list[int] = []  # positions in `kept` whose occluded rows go through the model together
     budget = 0
     for k, e in enumerate(encoded):
         group.append(k)
         budget += (len(e.ids) + 1) * max(len(e.ids), 1)
         if budget >= TOKEN_BUDGET or k == len(encoded) - 1:
-            out.extend(_explain_group(model, labels, label, [texts[i] for i in group], [encoded[i] for i in group]))
+            found = _explain_group(model, labels, label, [texts[kept[i]] for i in group], [encoded[i] for i in group])
+            explained.update((kept[i], one) for i, one in zip(group, found, strict=True))
             group, budget = [], 0
-    return out
+    return [explained.get(i) or Explanation(text, "", 0.0, [], blank=True) for i, text in enumerate(texts)]
 
 
 TOKEN_BUDGET = 1_000_000  # occluded tokens held at once: a 512-token text alone makes 263k
@@ -151,6 +158,8 @@ def comprehensiveness(model: Any, texts: Sequence[str], k: int = 2, seed: int = 
     probability when each text's k most-attributed tokens are deleted, and when k random tokens are. A
     faithful attribution makes the first far larger. Texts need more than k tokens."""
     rng = random.Random(seed)
+    if any(not text.strip() for text in texts):
+        raise UsageError("comprehensiveness needs texts with tokens; drop the blank ones")
     explained = explain(model, texts)
     columns = [list(model.labels).index(e.label) for e in explained]
     top: list[tuple[list[int], list[int] | None]] = []
@@ -171,7 +180,10 @@ def comprehensiveness(model: Any, texts: Sequence[str], k: int = 2, seed: int = 
 
 
 def plain(explanation: Explanation) -> str:
-    """One explanation as one line of plain text, each token followed by its attribution in brackets."""
+    """One explanation as one line of plain text, each token followed by its attribution in brackets; a blank
+    text stays a blank line, so output lines still match input lines."""
+    if explanation.blank:
+        return explanation.text.strip()
     parts, cursor = [], 0
     for t in explanation.tokens:
         parts.append(explanation.text[cursor : t.start] + f"{t.token}[{t.attribution:+.3f}]")
@@ -211,6 +223,9 @@ def page(explanations: Sequence[Explanation]) -> str:
     colour scale for every text (a legend shows it)."""
     rows = []
     for e in explanations:
+        if e.blank:
+            rows.append("<p><i>(a blank line: no label)</i></p>")
+            continue
         spans, cursor = [], 0
         for t in e.tokens:
             spans.append(html.escape(e.text[cursor : t.start]))

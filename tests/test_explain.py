@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from grutext.cli import cli
 from grutext.engine import load_engine
+from grutext.errors import UsageError
 from grutext.explain import FULL_AT, TEXT_COLOUR, Explanation, TokenAttribution, comprehensiveness, explain, page, tint
 from grutext.tokenizer import token_char_grams
 from tests.browser import contrast
@@ -117,3 +118,25 @@ def test_faithfulness_on_sst2(tmp_path: Path) -> None:
     top, rand = comprehensiveness(load_engine(out), texts)
     print(f"sst2, 150 test sentences: deleting the top 2 tokens lowers p by {top:.3f}, 2 random tokens by {rand:.3f}")
     assert top >= 2 * rand and top >= 0.10
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnx"])
+def test_a_blank_line_is_not_explained_and_keeps_its_line(trained: Path, tmp_path: Path, engine: str) -> None:
+    text = "a dreadful and boring film\n\n   \nsuperb\n"
+    args = ["explain", "-m", str(trained), "--engine", engine]
+    plain = CliRunner(env={"NO_COLOR": "1"}).invoke(cli, args, input=text)
+    assert plain.exit_code == 0, plain.output
+    lines = plain.stdout.split("\n")
+    assert len(lines) == 5 and lines[1] == lines[2] == "" and lines[0].startswith("neg (") and "superb[" in lines[3]
+    records = [
+        json.loads(line)
+        for line in CliRunner().invoke(cli, [*args, "--format", "jsonl"], input=text).stdout.splitlines()
+    ]
+    assert [r.get("blank", False) for r in records] == [False, True, True, False]
+    assert records[2] == {"text": "   ", "label": "", "score": None, "tokens": [], "blank": True}
+    assert records[3]["label"] == "pos" and records[3]["tokens"]
+    page_file = tmp_path / "x.html"
+    CliRunner().invoke(cli, [*args, "--label", "pos", "--html", str(page_file)], input=text)
+    assert page_file.read_text(encoding="utf-8").count("a blank line: no label") == 2
+    with pytest.raises(UsageError, match="blank"):
+        comprehensiveness(load_engine(trained, engine), ["a dreadful and boring film", " "], k=1)

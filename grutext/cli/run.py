@@ -260,6 +260,9 @@ def _coloured(explanation: Any) -> str:
     on one scale for every text."""
     from rich.markup import escape
 
+    if explanation.blank:
+        return ""
+
     from grutext.explain import tint
 
     parts, cursor = [], 0
