@@ -215,7 +215,7 @@ def table(rows: list[dict[str, Any]], arms: list[str]) -> str:
                 continue
             acc = statistics.mean(r["test_accuracy"] for r in got)
             minutes = statistics.mean(r["seconds"] for r in got) / 60
-            few = "" if len(got) >= 3 or size == FULL else f" [{len(got)} draws]"
+            few = "" if len(got) >= 3 or size == FULL else f" [{len(got)} draw{'s' if len(got) > 1 else ''}]"
             shown.append(f"{acc:.3f} ({minutes:.1f} min){few}")
         shown_size = "all (train texts unlabelled too)" if size == FULL else f"{size:,}"
         lines.append(f"| {name}, {shown_size} | " + " | ".join(shown) + " |")
