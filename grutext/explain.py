@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from grutext.errors import UsageError
+from grutext.prediction import is_blank
 from grutext.tokenizer import capped, token_char_grams
 
 
@@ -108,7 +109,7 @@ def explain(model: Any, texts: Sequence[str], label: str | None = None) -> list[
     labels = list(model.labels)
     if label is not None and label not in labels:
         raise UsageError(f"--label {label!r} is not one of the model's labels ({', '.join(labels)})")
-    kept = [i for i, text in enumerate(texts) if text.strip()]
+    kept = [i for i, text in enumerate(texts) if not is_blank(text)]
     encoded = tokens_with_offsets(model, [texts[i] for i in kept])
     explained: dict[int, Explanation] = {}
     group: list[int] = []  # positions in `kept` whose occluded rows go through the model together
@@ -158,7 +159,7 @@ def comprehensiveness(model: Any, texts: Sequence[str], k: int = 2, seed: int = 
     probability when each text's k most-attributed tokens are deleted, and when k random tokens are. A
     faithful attribution makes the first far larger. Texts need more than k tokens."""
     rng = random.Random(seed)
-    if any(not text.strip() for text in texts):
+    if any(is_blank(text) for text in texts):
         raise UsageError("comprehensiveness needs texts with tokens; drop the blank ones")
     explained = explain(model, texts)
     columns = [list(model.labels).index(e.label) for e in explained]
@@ -183,7 +184,7 @@ def plain(explanation: Explanation) -> str:
     """One explanation as one line of plain text, each token followed by its attribution in brackets; a blank
     text stays a blank line, so output lines still match input lines."""
     if explanation.blank:
-        return explanation.text.strip()
+        return ""
     parts, cursor = [], 0
     for t in explanation.tokens:
         parts.append(explanation.text[cursor : t.start] + f"{t.token}[{t.attribution:+.3f}]")

@@ -118,6 +118,11 @@ def check_abstain(
         )
 
 
+def is_blank(text: str) -> bool:
+    """Empty or only whitespace: a text the model has nothing to read in (see abstain)."""
+    return not text.strip()
+
+
 def abstain(
     preds: list[Prediction], min_score: float | None, fallback: str = "", texts: Sequence[str] | None = None
 ) -> list[Prediction]:
@@ -128,7 +133,7 @@ def abstain(
     an empty text, so the model's output for one is only its bias (a 2,000-phrase sst2 model said "positive"
     at 0.58). It gets the fallback (a multi-label prediction no label) and `blank` set."""
     for i, pred in enumerate(preds):
-        if texts is not None and not texts[i].strip():
+        if texts is not None and is_blank(texts[i]):
             pred.blank = True
             if pred.labels is not None:
                 pred.labels, pred.label = [], ""

@@ -258,10 +258,9 @@ def explain(
 def _coloured(explanation: Any) -> str:
     """An explanation as rich markup: each token on a background from red (against the label) to green (for),
     on one scale for every text."""
-    from rich.markup import escape
-
     if explanation.blank:
         return ""
+    from rich.markup import escape
 
     from grutext.explain import tint
 
