@@ -120,6 +120,7 @@ class Plan:
     max_steps: int | None
     peak_lr: float
     max_seconds: float | None = None  # training time (resumed runs count what they ran before)
+    min_steps: int = 0  # patience stops nothing before this many steps: 50 validation texts cannot cut a run short
 
 
 class StopSignals:
@@ -212,7 +213,7 @@ def fit(
             return f"reached --max-steps {plan.max_steps}"
         if plan.max_seconds is not None and spent(loop) >= plan.max_seconds:
             return f"reached the time budget ({plan.max_seconds / 60:g} minutes)"
-        if loop.bad_epochs and loop.bad_epochs >= plan.patience:  # patience 0: stop at the first worse epoch
+        if loop.bad_epochs and loop.bad_epochs >= plan.patience and loop.global_step >= plan.min_steps:
             return f"early stop: no better validation {objective.metric} for {loop.bad_epochs} epoch(s)"
         if stopping(stop, group):
             return "interrupted"

@@ -227,7 +227,7 @@ def _model_and_optimizer(
     runner = rt.wrap(model)
     lr = cfg.resolved_lr(run.multi_label)
     epochs, patience = cfg.resolved_schedule(steps_per_epoch)
-    plan = Plan(epochs, patience, cfg.max_steps, lr)
+    plan = Plan(epochs, patience, cfg.max_steps, lr, min_steps=cfg.resolved_min_steps())
     total_steps = int(min(epochs * steps_per_epoch, cfg.max_steps or float("inf")))
     optimizer = make_optimizer(
         model,

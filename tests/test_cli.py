@@ -396,6 +396,27 @@ def test_min_steps_raises_the_epochs_and_the_patience_of_a_small_set(split_dir: 
     assert json.loads((tmp_path / "n" / "config.json").read_text())["train"]["resolved_epochs"] == 3  # enough already
 
 
+def test_early_stopping_waits_for_the_minimum_of_steps(
+    split_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Patience stops nothing before --min-steps: a small validation split whose best epoch came first (scripted
+    scores) cannot cut the run short. 15 steps an epoch: 40 steps end in epoch 3, where patience 1 then stops."""
+    from grutext import task as t
+
+    scores = iter([0.9, 0.5, 0.5, 0.5, 0.5])
+
+    def scripted(self: t.Task, logits: object, target: object, per_label: bool = False) -> tuple[object, ...]:
+        score = next(scores, 0.5)
+        return {"accuracy": score, "macro_f1": score, "weighted_f1": score, "n": 1}, 1.0, score
+
+    monkeypatch.setattr(t.Task, "score", scripted)
+    args = [*TINY, "--epochs", "10", "--patience", "1", "--min-steps", "40", "--json"]
+    result = run("train", str(split_dir), "-o", str(tmp_path / "m"), *args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert (metrics["epochs_run"], metrics["best_epoch"]) == (3, 1)  # without the floor: stopped after epoch 2
+
+
 def test_the_default_schedule_reaches_1500_steps_but_asked_for_epochs_are_kept() -> None:
     from grutext.config import TrainConfig
 

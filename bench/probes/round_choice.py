@@ -63,14 +63,14 @@ RULES: dict[str, Callable[[Rounds], int]] = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path)
-    parser.add_argument("--label", help="only rows with this --label")
+    parser.add_argument("--label", help="only rows with this --label (or these, comma-separated)")
     parser.add_argument("--rounds", type=int, help="as if the runs had stopped after this round (--self-training)")
     args = parser.parse_args()
     rows: list[Row] = [
         r
         for f in args.files
         for r in saved_rows(f)
-        if r.get("rounds") and (args.label is None or r.get("label", "") == args.label)
+        if r.get("rounds") and (args.label is None or r.get("label", "") in args.label.split(","))
     ]
     for r in rows:
         if args.rounds is not None:

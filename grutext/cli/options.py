@@ -88,7 +88,7 @@ RUN: list[Callable[[Any], Any]] = [
         default=_T.min_steps,
         show_default=f"{DEFAULT_MIN_STEPS} unless --epochs is given",
         help="At least this many optimizer steps: on small data the epochs, and the patience in proportion, are "
-        "raised to reach them.",
+        "raised to reach them, and early stopping waits for them.",
     ),
     _option(
         "--batch-size",
