@@ -281,7 +281,7 @@ class TrainConfig:
 
     def resolved_min_steps(self) -> int:
         """--min-steps, or DEFAULT_MIN_STEPS where the epochs are left to their default; 0 where --epochs was given
-        alone. Early stopping stops nothing before it (training.Plan.min_steps)."""
+        alone. Early stopping stops nothing before it (loop.Plan.min_steps)."""
         if self.min_steps is not None:
             return self.min_steps
         return DEFAULT_MIN_STEPS if self.epochs is None else 0

@@ -24,6 +24,10 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from results import read_split
+from rows import saved_rows
+
 from grutext.engine import load_engine
 
 
@@ -42,8 +46,9 @@ def probabilities(model: Path, texts: list[str]) -> tuple[np.ndarray, list[str]]
 
 
 def score(run: Path, work: Path) -> dict[str, object]:
-    lines = (work / run.name / "test.jsonl").read_text(encoding="utf-8").splitlines()
-    rows = [json.loads(line) for line in lines if line.strip()]
+    rows = read_split(work / run.name, "test")
+    if rows is None:
+        raise SystemExit(f"{work / run.name} holds no test.jsonl: give few_labels.py's --work")
     texts, gold = [r["text"] for r in rows], [str(r["label"]) for r in rows]
     rounds = sorted(run.glob("round-*"), key=lambda p: int(p.name.split("-")[1]))
     probs: dict[str, np.ndarray] = {}
@@ -63,7 +68,7 @@ def score(run: Path, work: Path) -> dict[str, object]:
 
 
 def table(path: Path) -> str:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = saved_rows(path)
     sets = sorted({r["run"].split("-")[0] for r in rows})
     names = [k for k in rows[0] if k != "run"]
     out = "| | " + " | ".join(sets) + " | mean |\n|---|" + "---:|" * (len(sets) + 1) + "\n"
