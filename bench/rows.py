@@ -3,7 +3,9 @@ stopped), and rows grouped for a table."""
 
 from __future__ import annotations
 
+import functools
 import json
+import subprocess
 import sys
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -17,8 +19,25 @@ def saved_rows(path: Path) -> list[Row]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
+@functools.cache
+def build() -> str:
+    """The commit of the grutext package that runs (short hash, "+changed" when its files differ from it), so
+    rows of different builds in one file stay told apart; "unknown" outside a git checkout."""
+    import grutext
+
+    package = Path(grutext.__file__).resolve().parent
+    git = ["git", "-C", str(package)]
+    head = subprocess.run([*git, "rev-parse", "--short=10", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return "unknown"
+    changed = subprocess.run([*git, "status", "--porcelain", "--", "."], capture_output=True, text=True).stdout
+    return head.stdout.strip() + ("+changed" if changed.strip() else "")
+
+
 def save_row(path: Path, row: Row, rows: list[Row]) -> None:
-    """Append `row` to the file (at once, so an interrupted run keeps it) and to `rows`; echo it on stderr."""
+    """Append `row` to the file (at once, so an interrupted run keeps it) and to `rows`; echo it on stderr. The
+    row is stamped with the build that made it."""
+    row.setdefault("build", build())
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row) + "\n")
     rows.append(row)
