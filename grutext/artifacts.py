@@ -358,6 +358,8 @@ def describe_meta(ckpt: Meta) -> dict[str, Any]:
         "tokenizer": to_dict(ckpt.tokenizer_config),
         "train": ckpt.config.get("train", {}),
         "data": ckpt.config.get("data", {}),
+        "init_from": ckpt.config.get("init_from"),
+        "self_training": ckpt.config.get("self_training"),
         "scores": scores,
         "multi_label": ckpt.shape.multi_label,
         "decision": ckpt.config.get("decision"),

@@ -189,6 +189,10 @@ def test_init_from_a_classifier_keeps_its_labels_and_adds_new_ones(trained: Path
     old = load_file(str(trained / "model.safetensors"))
     new = load_file(str(out / "model.safetensors"))
     assert new["classifier.weight"].shape[0] == 3 and old["classifier.weight"].shape[0] == 2
+    shown = CliRunner().invoke(cli, ["info", "-m", str(out)])
+    assert "started from classifier" in " ".join(shown.stderr.replace("│", " ").split())
+    described = json.loads(CliRunner().invoke(cli, ["info", "-m", str(out), "--json"]).stdout)
+    assert described["init_from"]["kind"] == "classifier" and described["init_from"]["path"] == str(trained)
 
 
 def test_python_api_pretrains_too(corpus: Path, tmp_path: Path) -> None:
@@ -216,6 +220,15 @@ def test_self_training_adds_what_the_last_round_is_surest_of(corpus: Path, split
     added = f"--unlabeled stage: round 1 of 1, {rounds[1]['pseudo_labelled']:,} pseudo-labelled texts added"
     assert "--unlabeled stage: language model" in log and "--unlabeled stage: round 0 of 1" in log and added in log
     assert log[-2].endswith(f"kept round {kept}") and log[-1] == f"saved {out}: round {kept}'s classifier"
+    # info tells both stages: the language model it started from and the rounds, with the one kept
+    shown = CliRunner().invoke(cli, ["info", "-m", str(out)])
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.stderr.replace("│", " ").split())
+    assert "started from language model, its own first stage (--unlabeled)" in text
+    assert f"({rounds[1]['pseudo_labelled']:,} pseudo-labels); kept round {kept}" in text
+    assert f"train {config['data']['sizes']['train']:,}" in text
+    described = json.loads(CliRunner().invoke(cli, ["info", "-m", str(out), "--json"]).stdout)
+    assert described["self_training"] == config["self_training"] and described["init_from"]["kind"] == "language_model"
 
 
 def test_unlabeled_interrupted_in_a_round_resumes_to_the_same_model(

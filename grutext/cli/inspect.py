@@ -178,9 +178,13 @@ def info(model_dir: Path, as_json: bool) -> None:
             f"{t['kind']}, {described['shape']['vocab_size']} tokens, max {t['max_length']} ({t['truncation']}), "
             f"{'lowercased' if t['lowercase'] else 'cased'}",
         ),
-        ("training data", f"{described['data'].get('source', '?')} {described['data'].get('sizes', '')}"),
+        ("training data", _training_data(described["data"])),
         ("size", _size(described["bytes"])),
     ]
+    if described["init_from"]:
+        rows.append(("started from", _started_from(described["init_from"])))
+    if described["self_training"]:
+        rows.append(("self-training", _self_training(described["self_training"])))
     if described["compression"]:
         rows.append(("compression", _compression(described["compression"], m["bigram_dim"])))
     if ckpt.shape.multi_label:
@@ -217,6 +221,46 @@ def info(model_dir: Path, as_json: bool) -> None:
     for key, value in rows:
         table.add_row(key, escape(value))
     stderr_console().print(table)
+
+
+def _training_data(data: dict[str, Any]) -> str:
+    """Where the data came from and how many texts each split had, the pseudo-labelled among train's."""
+    sizes = ", ".join(f"{split} {n:,}" for split, n in (data.get("sizes") or {}).items())
+    pseudo = data.get("pseudo_labelled")
+    return f"{data.get('source', '?')}: {sizes}" + (f" (train: {pseudo:,} pseudo-labelled)" if pseudo else "")
+
+
+def _started_from(start: dict[str, Any]) -> str:
+    """What the run began with: a language model (its own first stage, or one named by --init-from) or a
+    classifier it went on training."""
+    from grutext.artifacts import LANGUAGE_MODEL
+
+    if start.get("kind") != LANGUAGE_MODEL:
+        return f"classifier {start.get('path')}" + (
+            f" (trained on {start['data']['source']})" if start.get("data", {}).get("source") else ""
+        )
+    corpus, metrics = start.get("corpus", {}), start.get("metrics", {})
+    where = start.get("path") or "its own first stage (--unlabeled)"
+    out = f"language model, {where}"
+    if corpus:
+        out += (
+            f", on {', '.join(corpus.get('sources', []))}: {corpus.get('texts', 0):,} texts, "
+            f"{corpus.get('tokens', 0):,} tokens"
+        )
+    if metrics.get("perplexity") is not None:
+        out += f"; held-out perplexity {metrics['perplexity']}, {metrics.get('train_seconds')}s"
+    return out
+
+
+def _self_training(section: dict[str, Any]) -> str:
+    """Each round's validation accuracy and pseudo-labels, and the round kept."""
+    rounds = section.get("rounds", [])
+    by_round = ", ".join(
+        f"{r['validation']:.4f}" + (f" ({r['pseudo_labelled']:,} pseudo-labels)" if r["pseudo_labelled"] else "")
+        for r in rounds
+    )
+    n = f" on {rounds[0]['validation_n']:,} texts" if rounds and rounds[0].get("validation_n") else ""
+    return f"validation accuracy{n} by round: {by_round}; kept round {section.get('kept')}"
 
 
 def _language_model_info(model_dir: Path, as_json: bool) -> None:
