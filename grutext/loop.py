@@ -214,7 +214,8 @@ def fit(
         if plan.max_seconds is not None and spent(loop) >= plan.max_seconds:
             return f"reached the time budget ({plan.max_seconds / 60:g} minutes)"
         if loop.bad_epochs and loop.bad_epochs >= plan.patience and loop.global_step >= plan.min_steps:
-            return f"early stop: no better validation {objective.metric} for {loop.bad_epochs} epoch(s)"
+            held = f", held until {plan.min_steps:,} steps (--min-steps)" if loop.bad_epochs > plan.patience else ""
+            return f"early stop: no better validation {objective.metric} for {loop.bad_epochs} epoch(s){held}"
         if stopping(stop, group):
             return "interrupted"
     return f"ran all {plan.epochs} epochs"

@@ -415,6 +415,7 @@ def test_early_stopping_waits_for_the_minimum_of_steps(
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert (metrics["epochs_run"], metrics["best_epoch"]) == (3, 1)  # without the floor: stopped after epoch 2
+    assert "no better validation accuracy for 2 epoch(s), held until 40 steps (--min-steps)" in result.stderr
 
 
 def test_the_default_schedule_reaches_1500_steps_but_asked_for_epochs_are_kept() -> None:
