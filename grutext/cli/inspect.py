@@ -227,7 +227,11 @@ def _training_data(data: dict[str, Any]) -> str:
     """Where the data came from and how many texts each split had, the pseudo-labelled among train's."""
     sizes = ", ".join(f"{split} {n:,}" for split, n in (data.get("sizes") or {}).items())
     pseudo = data.get("pseudo_labelled")
-    return f"{data.get('source', '?')}: {sizes}" + (f" (train: {pseudo:,} pseudo-labelled)" if pseudo else "")
+    return (
+        f"{data.get('source', '?')}"
+        + (f": {sizes}" if sizes else "")
+        + (f" (train: {pseudo:,} pseudo-labelled)" if pseudo else "")
+    )
 
 
 def _started_from(start: dict[str, Any]) -> str:
@@ -253,14 +257,14 @@ def _started_from(start: dict[str, Any]) -> str:
 
 
 def _self_training(section: dict[str, Any]) -> str:
-    """Each round's validation accuracy and pseudo-labels, and the round kept."""
+    """Each round's validation score (the run's metric) and pseudo-labels, and the round kept."""
     rounds = section.get("rounds", [])
     by_round = ", ".join(
         f"{r['validation']:.4f}" + (f" ({r['pseudo_labelled']:,} pseudo-labels)" if r["pseudo_labelled"] else "")
         for r in rounds
     )
     n = f" on {rounds[0]['validation_n']:,} texts" if rounds and rounds[0].get("validation_n") else ""
-    return f"validation accuracy{n} by round: {by_round}; kept round {section.get('kept')}"
+    return f"validation{n} by round: {by_round}; kept round {section.get('kept')}"
 
 
 def _language_model_info(model_dir: Path, as_json: bool) -> None:
