@@ -3,6 +3,7 @@ stopped), and rows grouped for a table."""
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import subprocess
@@ -50,3 +51,24 @@ def grouped(rows: list[Row], key: Callable[[Row], Hashable]) -> dict[Hashable, l
     for row in rows:
         out.setdefault(key(row), []).append(row)
     return out
+
+
+def probe_main(
+    doc: str | None,
+    items: str,
+    score: Callable[[Path, argparse.Namespace], Row],
+    table: Callable[[Path], str],
+    options: Callable[[argparse.ArgumentParser], None] = lambda parser: None,
+) -> None:
+    """The command line of the probes over kept self-training rounds (bench/probes/keep_rounds): score each
+    folder given and print its row as a JSON line, or print the table of saved rows (--table)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("items", nargs="*", type=Path, help=items)
+    parser.add_argument("--work", type=Path, help="few_labels.py's --work, where each run's draw folder is")
+    parser.add_argument("--table", type=Path, help="print the mean of each column per set from saved lines")
+    options(parser)
+    args = parser.parse_args()
+    if args.table:
+        print(table(args.table), end="")
+    for item in args.items:
+        print(json.dumps(score(item, args)), flush=True)

@@ -12,8 +12,6 @@ A soup is one model (the cost of one at prediction time); an ensemble of three c
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import statistics
 import sys
@@ -26,7 +24,7 @@ from safetensors.numpy import load_file, save_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from results import read_split
-from rows import saved_rows
+from rows import probe_main, saved_rows
 
 from grutext.engine import load_engine
 
@@ -79,15 +77,9 @@ def table(path: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="*", type=Path, help="folders of kept rounds (round-0, round-1, ...)")
-    parser.add_argument("--work", type=Path, help="few_labels.py's --work, where each run's draw folder is")
-    parser.add_argument("--table", type=Path, help="print the mean of each column per set from saved lines")
-    args = parser.parse_args()
-    if args.table:
-        print(table(args.table), end="")
-    for run in args.runs:
-        print(json.dumps(score(run, args.work)), flush=True)
+    probe_main(
+        __doc__, "folders of kept rounds (round-0, round-1, ...)", lambda run, args: score(run, args.work), table
+    )
 
 
 if __name__ == "__main__":
