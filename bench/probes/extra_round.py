@@ -1,0 +1,90 @@
+"""Would a self-training round that adds a larger share of the unlabelled texts do better? The probe trains one
+more round from the draw's language model (as every round does) on the labelled texts plus the share of the pool
+an earlier round is surest of: `--share` of it, labelled by round `--after` (the last kept by default, so a round
+3), while the default rounds add 0.2 each. Scored on the draw's test.jsonl: the development texts of a
+few_labels.py --dev draw, whose kept rounds bench/probes/keep_rounds saved.
+
+    PYTHONPATH=bench/probes/keep_rounds:. GRUTEXT_KEEP_ROUNDS=rounds python bench/few_labels.py --data DATA \
+        --datasets sst2 --sizes 500 --arms unlabeled --dev 2000 --label dev --work WORK --out dev.jsonl
+    python bench/probes/extra_round.py rounds/* --work WORK --share 0.4 >> extra.jsonl
+    python bench/probes/extra_round.py rounds/* --work WORK --share 0.4 --after 1 >> extra.jsonl  # a round 2
+    python bench/probes/extra_round.py --table extra.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rows import build, probe_main, saved_rows
+
+from grutext.corpus import read_texts
+from grutext.semisupervised import _training_texts, pseudo_labels
+from grutext.settings import configs_from_options
+from grutext.training import train_from
+from grutext.warmstart import open_start
+
+
+def score(run: Path, work: Path, share: float, after: int | None) -> dict[str, object]:
+    draw = work / run.name
+    lm = work / f"{run.name.split('-')[0]}-lm"
+    if not (draw / "test.jsonl").is_file() or not (lm / "config.json").is_file():
+        raise SystemExit(f"{draw} or {lm} is missing: give few_labels.py's --work")
+    rounds = sorted(run.glob("round-*"), key=lambda p: int(p.name.split("-")[1]))
+    last = rounds[-1] if after is None else run / f"round-{after}"
+    unlabelled = str(draw / "unlabelled.txt")
+    spec, tok_cfg, model_cfg, cfg = configs_from_options(str(draw), {"unlabeled": [unlabelled]})
+    labelled = set(_training_texts(spec, cfg))
+    pool = [t for t in read_texts([unlabelled], None)[0] if t not in labelled]
+    extra = pseudo_labels(last, pool, share)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train_from(spec, tok_cfg, model_cfg, cfg, Path(tmp) / "m", open_start(str(lm)), extra=extra)
+    test = json.loads((last / "metrics.json").read_text())["test"]["accuracy"]
+    return {
+        "run": run.name, "share": share, "after": int(last.name.split("-")[1]), "pseudo_labelled": len(extra),
+        f"{last.name}": round(float(test), 4),
+        "next round": round(float(result.metrics["test"]["accuracy"]), 4), "build": build(),
+    }  # fmt: skip
+
+
+def table(path: Path) -> str:
+    """Round 2 (the default's kept round) and each (round labelled from, share) probed, mean per set."""
+    rows = saved_rows(path)
+    sets = sorted({str(r["run"]).split("-")[0] for r in rows})
+    out = "| round | " + " | ".join(sets) + " | mean |\n|---|" + "---:|" * (len(sets) + 1) + "\n"
+    baseline = {str(r["run"]): float(r["round-2"]) for r in rows if "round-2" in r}
+    lines = [("round 2, the default (share 0.2)", [{"run": k, "next round": v} for k, v in baseline.items()])]
+    for after, share in sorted({(int(r.get("after", 2)), float(r["share"])) for r in rows}):
+        group = [r for r in rows if int(r.get("after", 2)) == after and float(r["share"]) == share]
+        lines.append((f"round {after + 1} at {share}, from round {after}", group))
+    for name, group in lines:
+        scores = [[float(r["next round"]) for r in group if str(r["run"]).split("-")[0] == s] for s in sets]
+        cells = [f"{statistics.mean(x):.4f}" if x else "" for x in scores]
+        mean = f"{statistics.mean(statistics.mean(x) for x in scores):.4f}" if all(scores) else ""
+        out += f"| {name} | " + " | ".join(cells) + f" | {mean} |\n"
+    return out
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--share", type=float, default=0.2, help="the share of the pool the new round adds")
+    parser.add_argument("--after", type=int, help="label the pool with this round (default: the last kept)")
+
+
+def main() -> None:
+    probe_main(
+        __doc__,
+        "folders of kept rounds (round-0, round-1, ...)",
+        lambda run, args: score(run, args.work, args.share, args.after),
+        table,
+        options,
+    )
+
+
+if __name__ == "__main__":
+    main()
