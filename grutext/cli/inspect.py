@@ -247,13 +247,17 @@ def _started_from(start: dict[str, Any]) -> str:
     where = start.get("path") or "its own first stage (--unlabeled)"
     out = f"language model, {where}"
     if corpus:
-        out += (
-            f", on {', '.join(corpus.get('sources', []))}: {corpus.get('texts', 0):,} texts, "
-            f"{corpus.get('tokens', 0):,} tokens"
-        )
+        out += f", on {_corpus(corpus)}"
     if metrics.get("perplexity") is not None:
         out += f"; held-out perplexity {metrics['perplexity']}, {metrics.get('train_seconds')}s"
     return out
+
+
+def _corpus(corpus: dict[str, Any]) -> str:
+    """A language model's corpus as both info tables show it: its sources, texts and tokens."""
+    return (
+        f"{', '.join(corpus.get('sources', []))}: {corpus.get('texts', 0):,} texts, {corpus.get('tokens', 0):,} tokens"
+    )
 
 
 def _self_training(section: dict[str, Any]) -> str:
@@ -290,11 +294,7 @@ def _language_model_info(model_dir: Path, as_json: bool) -> None:
             f"{m['layers']}x{m['hidden_size']}, next-token and previous-token softmax over {described['vocab_size']:,}",
         ),
         ("tokenizer", f"{t['kind']}, {described['vocab_size']} tokens, {'lowercased' if t['lowercase'] else 'cased'}"),
-        (
-            "corpus",
-            f"{', '.join(corpus.get('sources', []))}: {corpus.get('texts', 0):,} texts, {corpus.get('tokens', 0):,} "
-            f"tokens, {corpus.get('held_out_texts', 0):,} held out",
-        ),
+        ("corpus", f"{_corpus(corpus)}, {corpus.get('held_out_texts', 0):,} held out"),
         ("held-out perplexity", f"{described['perplexity']}"),
         (
             "trained",
