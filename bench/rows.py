@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Hashable
@@ -50,6 +51,30 @@ def grouped(rows: list[Row], key: Callable[[Row], Hashable]) -> dict[Hashable, l
     out: dict[Hashable, list[Row]] = {}
     for row in rows:
         out.setdefault(key(row), []).append(row)
+    return out
+
+
+def set_of(row: Row) -> str:
+    """The data set of a probe row, from its run folder's name (sst2-500-0-dev2000 -> sst2)."""
+    return str(row["run"]).split("-")[0]
+
+
+def set_means(corner: str, lines: list[tuple[str, list[tuple[str, float]]]]) -> str:
+    """A markdown table of means per set: one line per (name, [(set, value), ...]), the sets as columns and their
+    mean last; a set a line has no value for is left blank, and so is that line's mean."""
+    sets = sorted({s for _, pairs in lines for s, _ in pairs})
+    out = (
+        (f"| {corner} | " if corner else "| | ")
+        + " | ".join(sets)
+        + " | mean |\n|---|"
+        + "---:|" * (len(sets) + 1)
+        + "\n"
+    )
+    for name, pairs in lines:
+        values = [[v for s, v in pairs if s == column] for column in sets]
+        cells = [f"{statistics.mean(v):.4f}" if v else "" for v in values]
+        mean = f"{statistics.mean(statistics.mean(v) for v in values):.4f}" if all(values) else ""
+        out += f"| {name} | " + " | ".join(cells) + f" | {mean} |\n"
     return out
 
 

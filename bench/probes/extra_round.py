@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from rows import build, probe_main, saved_rows
+from rows import build, probe_main, saved_rows, set_means, set_of
 
 from grutext.corpus import read_texts
 from grutext.semisupervised import _training_texts, pseudo_labels
@@ -56,19 +55,14 @@ def score(run: Path, work: Path, share: float, after: int | None) -> dict[str, o
 def table(path: Path) -> str:
     """Round 2 (the default's kept round) and each (round labelled from, share) probed, mean per set."""
     rows = saved_rows(path)
-    sets = sorted({str(r["run"]).split("-")[0] for r in rows})
-    out = "| round | " + " | ".join(sets) + " | mean |\n|---|" + "---:|" * (len(sets) + 1) + "\n"
-    baseline = {str(r["run"]): float(r["round-2"]) for r in rows if "round-2" in r}
-    lines = [("round 2, the default (share 0.2)", [{"run": k, "next round": v} for k, v in baseline.items()])]
+    baseline = {str(r["run"]): (set_of(r), float(r["round-2"])) for r in rows if "round-2" in r}
+    lines = [("round 2, the default (share 0.2)", list(baseline.values()))]
     for after, share in sorted({(int(r.get("after", 2)), float(r["share"])) for r in rows}):
         group = [r for r in rows if int(r.get("after", 2)) == after and float(r["share"]) == share]
-        lines.append((f"round {after + 1} at {share}, from round {after}", group))
-    for name, group in lines:
-        scores = [[float(r["next round"]) for r in group if str(r["run"]).split("-")[0] == s] for s in sets]
-        cells = [f"{statistics.mean(x):.4f}" if x else "" for x in scores]
-        mean = f"{statistics.mean(statistics.mean(x) for x in scores):.4f}" if all(scores) else ""
-        out += f"| {name} | " + " | ".join(cells) + f" | {mean} |\n"
-    return out
+        lines.append(
+            (f"round {after + 1} at {share}, from round {after}", [(set_of(r), float(r["next round"])) for r in group])
+        )
+    return set_means("round", lines)
 
 
 def options(parser: argparse.ArgumentParser) -> None:

@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from rows import build, probe_main, saved_rows
+from rows import build, probe_main, saved_rows, set_means, set_of
 
 
 def accuracy(model: Path, data: Path) -> float:
@@ -52,12 +51,8 @@ def score(run: Path, work: Path, lr: float, epochs: int) -> dict[str, object]:
 
 def table(path: Path) -> str:
     rows = saved_rows(path)
-    sets = sorted({str(r["run"]).split("-")[0] for r in rows})
-    out = "| | " + " | ".join(sets) + " | mean |\n|---|" + "---:|" * (len(sets) + 1) + "\n"
-    for name in ("kept round", "then gold only"):
-        means = [statistics.mean(float(r[name]) for r in rows if str(r["run"]).split("-")[0] == s) for s in sets]
-        out += f"| {name} | " + " | ".join(f"{m:.4f}" for m in means) + f" | {statistics.mean(means):.4f} |\n"
-    return out
+    names = ("kept round", "then gold only")
+    return set_means("", [(name, [(set_of(r), float(r[name])) for r in rows]) for name in names])
 
 
 def options(parser: argparse.ArgumentParser) -> None:

@@ -13,7 +13,6 @@ A soup is one model (the cost of one at prediction time); an ensemble of three c
 from __future__ import annotations
 
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +23,7 @@ from safetensors.numpy import load_file, save_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from results import read_split
-from rows import probe_main, saved_rows
+from rows import probe_main, saved_rows, set_means, set_of
 
 from grutext.engine import load_engine
 
@@ -67,13 +66,8 @@ def score(run: Path, work: Path) -> dict[str, object]:
 
 def table(path: Path) -> str:
     rows = saved_rows(path)
-    sets = sorted({r["run"].split("-")[0] for r in rows})
     names = [k for k in rows[0] if k != "run"]
-    out = "| | " + " | ".join(sets) + " | mean |\n|---|" + "---:|" * (len(sets) + 1) + "\n"
-    for name in names:
-        means = [statistics.mean(float(r[name]) for r in rows if r["run"].split("-")[0] == s) for s in sets]
-        out += f"| {name} | " + " | ".join(f"{m:.4f}" for m in means) + f" | {statistics.mean(means):.4f} |\n"
-    return out
+    return set_means("", [(name, [(set_of(r), float(r[name])) for r in rows]) for name in names])
 
 
 def main() -> None:
