@@ -4,9 +4,9 @@
      or test split of their own), at most --pretrain-minutes (grutext.pretraining).
   2. The classifier starts from its tokenizer, word table and encoder (grutext.warmstart): round 0.
   3. Self-training, --self-training rounds: the last round's classifier labels the unlabelled texts, the most
-     confident --pseudo-share of them (as many of each class) join the training split, and a classifier is
-     trained again from the language model. Validation is the same in every round (carved before the extra
-     rows are added); the last round is kept unless an earlier one is clearly better on it (kept_round).
+     confident --pseudo-share of them (as many of each class; a share per round) join the training split, and a
+     classifier is trained again from the language model. Validation is the same in every round (carved before
+     the extra rows are added); the last round is kept unless an earlier one is clearly better on it (kept_round).
 
 Each stage lives in a folder beside the output (`.NAME.unlabeled/`) until the end, so that --resume continues
 the stage that was interrupted; the kept round becomes the output, whose config.json records the language model
@@ -118,11 +118,12 @@ def train_with_unlabeled(
             except DataError:  # every unlabelled record was empty: the training texts were pretrained on alone
                 texts = []
             pool = [t for t in texts if t not in labelled]
-        extra = pseudo_labels(folder, pool, cfg.pseudo_share) if pool else []
+        extra = pseudo_labels(folder, pool, cfg.round_share(number + 1)) if pool else []
         if not extra:  # nothing to add (the unlabelled texts are the training texts): no further round
             break
     kept = kept_round(rounds)
-    record = {"rounds": rounds, "kept": kept["round"], "pseudo_share": cfg.pseudo_share}
+    shares = [cfg.round_share(r["round"]) for r in rounds[1:]]
+    record = {"rounds": rounds, "kept": kept["round"], "pseudo_share": shares}
     path = _keep(stage / f"round-{kept['round']}", output, record, overwrite or resume)
     shutil.rmtree(stage, ignore_errors=True)
     emit(RoundKept(path, kept["round"], rounds))

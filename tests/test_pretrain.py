@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 import grutext
 from grutext.cli import cli
-from grutext.config import ModelConfig, PretrainConfig, TokenizerConfig
+from grutext.config import ModelConfig, PretrainConfig, TokenizerConfig, TrainConfig
 from grutext.errors import ConfigError, DataError, Interrupted
 from grutext.events import RoundKept, StageStarted, StepDone
 from grutext.pretraining import pretrain
@@ -204,28 +204,30 @@ def test_python_api_pretrains_too(corpus: Path, tmp_path: Path) -> None:
 
 def test_self_training_adds_what_the_last_round_is_surest_of(corpus: Path, split_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m"
-    args = ["train", str(split_dir), "-o", str(out), *TINY, "--unlabeled", str(corpus), "--self-training", "1"]
-    result = CliRunner().invoke(cli, [*args, "--pseudo-share", "0.5", "--pretrain-minutes", "0.1"])
+    args = ["train", str(split_dir), "-o", str(out), *TINY, "--unlabeled", str(corpus), "--self-training", "2"]
+    result = CliRunner().invoke(cli, [*args, "--pseudo-share", "0.5,0.25", "--pretrain-minutes", "0.1"])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     rounds = config["self_training"]["rounds"]
-    assert [r["round"] for r in rounds] == [0, 1] and rounds[0]["pseudo_labelled"] == 0
+    assert [r["round"] for r in rounds] == [0, 1, 2] and rounds[0]["pseudo_labelled"] == 0
     assert 200 <= rounds[1]["pseudo_labelled"] <= 300 and rounds[1]["pseudo_labelled"] % 2 == 0  # as many per class
+    assert 100 <= rounds[2]["pseudo_labelled"] <= 150 and rounds[2]["pseudo_labelled"] % 2 == 0  # round 2's share
+    assert config["self_training"]["pseudo_share"] == [0.5, 0.25]
     kept = config["self_training"]["kept"]
     assert kept_round(rounds)["round"] == kept and rounds[kept]["validation_n"] == 40
     assert config["data"].get("pseudo_labelled", 0) == rounds[kept]["pseudo_labelled"]
     assert not list(tmp_path.glob(".m.unlabeled*"))
     # the log names each stage, then the kept round and the output (not the stage's folder) last
     log = result.stderr.splitlines()
-    added = f"--unlabeled stage: round 1 of 1, {rounds[1]['pseudo_labelled']:,} pseudo-labelled texts added"
-    assert "--unlabeled stage: language model" in log and "--unlabeled stage: round 0 of 1" in log and added in log
+    added = f"--unlabeled stage: round 2 of 2, {rounds[2]['pseudo_labelled']:,} pseudo-labelled texts added"
+    assert "--unlabeled stage: language model" in log and "--unlabeled stage: round 0 of 2" in log and added in log
     assert log[-2].endswith(f"kept round {kept}") and log[-1] == f"saved {out}: round {kept}'s classifier"
     # info tells both stages: the language model it started from and the rounds, with the one kept
     shown = CliRunner().invoke(cli, ["info", "-m", str(out)])
     assert shown.exit_code == 0, shown.output
     text = " ".join(shown.stderr.replace("│", " ").split())
     assert "started from language model, its own first stage (--unlabeled)" in text
-    assert f"({rounds[1]['pseudo_labelled']:,} pseudo-labels); kept round {kept}" in text
+    assert f"({rounds[2]['pseudo_labelled']:,} pseudo-labels); kept round {kept}" in text
     assert f"train {config['data']['sizes']['train']:,}" in text
     described = json.loads(CliRunner().invoke(cli, ["info", "-m", str(out), "--json"]).stdout)
     assert described["self_training"] == config["self_training"] and described["init_from"]["kind"] == "language_model"
@@ -331,3 +333,21 @@ def test_pretrain_starts_from_word_vectors(corpus: Path, tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     assert "vectors:" in result.stderr and "of training tokens" in result.stderr
     assert json.loads((out / "config.json").read_text())["model"]["embed_dim"] == 8
+
+
+def test_pseudo_share_is_one_share_or_one_per_round() -> None:
+    """ "A,B": round 1 adds A, round 2 and later B; a number (the Python API's) is one share for every round."""
+    cfg = TrainConfig(pseudo_share="0.2,0.4")
+    assert [cfg.round_share(n) for n in (1, 2, 3)] == [0.2, 0.4, 0.4]
+    assert TrainConfig(pseudo_share=0.5).pseudo_share == "0.5"  # type: ignore[arg-type]
+    assert [TrainConfig(pseudo_share=1).round_share(n) for n in (1, 5)] == [1.0, 1.0]  # type: ignore[arg-type]
+    for bad in ("0", "0.2,", "1.5", "a", "0.2,nan", ""):
+        with pytest.raises(ConfigError, match="one per round"):
+            TrainConfig(pseudo_share=bad)
+
+
+@pytest.mark.parametrize("bad", ["0.2,,0.4", "2", "-0.1"])
+def test_a_malformed_pseudo_share_is_a_usage_error(bad: str, split_dir: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["train", str(split_dir), "-o", str(tmp_path / "m"), "--pseudo-share", bad])
+    assert result.exit_code == 2 and "--pseudo-share" in result.stderr and "e.g. 0.2,0.4" in result.stderr
+    assert not (tmp_path / "m").exists()

@@ -32,6 +32,7 @@ from grutext.config import (
     TokenizerConfig,
     TrainConfig,
     parse_char_ngrams,
+    parse_shares,
 )
 from grutext.errors import ConfigError
 
@@ -62,6 +63,15 @@ def apply(*groups: Sequence[Callable[[F], F]]) -> Callable[[F], F]:
         return func
 
     return decorate
+
+
+def _shares(value: str) -> str:
+    """--pseudo-share checked as it is parsed, so a malformed value is a usage error (exit 2)."""
+    try:
+        parse_shares(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc).removeprefix("train.pseudo_share ")) from None
+    return value
 
 
 def _char_ngrams(value: str | None) -> str | None:
@@ -396,10 +406,12 @@ START: list[Callable[[Any], Any]] = [
     ),
     _option(
         "--pseudo-share",
-        type=click.FloatRange(min=0, max=1, min_open=True),
+        metavar="SHARE[,SHARE...]",
         default=_T.pseudo_share,
         show_default=True,
-        help="With --self-training: the share of the unlabelled texts a round adds, as many of each class.",
+        callback=lambda ctx, param, value: _shares(value),
+        help="With --self-training: the share of the unlabelled texts a round adds, as many of each class; one "
+        "share per round separated by commas (the last serves any later round).",
     ),
     _option(
         "--pretrain-minutes",
