@@ -7,13 +7,15 @@ Ctrl-C).
 
 import os
 import signal
+import sys
 
-from grutext.errors import interrupt_code, raise_interrupt, signal_received, stopped_line
+from grutext.errors import interrupt_code, raise_interrupt, redeliver_swallowed, signal_received, stopped_line
 
 
 def main() -> None:
     signal.signal(signal.SIGINT, raise_interrupt)
     signal.signal(signal.SIGTERM, raise_interrupt)
+    sys.unraisablehook = redeliver_swallowed
     try:
         from grutext import cli
     except KeyboardInterrupt as exc:

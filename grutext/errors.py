@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import _thread
+import os
 import signal
+import sys
+from typing import Any
 
 
 class GrutextError(Exception):
@@ -56,6 +60,19 @@ def raise_interrupt(signum: int, frame: object) -> None:
     as an ImportError (onnxruntime's pybind11 init does this), and the CLI must still end as a stop by signal."""
     _received.append(signum)
     raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def redeliver_swallowed(unraisable: Any) -> None:
+    """sys.unraisablehook while the CLI's handler is installed: where the handler's KeyboardInterrupt was raised
+    inside a callback Python cannot propagate from (a weakref callback of the import machinery, 1 run in 50 when
+    the signal came during start-up), Python would print "Exception ignored" and carry on, and predict would then
+    wait on an idle stdin for ever. The signal is sent again from another thread instead, to land where it stops
+    the command; anything else goes to Python's own hook."""
+    if isinstance(unraisable.exc_value, KeyboardInterrupt) and _received:
+        signum = signal.SIGTERM if isinstance(unraisable.exc_value, Terminated) else signal.SIGINT
+        _thread.start_new_thread(os.kill, (os.getpid(), signum))
+        return
+    sys.__unraisablehook__(unraisable)
 
 
 def signal_received() -> int | None:

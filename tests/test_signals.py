@@ -167,6 +167,31 @@ def test_a_signal_that_surfaces_as_another_error_still_exits_128_plus_n(signum: 
     assert done.stderr == f"predict: interrupted by {signal.Signals(signum).name}\n"
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_a_callback_swallowed_is_delivered_again(signum: int) -> None:
+    """A signal whose exception is raised inside a weakref callback (as the import machinery's are) cannot
+    propagate: Python printed "Exception ignored" and went on, and predict then waited on an idle stdin (1 run in
+    50 of the slow test below). The CLI's hook sends it again, and the command stops as on any other signal."""
+    script = (
+        "import signal, sys, time, weakref\n"
+        "from grutext import errors\n"
+        "signal.signal(signal.SIGINT, errors.raise_interrupt)\n"
+        "signal.signal(signal.SIGTERM, errors.raise_interrupt)\n"
+        "sys.unraisablehook = errors.redeliver_swallowed\n"
+        "class Lock: pass\n"
+        "lock = Lock()\n"
+        f"ref = weakref.ref(lock, lambda _: signal.raise_signal({int(signum)}))\n"
+        "try:\n"
+        "    del lock\n"
+        "    time.sleep(20)\n"
+        "    print('went on')\n"
+        "except KeyboardInterrupt as exc:\n"
+        "    print('stopped', errors.interrupt_code(exc))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=60)
+    assert (done.stdout, done.stderr) == (f"stopped {128 + signum}\n", "")
+
+
 # ------------------------------------------------------------------------------------------------ slow
 
 
