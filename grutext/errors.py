@@ -90,7 +90,5 @@ def interrupt_code(exc: BaseException | None = None) -> int:
 def stopped_line(code: int) -> str:
     """The one line a command stopped by a signal prints on stderr, whenever the signal came: `predict:
     interrupted by SIGINT` (the command named as typed; `grutext` before one is known)."""
-    import sys
-
     command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "grutext")
     return f"{command}: interrupted by {signal.Signals(code - 128).name}\n"

@@ -65,23 +65,19 @@ def apply(*groups: Sequence[Callable[[F], F]]) -> Callable[[F], F]:
     return decorate
 
 
-def _shares(value: str) -> str:
-    """--pseudo-share checked as it is parsed, so a malformed value is a usage error (exit 2)."""
-    try:
-        parse_shares(value)
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc).removeprefix("train.pseudo_share ")) from None
-    return value
+def _checked(parse: Callable[[str], object], field: str) -> Callable[[Any, Any, str | None], str | None]:
+    """A click callback that checks a value with config's own parser as it is parsed, so a malformed value is a
+    usage error (exit 2) rather than a config error later."""
 
+    def callback(ctx: Any, param: Any, value: str | None) -> str | None:
+        try:
+            if value is not None:
+                parse(value)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc).removeprefix(f"{field} ")) from None
+        return value
 
-def _char_ngrams(value: str | None) -> str | None:
-    """--char-ngrams checked as it is parsed, so a malformed value is a usage error (exit 2)."""
-    try:
-        if value is not None:
-            parse_char_ngrams(value)
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc).removeprefix("model.char_ngrams ")) from None
-    return value
+    return callback
 
 
 RUN: list[Callable[[Any], Any]] = [
@@ -263,7 +259,7 @@ CLASSIFIER: list[Callable[[Any], Any]] = [
         "char_ngrams",
         metavar="MIN-MAX",
         default=_M.char_ngrams,
-        callback=lambda ctx, param, value: _char_ngrams(value),
+        callback=_checked(parse_char_ngrams, "model.char_ngrams"),
         show_default=DEFAULT_CHAR_NGRAMS
         if DEFAULT_CHAR_NGRAMS == "0"
         else f"{DEFAULT_CHAR_NGRAMS} with the bigram head and the word tokenizer, else 0",
@@ -409,7 +405,7 @@ START: list[Callable[[Any], Any]] = [
         metavar="SHARE[,SHARE...]",
         default=_T.pseudo_share,
         show_default=True,
-        callback=lambda ctx, param, value: _shares(value),
+        callback=_checked(parse_shares, "train.pseudo_share"),
         help="With --self-training: the share of the unlabelled texts a round adds, as many of each class; one "
         "share per round separated by commas (the last serves any later round).",
     ),
