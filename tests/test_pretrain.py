@@ -164,14 +164,15 @@ def test_pretrain_interrupted_then_resumed_equals_uninterrupted(corpus: Path, tm
 
 def test_unlabeled_pretrains_then_trains_in_one_command(corpus: Path, split_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m"
-    args = ["train", str(split_dir), "-o", str(out), *TINY, "--unlabeled", str(corpus), "--json"]
-    result = CliRunner().invoke(cli, args)
+    args = ["train", str(split_dir), "-o", str(out), *TINY, "--unlabeled", str(corpus), "--pretrain-epochs", "2"]
+    result = CliRunner().invoke(cli, [*args, "--json"])
     assert result.exit_code == 0, result.output
     assert "held out for perplexity" in result.stderr and "saved" in result.stderr
     config = json.loads((out / "config.json").read_text())
     started = config["init_from"]
     assert started["kind"] == "language_model" and started["corpus"]["texts"] >= 600  # the corpus and train's texts
     assert started["metrics"]["perplexity"] > 1 and config["train"]["unlabeled"] == [str(corpus)]
+    assert started["metrics"]["epochs_run"] == 2 and config["train"]["pretrain_epochs"] == 2  # the passes asked
     assert not list(tmp_path.glob(".m.pretrained*"))  # the stage's folder is gone
     assert json.loads(result.stdout)["test"]["accuracy"] > 0.5
 

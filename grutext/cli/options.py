@@ -416,6 +416,14 @@ START: list[Callable[[Any], Any]] = [
         show_default=True,
         help="With --unlabeled: the language model's training time at most.",
     ),
+    _option(
+        "--pretrain-epochs",
+        type=click.IntRange(min=1),
+        default=_T.pretrain_epochs,
+        show_default=True,
+        help="With --unlabeled: the language model's passes over its texts at most (--pretrain-minutes may end "
+        "it first).",
+    ),
 ]
 
 # pretrain shares these with train (the same objects); its own optimisation defaults are PretrainConfig's
