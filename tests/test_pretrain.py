@@ -241,7 +241,7 @@ def test_unlabeled_interrupted_in_a_round_resumes_to_the_same_model(
     trained again, round 1 goes on from its step, and the kept model is the uninterrupted run's, bit for bit."""
     options = {
         "embed_dim": 16, "hidden_size": 16, "vocab_size": 200, "epochs": 2, "batch_size": 16, "lr": 0.01,
-        "unlabeled": [str(corpus)], "self_training": 1, "pseudo_share": 0.5,
+        "unlabeled": [str(corpus)], "self_training": 1, "pseudo_share": 0.5, "pretrain_epochs": 3,
     }  # fmt: skip
     grutext.train(split_dir, tmp_path / "straight", **options)
     seen: list[object] = []
