@@ -109,7 +109,7 @@ def language_model(data: Path, name: str, work: Path, vectors: str | None, pretr
     """The language model an --unlabeled run on any draw of `name` trains: on the texts of the whole train split
     (the draw's unlabelled texts plus its training texts), with --unlabeled's settings. Trained once, timed."""
     if not any(a.startswith("--epochs") for a in pretrain):  # --unlabeled's passes, named in the cache's folder
-        pretrain = [f"--epochs={TrainConfig().pretrain_epochs}", *pretrain]
+        pretrain = [f"--epochs={TrainConfig(vectors=vectors).resolved_pretrain_epochs()}", *pretrain]
     tag = "lm" + ("-vectors" if vectors else "") + "".join(f"-{a.strip('-')}" for a in pretrain)
     out = work / f"{name}-{tag}"
     timing = out.with_suffix(".seconds")

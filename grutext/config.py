@@ -229,6 +229,12 @@ INFER_BATCH_SIZE = 128
 # Measured at seed 13 (bench/sweep.py --grid lr=0.002,0.004): bbc 0.946 -> 0.964, sst2 0.847 -> 0.850, and
 # one epoch of sst2 at 128/128, one direction 0.793 -> 0.807; see the README's "How the defaults were chosen".
 SINGLE_LABEL_LR = 4e-3
+# --unlabeled's language model: 30 passes against 10, on development texts (500 labels, three draws, rounds at
+# 0.2,0.4): sst2 0.700 -> 0.710, thucnews 0.723 -> 0.737, chnsenticorp 0.816 -> 0.808 (mean 0.746 -> 0.752); but from
+# --vectors, sst2 0.758 -> 0.736: on a small corpus the longer run wears the vectors away. imdb's reviews end at
+# --pretrain-minutes first (3.3 passes). docs/experiments.md
+PRETRAIN_EPOCHS = 30
+PRETRAIN_EPOCHS_VECTORS = 10
 # Measured on reuters21578 (90 labels, most of them rare), micro/macro-F1: 2e-3 0.797/0.387 (at commit 66d1a10),
 # then at commit f457a94: 4e-3 0.839/0.444, 6e-3 0.845/0.430, 8e-3 0.864/0.447 (validation micro-F1 0.875,
 # the best). One sigmoid per label learns more slowly than a softmax.
@@ -281,10 +287,9 @@ class TrainConfig:
     init_from: str | None = None  # a language model (grutext pretrain) or a classifier checkpoint to start from
     unlabeled: list[str] | None = None  # unlabelled texts to pretrain a language model on first (with train's)
     pretrain_minutes: float = 20.0  # --unlabeled: the language model's training time at most
-    # --unlabeled: the language model's passes over its texts at most. 30 against 10, on development texts (500
-    # labels, three draws, rounds at 0.2,0.4): sst2 0.700 -> 0.710, thucnews 0.723 -> 0.737, chnsenticorp 0.816 ->
-    # 0.808; the mean 0.746 -> 0.752. imdb's reviews end at --pretrain-minutes first (3.3 passes). docs/experiments.md
-    pretrain_epochs: int = 30
+    # --unlabeled: the language model's passes over its texts at most; None: PRETRAIN_EPOCHS, or
+    # PRETRAIN_EPOCHS_VECTORS when --vectors start its word table (resolved_pretrain_epochs)
+    pretrain_epochs: int | None = None
     freeze_steps: int = 0  # a pretrained start: steps during which the word table and encoder stay as they came
     # --unlabeled: rounds of training again on what the last round labels of the texts (validation rose with each
     # of two rounds: sst2 500 labels, mean of three draws 0.733 -> 0.760 -> 0.767; imdb 0.80 -> 0.82 -> 0.84)
@@ -301,6 +306,12 @@ class TrainConfig:
         if self.lr is not None:
             return self.lr
         return MULTI_LABEL_LR if multi_label else SINGLE_LABEL_LR
+
+    def resolved_pretrain_epochs(self) -> int:
+        """--unlabeled's language model's passes at most: --pretrain-epochs, or the default for its start."""
+        if self.pretrain_epochs is not None:
+            return self.pretrain_epochs
+        return PRETRAIN_EPOCHS_VECTORS if self.vectors else PRETRAIN_EPOCHS
 
     def resolved_min_steps(self) -> int:
         """--min-steps, or DEFAULT_MIN_STEPS where the epochs are left to their default; 0 where --epochs was given
@@ -368,7 +379,8 @@ class TrainConfig:
             if self.init_from is not None and self.unlabeled:
                 raise ConfigError("--unlabeled pretrains the model --init-from would start from: pass one of them")
         _check_float("train.pretrain_minutes", self.pretrain_minutes, 0.0, 1e6, lo_open=True)
-        _check_int("train.pretrain_epochs", self.pretrain_epochs, 1, 10**6)
+        if self.pretrain_epochs is not None:
+            _check_int("train.pretrain_epochs", self.pretrain_epochs, 1, 10**6)
         _check_int("train.freeze_steps", self.freeze_steps, 0, 10**9)
         _check_int("train.self_training", self.self_training, 0, 100)
         share: object = self.pseudo_share

@@ -47,7 +47,7 @@ def pretrain_settings(cfg: TrainConfig) -> PretrainConfig:
     """The language model's settings for an --unlabeled run: the run's seed, device, backend and vectors, at
     most --pretrain-epochs passes and --pretrain-minutes of training."""
     return PretrainConfig(
-        epochs=cfg.pretrain_epochs,
+        epochs=cfg.resolved_pretrain_epochs(),
         seed=cfg.seed,
         device=cfg.device,
         backend=cfg.backend,

@@ -21,7 +21,7 @@ from grutext.config import ModelConfig, PretrainConfig, TokenizerConfig, TrainCo
 from grutext.errors import ConfigError, DataError, Interrupted
 from grutext.events import RoundKept, StageStarted, StepDone
 from grutext.pretraining import pretrain
-from grutext.semisupervised import kept_round
+from grutext.semisupervised import kept_round, pretrain_settings
 from tests.conftest import FILLER, NEGATIVE, POSITIVE, TINY, sentiment_rows, write_jsonl
 
 SMALL = ["--embed-dim", "16", "--hidden-size", "16", "--vocab-size", "300"]
@@ -232,6 +232,15 @@ def test_self_training_adds_what_the_last_round_is_surest_of(corpus: Path, split
     assert f"train {config['data']['sizes']['train']:,}" in text
     described = json.loads(CliRunner().invoke(cli, ["info", "-m", str(out), "--json"]).stdout)
     assert described["self_training"] == config["self_training"] and described["init_from"]["kind"] == "language_model"
+
+
+def test_unlabeled_language_model_passes_follow_its_start() -> None:
+    """30 passes from a fresh word table, 10 from --vectors (more wear the vectors away), --pretrain-epochs wins."""
+    assert pretrain_settings(TrainConfig()).epochs == 30
+    assert pretrain_settings(TrainConfig(vectors="glove.txt")).epochs == 10
+    assert pretrain_settings(TrainConfig(vectors="glove.txt", pretrain_epochs=7)).epochs == 7
+    with pytest.raises(ConfigError, match=r"train\.pretrain_epochs"):
+        TrainConfig(pretrain_epochs=0)
 
 
 def test_unlabeled_interrupted_in_a_round_resumes_to_the_same_model(

@@ -23,6 +23,8 @@ from grutext.config import (
     MAX_VOCAB,
     MULTI_LABEL_LR,
     POOLINGS,
+    PRETRAIN_EPOCHS,
+    PRETRAIN_EPOCHS_VECTORS,
     SINGLE_LABEL_LR,
     THRESHOLD_MODES,
     TOKENIZER_KINDS,
@@ -420,9 +422,9 @@ START: list[Callable[[Any], Any]] = [
         "--pretrain-epochs",
         type=click.IntRange(min=1),
         default=_T.pretrain_epochs,
-        show_default=True,
+        show_default=f"{PRETRAIN_EPOCHS}, or {PRETRAIN_EPOCHS_VECTORS} with --vectors",
         help="With --unlabeled: the language model's passes over its texts at most (--pretrain-minutes may end "
-        "it first).",
+        "it first); from --vectors fewer, so that a small corpus does not wear the vectors away.",
     ),
 ]
 
