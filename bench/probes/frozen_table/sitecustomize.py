@@ -3,7 +3,8 @@
 With this folder first on PYTHONPATH and GRUTEXT_FREEZE_LM_TABLE=1 set, `grutext pretrain --vectors FILE` (and the
 language model `grutext train --unlabeled --vectors` trains) trains its encoder and output words over a fixed input
 table; the classifier then fine-tunes the table as usual. Measures whether the language model's drift away from
-the file's vectors is what costs sst2 with 30 passes (docs/experiments.md):
+the file's vectors is what costs sst2 with 30 passes (docs/experiments.md). Give few_labels.py a --work folder of
+its own: the cached language model's name does not say its table was frozen.
 
     PYTHONPATH=bench/probes/frozen_table:. GRUTEXT_FREEZE_LM_TABLE=1 python bench/few_labels.py ... --work W
 """
